@@ -1,0 +1,11 @@
+//! Quorum: an inference-time scaling engine and server.
+//!
+//! Layers, bottom up: [`kernels`] (CPU matmul for decode-sized batches),
+//! [`model`] (one transformer for serving and training), [`tokenizer`] and
+//! [`chat`] (HF tokenizers and chat templates), [`engine`] (KV cache, sampler,
+//! batched rollouts), and the CLI in `src/cli/`.
+
+pub mod chat;
+pub mod engine;
+pub mod kernels;
+pub mod model;

@@ -1,0 +1,1 @@
+//! Training algorithms (SFT, GRPO/RLVR, reward models) over a small policy trait.
