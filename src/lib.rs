@@ -9,3 +9,4 @@ pub mod chat;
 pub mod engine;
 pub mod kernels;
 pub mod model;
+pub mod tokenizer;

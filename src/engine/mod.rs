@@ -1,1 +1,34 @@
-//! Inference engine.
+//! The inference engine: sampling, stop handling, sequences and rollout
+//! groups over the shared [`crate::model::Transformer`].
+
+pub mod rollout;
+pub mod sampler;
+pub mod sequence;
+pub mod stop;
+
+pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
+pub use sampler::{Sampler, SamplingParams};
+pub use sequence::{FinishReason, Sequence};
+
+/// Failures of a generation request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("prompt is empty")]
+    EmptyPrompt,
+    #[error(
+        "this model's maximum context length is {context} tokens; the prompt has {prompt} tokens and max_tokens is {max_tokens}"
+    )]
+    ContextLength {
+        prompt: usize,
+        max_tokens: usize,
+        context: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Sampling(#[from] sampler::SamplingError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+}

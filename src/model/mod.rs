@@ -3,8 +3,27 @@
 //! random-weight model writer used for tests and benchmarks.
 
 pub mod config;
+pub mod init;
+pub mod presets;
+pub mod kv_cache;
+pub mod linear;
+pub mod loader;
+pub mod rope;
+pub mod transformer;
 
 pub use config::{Architecture, ModelConfig};
+pub use kv_cache::KvCache;
+pub use loader::{load_model, GenerationConfig, LoadedModel, WeightDType};
+pub use transformer::{Positions, SeqInput, Transformer};
+
+/// Which kernels a forward uses: fused, gradient-free ones for serving, or
+/// composed differentiable ones for training (candle's fused rms_norm,
+/// softmax_last_dim and rope produce no gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inference,
+    Train,
+}
 
 use std::path::PathBuf;
 

@@ -1,0 +1,81 @@
+//! `compare(gold, pred)`: the entry point behind `quorum verify`.
+
+use crate::equivalence::answers_equivalent;
+use crate::extract::{after_think, extract, last_boxed, ExtractConfig, Extractor};
+use crate::math::answer::{normalize, Answer};
+use crate::math::number::Tolerance;
+use serde::Serialize;
+
+/// Outcome of [`compare`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    pub equal: bool,
+    /// Canonical form of the gold answer.
+    pub gold_norm: String,
+    /// Canonical form of the (extracted) predicted answer.
+    pub pred_norm: String,
+    pub reason: String,
+}
+
+/// Prose with at least this many words and no explicit marker is treated
+/// as a completion and reduced to its last number.
+const PROSE_WORDS: usize = 4;
+
+/// Reduces a completion or bare answer to an answer string.
+/// Returns the answer and a note on how it was obtained.
+pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &'static str)> {
+    let body = after_think(text).trim();
+    if let Some(e) = extract(body, &ExtractConfig::explicit()) {
+        let how = match e.method {
+            Extractor::Boxed => "extracted from \\boxed{}",
+            Extractor::AnswerIs => "extracted from 'the answer is'",
+            Extractor::Gsm8k => "extracted from '####'",
+            _ => "extracted from 'Answer:' line",
+        };
+        return Some((e.answer, how));
+    }
+    if body.is_empty() {
+        return None;
+    }
+    if allow_number_fallback && body.split_whitespace().count() >= PROSE_WORDS {
+        if let Answer::Text(_) = Answer::parse(body) {
+            if let Some(e) = extract(body, &ExtractConfig { extractors: vec![Extractor::LastNumber], after_think: false })
+            {
+                return Some((e.answer, "last number in prose"));
+            }
+        }
+    }
+    Some((body.to_string(), "bare answer"))
+}
+
+/// Compares a gold answer with a prediction using default tolerance.
+///
+/// `pred` may be a full completion (the answer is extracted: `\boxed{}`,
+/// "the answer is", `####`, `Answer:`, else last number for prose) or a bare
+/// answer. `gold` is a bare answer; a boxed gold is also accepted.
+pub fn compare(gold: &str, pred: &str) -> Comparison {
+    compare_with(gold, pred, &Tolerance::default())
+}
+
+/// [`compare`] with an explicit numeric tolerance.
+pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
+    let gold_ans = match last_boxed(after_think(gold)) {
+        Some(b) => b,
+        None => answer_from(gold, false).map(|(a, _)| a).unwrap_or_default(),
+    };
+    let gold_norm = normalize(&gold_ans);
+    let Some((pred_ans, how)) = answer_from(pred, true) else {
+        return Comparison {
+            equal: false,
+            gold_norm,
+            pred_norm: String::new(),
+            reason: "no answer found in prediction".into(),
+        };
+    };
+    let pred_norm = normalize(&pred_ans);
+    if gold_norm.is_empty() {
+        return Comparison { equal: false, gold_norm, pred_norm, reason: "gold answer is empty".into() };
+    }
+    let j = answers_equivalent(&Answer::parse(&gold_ans), &Answer::parse(&pred_ans), tol);
+    Comparison { equal: j.equal, gold_norm, pred_norm, reason: format!("{} ({how})", j.reason) }
+}

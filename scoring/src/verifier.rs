@@ -1,0 +1,223 @@
+//! Verifiers: decide whether a completion is correct for a reference.
+
+use crate::compare::answer_from;
+use crate::equivalence::answers_equivalent;
+use crate::error::ScoringError;
+use crate::extract::{extract, ExtractConfig};
+use crate::math::answer::Answer;
+use crate::math::number::Tolerance;
+use regex::Regex;
+use serde::Serialize;
+
+/// A verifier's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub correct: bool,
+    /// The answer extracted from the completion, if any.
+    pub extracted: Option<String>,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn missing() -> Self {
+        Verdict { correct: false, extracted: None, reason: "no answer extracted".into() }
+    }
+}
+
+/// Checks a completion against a reference answer.
+pub trait Verifier: Send + Sync {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict;
+}
+
+/// Extracts with an [`ExtractConfig`] and compares with math equivalence.
+#[derive(Debug, Clone, Default)]
+pub struct MathVerifier {
+    pub extract: ExtractConfig,
+    pub tolerance: Tolerance,
+}
+
+impl Verifier for MathVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
+        let reference = answer_from(reference, false).map(|(a, _)| a).unwrap_or_default();
+        let j = answers_equivalent(&Answer::parse(&reference), &Answer::parse(&e.answer), &self.tolerance);
+        Verdict { correct: j.equal, extracted: Some(e.answer), reason: j.reason }
+    }
+}
+
+/// Extracts, then compares trimmed strings exactly (optionally ignoring case).
+#[derive(Debug, Clone, Default)]
+pub struct ExactVerifier {
+    pub extract: ExtractConfig,
+    pub case_insensitive: bool,
+}
+
+impl Verifier for ExactVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
+        let (a, b) = (e.answer.trim(), reference.trim());
+        let correct = if self.case_insensitive { a.to_lowercase() == b.to_lowercase() } else { a == b };
+        let reason = if correct { "exact string match" } else { "strings differ" };
+        Verdict { correct, extracted: Some(e.answer), reason: reason.into() }
+    }
+}
+
+/// Extracts the answer with a regex (capture group 1, or the whole match;
+/// last match wins) and compares with math equivalence.
+#[derive(Debug, Clone)]
+pub struct RegexVerifier {
+    pattern: Regex,
+    pub tolerance: Tolerance,
+}
+
+impl RegexVerifier {
+    pub fn new(pattern: &str) -> Result<Self, ScoringError> {
+        let pattern = Regex::new(pattern).map_err(|e| ScoringError::InvalidRegex {
+            pattern: pattern.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(RegexVerifier { pattern, tolerance: Tolerance::default() })
+    }
+}
+
+impl Verifier for RegexVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let body = crate::extract::after_think(completion);
+        let found = self.pattern.captures_iter(body).last().and_then(|c| c.get(1).or_else(|| c.get(0)));
+        let Some(m) = found else { return Verdict::missing() };
+        let got = m.as_str().trim().to_string();
+        let j = answers_equivalent(&Answer::parse(reference), &Answer::parse(&got), &self.tolerance);
+        Verdict { correct: j.equal, extracted: Some(got), reason: j.reason }
+    }
+}
+
+/// Numeric-only comparison: both sides must parse as numbers.
+#[derive(Debug, Clone, Default)]
+pub struct NumericVerifier {
+    pub extract: ExtractConfig,
+    pub tolerance: Tolerance,
+}
+
+impl Verifier for NumericVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
+        let (r, p) = (Answer::parse(reference), Answer::parse(&e.answer));
+        let (Answer::Number { .. }, Answer::Number { .. }) = (&r, &p) else {
+            return Verdict {
+                correct: false,
+                extracted: Some(e.answer),
+                reason: format!("not numeric ({} vs {})", r.kind_name(), p.kind_name()),
+            };
+        };
+        let j = answers_equivalent(&r, &p, &self.tolerance);
+        Verdict { correct: j.equal, extracted: Some(e.answer), reason: j.reason }
+    }
+}
+
+/// Multiple-choice: extracts a letter and compares it with the reference
+/// letter (`B`, `(B)`, `B)`, `b` all accepted as the reference).
+#[derive(Debug, Clone, Default)]
+pub struct ChoiceVerifier;
+
+fn reference_letter(reference: &str) -> Option<char> {
+    let t = reference.trim().trim_start_matches('(');
+    let mut chars = t.chars();
+    let c = chars.next()?.to_ascii_uppercase();
+    let rest = chars.as_str();
+    let ok = ('A'..='J').contains(&c) && (rest.is_empty() || rest.starts_with([')', '.', ':', ' ']));
+    ok.then_some(c)
+}
+
+impl Verifier for ChoiceVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let Some(e) = extract(completion, &ExtractConfig::choice()) else { return Verdict::missing() };
+        let Some(want) = reference_letter(reference) else {
+            return Verdict {
+                correct: false,
+                extracted: Some(e.answer),
+                reason: "reference is not a choice letter".into(),
+            };
+        };
+        let correct = e.answer.chars().next() == Some(want);
+        let reason = if correct { "choice letter matches" } else { "choice letter differs" };
+        Verdict { correct, extracted: Some(e.answer), reason: reason.into() }
+    }
+}
+
+/// Outcome of running code against tests in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodeOutcome {
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// **Hook** for code execution. This crate ships no sandbox: a later
+/// code-execution sandbox implements this trait (or passes a closure) and
+/// is plugged into [`CodeVerifier`].
+pub trait CodeRunner: Send + Sync {
+    /// Runs `code` against the task's `tests` (the verifier's reference).
+    fn run(&self, code: &str, tests: &str) -> Result<CodeOutcome, ScoringError>;
+}
+
+impl<F> CodeRunner for F
+where
+    F: Fn(&str, &str) -> Result<CodeOutcome, ScoringError> + Send + Sync,
+{
+    fn run(&self, code: &str, tests: &str) -> Result<CodeOutcome, ScoringError> {
+        self(code, tests)
+    }
+}
+
+/// Code verifier: a **hook** only. Extracts the last fenced code block
+/// (or the whole answer section) and delegates to a [`CodeRunner`]; the
+/// reference is passed through to the runner as the tests.
+pub struct CodeVerifier {
+    runner: Box<dyn CodeRunner>,
+}
+
+impl CodeVerifier {
+    pub fn new(runner: impl CodeRunner + 'static) -> Self {
+        CodeVerifier { runner: Box::new(runner) }
+    }
+}
+
+/// The content of the last ```` ``` ```` fenced block (language tag dropped).
+pub fn last_code_block(text: &str) -> Option<String> {
+    let body = crate::extract::after_think(text);
+    let mut blocks = body.split("```").skip(1).step_by(2);
+    let last = blocks.by_ref().last()?;
+    let code = match last.split_once('\n') {
+        Some((tag, rest)) if !tag.trim().contains(' ') => rest,
+        _ => last,
+    };
+    Some(code.trim_end().to_string())
+}
+
+impl Verifier for CodeVerifier {
+    fn verify(&self, completion: &str, reference: &str) -> Verdict {
+        let code = last_code_block(completion).unwrap_or_else(|| crate::extract::after_think(completion).to_string());
+        match self.runner.run(&code, reference) {
+            Ok(o) => Verdict { correct: o.passed, extracted: Some(code), reason: o.detail },
+            Err(e) => Verdict { correct: false, extracted: Some(code), reason: e.to_string() },
+        }
+    }
+}
+
+/// Builds a verifier by name: `math`, `gsm8k`, `exact`, `exact_ci`,
+/// `numeric`, `choice`, `regex:<pattern>`. `code` is a hook and returns
+/// [`ScoringError::NeedsHook`]; build [`CodeVerifier`] directly instead.
+pub fn verifier_by_name(name: &str) -> Result<Box<dyn Verifier>, ScoringError> {
+    if let Some(pattern) = name.strip_prefix("regex:") {
+        return Ok(Box::new(RegexVerifier::new(pattern)?));
+    }
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "math" => Box::new(MathVerifier::default()),
+        "gsm8k" => Box::new(MathVerifier { extract: ExtractConfig::gsm8k(), ..Default::default() }),
+        "exact" => Box::new(ExactVerifier::default()),
+        "exact_ci" => Box::new(ExactVerifier { case_insensitive: true, ..Default::default() }),
+        "numeric" => Box::new(NumericVerifier::default()),
+        "choice" | "mcq" => Box::new(ChoiceVerifier),
+        "code" => return Err(ScoringError::NeedsHook("code".into())),
+        _ => return Err(ScoringError::UnknownVerifier(name.to_string())),
+    })
+}

@@ -1,0 +1,159 @@
+//! One rollout: its KV cache, sampler, generated tokens and the text emitted
+//! so far (incrementally detokenized, stop strings held back and removed).
+
+use serde::Serialize;
+
+use super::sampler::{Sampled, Sampler};
+use super::stop::StopMatcher;
+use super::EngineError;
+use crate::model::KvCache;
+use crate::tokenizer::{IncrementalDecoder, Tokenizer};
+
+/// Why a rollout ended (OpenAI `finish_reason` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// EOS, a stop token id or a stop string.
+    Stop,
+    /// `max_tokens` or the model's context ran out.
+    Length,
+    /// The request was cancelled or selection stopped it early.
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A sampled token with its logprob and alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top_logprobs: Vec<(u32, f32)>,
+}
+
+pub struct Sequence {
+    /// Rollout index within its group (also the sampler's RNG stream).
+    pub index: usize,
+    pub cache: KvCache,
+    pub sampler: Sampler,
+    pub output_ids: Vec<u32>,
+    pub logprobs: Vec<TokenLogprob>,
+    /// Emitted text: stop strings removed, held-back partial matches excluded.
+    pub text: String,
+    pub finish: Option<FinishReason>,
+    /// Token sampled but not yet run through the model.
+    pub pending: Option<u32>,
+    max_tokens: usize,
+    stop_ids: std::sync::Arc<[u32]>,
+    detok: IncrementalDecoder,
+    stop: StopMatcher,
+}
+
+impl Sequence {
+    pub fn new(
+        index: usize,
+        cache: KvCache,
+        sampler: Sampler,
+        max_tokens: usize,
+        stop_ids: std::sync::Arc<[u32]>,
+        prompt_ids: &[u32],
+    ) -> Self {
+        let stop = StopMatcher::new(sampler.params().stop.clone());
+        Self {
+            index,
+            cache,
+            sampler,
+            output_ids: Vec::new(),
+            logprobs: Vec::new(),
+            text: String::new(),
+            finish: None,
+            pending: None,
+            max_tokens,
+            stop_ids,
+            detok: IncrementalDecoder::with_context(prompt_ids, true),
+            stop,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Sample from this sequence's logits row and take the token.
+    /// Returns the newly emitted text.
+    pub fn sample_and_accept(
+        &mut self,
+        logits: &mut [f32],
+        tok: &Tokenizer,
+    ) -> Result<String, EngineError> {
+        let sampled = self.sampler.sample(logits)?;
+        self.accept(sampled, tok)
+    }
+
+    /// Take a sampled token: record it, detokenize, check stop conditions.
+    pub fn accept(&mut self, sampled: Sampled, tok: &Tokenizer) -> Result<String, EngineError> {
+        let token = sampled.token;
+        self.sampler.observe(token);
+        self.output_ids.push(token);
+        self.logprobs.push(TokenLogprob {
+            token,
+            logprob: sampled.logprob,
+            top_logprobs: sampled.top_logprobs,
+        });
+        let is_stop_token = self.sampler.is_stop_token(token, &self.stop_ids);
+        let mut emitted = String::new();
+        if !is_stop_token {
+            let delta = self.detok.push(tok, token)?;
+            let out = self.stop.push(&delta);
+            emitted.push_str(&out.emit);
+            if out.stopped {
+                self.finish = Some(FinishReason::Stop);
+            }
+        } else {
+            self.finish = Some(FinishReason::Stop);
+        }
+        if self.finish.is_none() && self.output_ids.len() >= self.max_tokens {
+            self.finish = Some(FinishReason::Length);
+        }
+        match self.finish {
+            Some(FinishReason::Stop) if !is_stop_token => {}
+            Some(_) => {
+                // Ended for a reason other than a stop string: release held-back text.
+                let tail = self.detok.finish(tok)?;
+                let out = self.stop.push(&tail);
+                emitted.push_str(&out.emit);
+                if !out.stopped {
+                    emitted.push_str(&self.stop.flush());
+                }
+            }
+            None => self.pending = Some(token),
+        }
+        self.text.push_str(&emitted);
+        Ok(emitted)
+    }
+
+    /// Stop this rollout now (client gone, early stop); frees its KV cache.
+    pub fn cancel(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Cancelled);
+        }
+        self.pending = None;
+        self.cache = KvCache::new(0);
+    }
+
+    /// Mean logprob of the generated tokens (confidence for selection).
+    pub fn mean_logprob(&self) -> Option<f64> {
+        if self.logprobs.is_empty() {
+            return None;
+        }
+        Some(self.logprobs.iter().map(|l| l.logprob as f64).sum::<f64>() / self.logprobs.len() as f64)
+    }
+}

@@ -1,0 +1,324 @@
+//! AVX-512 paths: 16-lane f32 FMA tiles, bf16 weights upcast in-register,
+//! and an AVX512_BF16 `vdpbf16ps` variant.
+//!
+//! Each tile keeps `M × N ≤ 16` zmm accumulators (of 32 registers), loads `N`
+//! weight vectors per 16 k-steps and reuses each for `M` rows of `x`. The k
+//! tail uses masked loads (which never touch memory under a zero mask bit),
+//! so any k works without a scalar epilogue.
+
+use std::arch::x86_64::*;
+
+use half::bf16;
+
+use super::matmul::{check_chunk, MB, NB};
+
+/// AVX-512F (FMA, masked f32 loads) + BW/VL (masked 16-bit loads).
+pub(super) fn supported() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// [`supported`] plus AVX512_BF16 (`vdpbf16ps`).
+pub(super) fn supported_bf16() -> bool {
+    supported() && is_x86_feature_detected!("avx512bf16")
+}
+
+/// f32 weights. See [`check_chunk`] for the argument contract.
+pub(super) fn chunk_f32(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [&mut [f32]]) {
+    let rows = check_chunk(x, m, k, w, out);
+    assert!(supported(), "AVX-512 path called on a CPU without AVX-512");
+    // SAFETY: the CPU features were checked just above; `check_chunk`
+    // guarantees `x` holds `m × k` and `w` holds `rows × k` elements, which
+    // bounds every pointer the driver forms (rows `< m` of x, `< rows` of w,
+    // columns `< k`).
+    unsafe { drive_f32(x.as_ptr(), m, k, w.as_ptr(), rows, out) }
+}
+
+/// bf16 weights, widened to f32 in-register (exact: bf16 is the top half of
+/// an f32), f32 FMA accumulation.
+pub(super) fn chunk_bf16(x: &[f32], m: usize, k: usize, w: &[bf16], out: &mut [&mut [f32]]) {
+    let rows = check_chunk(x, m, k, w, out);
+    assert!(supported(), "AVX-512 path called on a CPU without AVX-512");
+    // SAFETY: as in `chunk_f32`; `bf16` is `repr(transparent)` over `u16`.
+    unsafe { drive_bf16(x.as_ptr(), m, k, w.as_ptr().cast::<u16>(), rows, out) }
+}
+
+/// bf16 weights with `x` already rounded to bf16 (`xb`, `m × k`):
+/// `vdpbf16ps` multiplies 32 bf16 pairs per instruction into 16 f32 lanes.
+pub(super) fn chunk_bf16_dp(xb: &[bf16], m: usize, k: usize, w: &[bf16], out: &mut [&mut [f32]]) {
+    let rows = check_chunk(xb, m, k, w, out);
+    assert!(
+        supported_bf16(),
+        "AVX512_BF16 path called on a CPU without it"
+    );
+    // SAFETY: as in `chunk_f32`; `bf16` is `repr(transparent)` over `u16`.
+    unsafe {
+        drive_bf16_dp(
+            xb.as_ptr().cast::<u16>(),
+            m,
+            k,
+            w.as_ptr().cast::<u16>(),
+            rows,
+            out,
+        )
+    }
+}
+
+/// Generates a driver (`MB`-row × `NB`-row tile loop) and its tile kernel for
+/// one weight element type. `$load`/`$load_mask` turn 16 weights at a pointer
+/// into 16 f32 lanes.
+macro_rules! f32_lane_kernel {
+    ($drive:ident, $tile:ident, $elem:ty, $load:ident, $load_mask:ident) => {
+        /// # Safety
+        /// AVX-512F/BW/VL must be available; `x` must point to `m × k` f32,
+        /// `w` to `rows × k` elements; `out` must be `m` slices of `rows`.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        unsafe fn $drive(
+            x: *const f32,
+            m: usize,
+            k: usize,
+            w: *const $elem,
+            rows: usize,
+            out: &mut [&mut [f32]],
+        ) {
+            let mut j = 0;
+            while j < rows {
+                let nb = NB.min(rows - j);
+                let mut i = 0;
+                while i < m {
+                    let mb = MB.min(m - i);
+                    // SAFETY: i + mb ≤ m and j + nb ≤ rows, so the tile's
+                    // rows of x and w are inside the caller's buffers.
+                    unsafe {
+                        tile_match!(
+                            $tile,
+                            mb,
+                            nb,
+                            (x.add(i * k), w.add(j * k), k, &mut *out, i, j)
+                        )
+                    };
+                    i += mb;
+                }
+                j += nb;
+            }
+        }
+
+        /// One `M × N` tile over all of k.
+        ///
+        /// # Safety
+        /// AVX-512F/BW/VL available; `x` points to `M` rows of `k` f32 and
+        /// `w` to `N` rows of `k` elements (row stride `k` for both).
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        #[inline]
+        unsafe fn $tile<const M: usize, const N: usize>(
+            x: *const f32,
+            w: *const $elem,
+            k: usize,
+            out: &mut [&mut [f32]],
+            i0: usize,
+            j0: usize,
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); N]; M];
+            let mut wv = [_mm512_setzero_ps(); N];
+            let kv = k - k % 16;
+            let mut p = 0;
+            while p < kv {
+                for (jj, v) in wv.iter_mut().enumerate() {
+                    // SAFETY: p + 16 ≤ k, row jj < N.
+                    *v = unsafe { $load(w.add(jj * k + p)) };
+                }
+                for (ii, acc_i) in acc.iter_mut().enumerate() {
+                    // SAFETY: p + 16 ≤ k, row ii < M.
+                    let xv = unsafe { _mm512_loadu_ps(x.add(ii * k + p)) };
+                    for (a, v) in acc_i.iter_mut().zip(&wv) {
+                        *a = _mm512_fmadd_ps(xv, *v, *a);
+                    }
+                }
+                p += 16;
+            }
+            if p < k {
+                // Lanes ≥ k - p are masked off: not read, and zero.
+                let mask: __mmask16 = (1u16 << (k - p)) - 1;
+                for (jj, v) in wv.iter_mut().enumerate() {
+                    // SAFETY: only the k - p in-bounds lanes are read.
+                    *v = unsafe { $load_mask(w.add(jj * k + p), mask) };
+                }
+                for (ii, acc_i) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(ii * k + p)) };
+                    for (a, v) in acc_i.iter_mut().zip(&wv) {
+                        *a = _mm512_fmadd_ps(xv, *v, *a);
+                    }
+                }
+            }
+            for (ii, acc_i) in acc.iter().enumerate() {
+                for (jj, a) in acc_i.iter().enumerate() {
+                    out[i0 + ii][j0 + jj] = _mm512_reduce_add_ps(*a);
+                }
+            }
+        }
+    };
+}
+
+/// 16 f32 weights.
+///
+/// # Safety
+/// AVX-512F available; `p` valid for 16 f32 reads.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_f32(p: *const f32) -> __m512 {
+    // SAFETY: caller contract.
+    unsafe { _mm512_loadu_ps(p) }
+}
+
+/// Up to 16 f32 weights under `mask`.
+///
+/// # Safety
+/// AVX-512F available; lanes set in `mask` valid to read.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_f32_mask(p: *const f32, mask: __mmask16) -> __m512 {
+    // SAFETY: caller contract; masked-off lanes are not accessed.
+    unsafe { _mm512_maskz_loadu_ps(mask, p) }
+}
+
+/// 16 bf16 weights widened to f32: zero-extend to 32 bits and shift the
+/// bf16 bits into the high half (bf16 → f32 is exact).
+///
+/// # Safety
+/// AVX-512F available; `p` valid for 16 u16 reads.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_bf16(p: *const u16) -> __m512 {
+    // SAFETY: caller contract (32 bytes readable, unaligned load).
+    let h = unsafe { _mm256_loadu_si256(p.cast::<__m256i>()) };
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+}
+
+/// Up to 16 bf16 weights under `mask`, widened to f32.
+///
+/// # Safety
+/// AVX-512F/BW/VL available; lanes set in `mask` valid to read.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn load_bf16_mask(p: *const u16, mask: __mmask16) -> __m512 {
+    // SAFETY: caller contract; masked-off lanes are not accessed.
+    let h = unsafe { _mm256_maskz_loadu_epi16(mask, p.cast::<i16>()) };
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+}
+
+f32_lane_kernel!(drive_f32, tile_f32, f32, load_f32, load_f32_mask);
+f32_lane_kernel!(drive_bf16, tile_bf16, u16, load_bf16, load_bf16_mask);
+
+/// # Safety
+/// AVX-512F/BW/VL + AVX512_BF16 available; `x` points to `m × k` bf16 bits,
+/// `w` to `rows × k`; `out` is `m` slices of `rows`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn drive_bf16_dp(
+    x: *const u16,
+    m: usize,
+    k: usize,
+    w: *const u16,
+    rows: usize,
+    out: &mut [&mut [f32]],
+) {
+    let mut j = 0;
+    while j < rows {
+        let nb = NB.min(rows - j);
+        let mut i = 0;
+        while i < m {
+            let mb = MB.min(m - i);
+            // SAFETY: i + mb ≤ m and j + nb ≤ rows.
+            unsafe {
+                tile_match!(
+                    tile_bf16_dp,
+                    mb,
+                    nb,
+                    (x.add(i * k), w.add(j * k), k, &mut *out, i, j)
+                )
+            };
+            i += mb;
+        }
+        j += nb;
+    }
+}
+
+/// 32 bf16 values (`mask` selects the readable ones) as a `__m512bh`.
+///
+/// # Safety
+/// AVX-512BW available; lanes set in `mask` valid to read.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn load_bh_mask(p: *const u16, mask: __mmask32) -> __m512bh {
+    // SAFETY: caller contract; masked-off lanes are not accessed. The
+    // transmute reinterprets 64 bytes of bf16 bits as the bf16 vector type
+    // (same size, no invalid bit patterns).
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_maskz_loadu_epi16(mask, p.cast())) }
+}
+
+/// 32 bf16 values as a `__m512bh`.
+///
+/// # Safety
+/// AVX-512F available; `p` valid for 32 u16 reads.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_bh(p: *const u16) -> __m512bh {
+    // SAFETY: caller contract; same-size reinterpretation as above.
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())) }
+}
+
+/// One `M × N` tile with `vdpbf16ps` (32 k-steps per instruction).
+///
+/// # Safety
+/// As [`drive_bf16_dp`], for `M` rows of x and `N` rows of w.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
+unsafe fn tile_bf16_dp<const M: usize, const N: usize>(
+    x: *const u16,
+    w: *const u16,
+    k: usize,
+    out: &mut [&mut [f32]],
+    i0: usize,
+    j0: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); N]; M];
+    // SAFETY (for the zero vector): any bit pattern is a valid __m512bh.
+    let zero = unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()) };
+    let mut wv = [zero; N];
+    let kv = k - k % 32;
+    let mut p = 0;
+    while p < kv {
+        for (jj, v) in wv.iter_mut().enumerate() {
+            // SAFETY: p + 32 ≤ k, row jj < N.
+            *v = unsafe { load_bh(w.add(jj * k + p)) };
+        }
+        for (ii, acc_i) in acc.iter_mut().enumerate() {
+            // SAFETY: p + 32 ≤ k, row ii < M.
+            let xv = unsafe { load_bh(x.add(ii * k + p)) };
+            for (a, v) in acc_i.iter_mut().zip(&wv) {
+                *a = _mm512_dpbf16_ps(*a, xv, *v);
+            }
+        }
+        p += 32;
+    }
+    if p < k {
+        let mask: __mmask32 = (1u32 << (k - p)) - 1;
+        for (jj, v) in wv.iter_mut().enumerate() {
+            // SAFETY: only the k - p in-bounds lanes are read.
+            *v = unsafe { load_bh_mask(w.add(jj * k + p), mask) };
+        }
+        for (ii, acc_i) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let xv = unsafe { load_bh_mask(x.add(ii * k + p), mask) };
+            for (a, v) in acc_i.iter_mut().zip(&wv) {
+                *a = _mm512_dpbf16_ps(*a, xv, *v);
+            }
+        }
+    }
+    for (ii, acc_i) in acc.iter().enumerate() {
+        for (jj, a) in acc_i.iter().enumerate() {
+            out[i0 + ii][j0 + jj] = _mm512_reduce_add_ps(*a);
+        }
+    }
+}

@@ -1,0 +1,1302 @@
+//! `quorum model init`: write a random-weight model directory in Hugging Face format.
+//!
+//! Tests and benchmarks need real architectures (real tensor names, shapes, dtypes,
+//! sharding) without downloading checkpoints. This module writes exactly what a Hub
+//! snapshot contains — `config.json`, `generation_config.json`, `model.safetensors` (or
+//! `model-0000X-of-0000Y.safetensors` + `model.safetensors.index.json`), the tokenizer
+//! files — so the same loader path serves random and real weights.
+//!
+//! Design points:
+//! - **Deterministic, order-independent values.** Every tensor has its own ChaCha8 key,
+//!   derived from the seed and the tensor *name*. Element `i` of a tensor always consumes
+//!   keystream word `i`, so a tensor's bytes depend only on (seed, name, shape, dtype):
+//!   not on write order, sharding or thread count.
+//! - **Streaming.** Tensors are generated lazily inside the safetensors writer (`View::data`),
+//!   one at a time, so peak memory is one tensor (the embedding), never the whole model.
+//! - **Atomic.** Everything is written into a hidden temp dir beside `out` and renamed into
+//!   place at the end; an error or crash never leaves a half-written model at `out`.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use safetensors::{Dtype, SafeTensorError, View};
+
+use super::{Architecture, ModelConfig, ModelError};
+
+/// HF's default `max_shard_size` ("5GB", decimal).
+pub const DEFAULT_SHARD_MAX_BYTES: u64 = 5_000_000_000;
+
+/// Standard deviation of weight matrices, embeddings and biases (HF `initializer_range`).
+const INIT_STD: f32 = 0.02;
+/// RMSNorm weights are `1 + N(0, NORM_NOISE_STD)`: close to the trained regime, but not all
+/// exactly 1 so a loader that drops or misplaces a norm weight shows up in outputs.
+const NORM_NOISE_STD: f32 = 0.02;
+/// Elements per parallel generation chunk (even, so Box–Muller pairs never straddle chunks).
+const CHUNK: usize = 1 << 16;
+
+/// Element type of the written tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitDType {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl InitDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 | Self::F16 => 2,
+        }
+    }
+
+    /// The `torch_dtype` string HF writes into `config.json`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::Bf16 => "bfloat16",
+            Self::F16 => "float16",
+        }
+    }
+
+    fn safetensors(self) -> Dtype {
+        match self {
+            Self::F32 => Dtype::F32,
+            Self::Bf16 => Dtype::BF16,
+            Self::F16 => Dtype::F16,
+        }
+    }
+}
+
+/// Accepts the short names (`f32`, `bf16`, `f16`) and the torch names (`float32`, ...), so
+/// a CLI flag can take either and a preset's `torch_dtype` can be parsed directly.
+impl FromStr for InitDType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "float" => Ok(Self::F32),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            "f16" | "float16" | "half" => Ok(Self::F16),
+            other => Err(format!(
+                "unknown dtype `{other}`; expected f32, bf16 or f16"
+            )),
+        }
+    }
+}
+
+/// Where the tokenizer files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// A directory holding `tokenizer.json` and `tokenizer_config.json` (the Qwen3
+    /// tokenizer fixture, or any override); both are copied into the model directory.
+    Qwen3Fixture(PathBuf),
+    /// Write weights and configs only.
+    None,
+}
+
+impl TokenizerSource {
+    /// The repository's Qwen3 tokenizer fixture, resolved relative to this crate's sources
+    /// so it works from any working directory (of a binary built from this checkout).
+    pub fn default_fixture() -> Self {
+        Self::Qwen3Fixture(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer"),
+        )
+    }
+}
+
+/// The tokenizer files copied from a `TokenizerSource` directory.
+pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json"];
+
+/// Everything `init_model` needs.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Shape and metadata; `architectures`, `model_type`, `torch_dtype` and (with
+    /// `reward_head`) `num_labels` are overwritten to match what is written.
+    pub config: ModelConfig,
+    /// The model directory to create.
+    pub out: PathBuf,
+    pub seed: u64,
+    pub dtype: InitDType,
+    /// Largest tensor-data size of one safetensors file; `None` = `DEFAULT_SHARD_MAX_BYTES`.
+    pub shard_max_bytes: Option<u64>,
+    pub tokenizer: TokenizerSource,
+    /// Write a sequence-classification (reward model) head `score.weight` of shape
+    /// `(1, hidden)` instead of an LM head.
+    pub reward_head: bool,
+    /// Replace `out` if it exists and is not empty.
+    pub force: bool,
+}
+
+impl InitOptions {
+    /// Defaults: seed 0, f32, HF shard size, the repo's tokenizer fixture, LM head, no force.
+    pub fn new(config: ModelConfig, out: impl Into<PathBuf>) -> Self {
+        Self {
+            config,
+            out: out.into(),
+            seed: 0,
+            dtype: InitDType::F32,
+            shard_max_bytes: None,
+            tokenizer: TokenizerSource::default_fixture(),
+            reward_head: false,
+            force: false,
+        }
+    }
+}
+
+/// Progress events, for a CLI progress bar (bytes are tensor-data bytes).
+#[derive(Debug, Clone, Copy)]
+pub enum InitProgress<'a> {
+    /// Before any weight is generated: the totals.
+    Start {
+        tensors: usize,
+        params: u64,
+        bytes: u64,
+        files: usize,
+    },
+    /// One tensor generated and handed to the file writer.
+    Tensor {
+        name: &'a str,
+        /// Tensors finished so far, this one included.
+        done: usize,
+        total: usize,
+        /// This tensor's bytes.
+        bytes: u64,
+        /// Bytes finished so far, this one included.
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    /// One safetensors file complete (in the temp dir; `path` is its final location).
+    File {
+        path: &'a Path,
+        index: usize,
+        count: usize,
+    },
+}
+
+/// What `init_model` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Total number of weight elements.
+    pub params: u64,
+    /// Total size on disk of every file written (weights with headers, configs, tokenizer).
+    pub bytes: u64,
+    /// Every file written, at its final location under `out`, sorted.
+    pub files: Vec<PathBuf>,
+    /// Non-fatal problems worth showing, e.g. a tokenizer whose ids exceed `vocab_size`.
+    pub warnings: Vec<String>,
+}
+
+/// How a tensor's values are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitKind {
+    /// `N(0, 0.02)`: projections, embeddings, heads.
+    Matrix,
+    /// `1 + N(0, 0.02)`: RMSNorm scales.
+    Norm,
+    /// `N(0, 0.02)`: projection biases.
+    Bias,
+}
+
+impl InitKind {
+    fn mean_std(self) -> (f32, f32) {
+        match self {
+            Self::Matrix | Self::Bias => (0.0, INIT_STD),
+            Self::Norm => (1.0, NORM_NOISE_STD),
+        }
+    }
+}
+
+/// One tensor of the checkpoint, named and shaped exactly as in HF checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: InitKind,
+}
+
+impl TensorSpec {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// The HF `architectures` entry for `arch`, with a sequence-classification head when
+/// `reward_head` (what HF reward models such as `*ForSequenceClassification` declare).
+pub fn hf_architecture_name(arch: Architecture, reward_head: bool) -> String {
+    if reward_head {
+        arch.hf_name()
+            .replace("ForCausalLM", "ForSequenceClassification")
+    } else {
+        arch.hf_name().to_string()
+    }
+}
+
+/// Every tensor of a checkpoint for `cfg`, in HF order (embedding, layers, final norm, head).
+///
+/// Public so loaders can test that they consume exactly this set.
+pub fn tensor_plan(cfg: &ModelConfig, reward_head: bool) -> Result<Vec<TensorSpec>, ModelError> {
+    let arch = cfg.architecture()?;
+    let (h, inter, vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (hd, q_out, kv_out) = (
+        cfg.head_dim(),
+        cfg.num_attention_heads * cfg.head_dim(),
+        cfg.num_kv_heads() * cfg.head_dim(),
+    );
+    let spec = |name: String, shape: Vec<usize>, kind| TensorSpec { name, shape, kind };
+    let mut out = vec![spec(
+        "model.embed_tokens.weight".into(),
+        vec![vocab, h],
+        InitKind::Matrix,
+    )];
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let attn = format!("{p}.self_attn");
+        for (proj, rows) in [("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)] {
+            out.push(spec(
+                format!("{attn}.{proj}.weight"),
+                vec![rows, h],
+                InitKind::Matrix,
+            ));
+            if cfg.qkv_bias() {
+                out.push(spec(
+                    format!("{attn}.{proj}.bias"),
+                    vec![rows],
+                    InitKind::Bias,
+                ));
+            }
+        }
+        out.push(spec(
+            format!("{attn}.o_proj.weight"),
+            vec![h, q_out],
+            InitKind::Matrix,
+        ));
+        if arch == Architecture::Qwen3 {
+            out.push(spec(
+                format!("{attn}.q_norm.weight"),
+                vec![hd],
+                InitKind::Norm,
+            ));
+            out.push(spec(
+                format!("{attn}.k_norm.weight"),
+                vec![hd],
+                InitKind::Norm,
+            ));
+        }
+        for proj in ["gate_proj", "up_proj"] {
+            out.push(spec(
+                format!("{p}.mlp.{proj}.weight"),
+                vec![inter, h],
+                InitKind::Matrix,
+            ));
+        }
+        out.push(spec(
+            format!("{p}.mlp.down_proj.weight"),
+            vec![h, inter],
+            InitKind::Matrix,
+        ));
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            out.push(spec(format!("{p}.{norm}.weight"), vec![h], InitKind::Norm));
+        }
+    }
+    out.push(spec("model.norm.weight".into(), vec![h], InitKind::Norm));
+    if reward_head {
+        out.push(spec("score.weight".into(), vec![1, h], InitKind::Matrix));
+    } else if !cfg.tie_word_embeddings {
+        out.push(spec(
+            "lm_head.weight".into(),
+            vec![vocab, h],
+            InitKind::Matrix,
+        ));
+    }
+    Ok(out)
+}
+
+/// Number of weight elements `init_model` would write (for size estimates before writing).
+pub fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelError> {
+    Ok(tensor_plan(cfg, reward_head)?
+        .iter()
+        .map(TensorSpec::numel)
+        .sum())
+}
+
+/// Write a random-weight HF model directory at `opts.out`.
+///
+/// `progress` is called on this thread (never from worker threads), so a non-`Sync`
+/// progress bar handle is fine.
+pub fn init_model(
+    opts: &InitOptions,
+    progress: &dyn Fn(InitProgress<'_>),
+) -> Result<InitReport, ModelError> {
+    let out = opts.out.as_path();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+
+    // Refuse early, before spending minutes generating a big model.
+    let out_state = out_state(out)?;
+    if out_state == OutState::NonEmpty && !opts.force {
+        return Err(ModelError::Io {
+            path: out.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "directory exists and is not empty (use force / --force to replace it)",
+            ),
+        });
+    }
+
+    let cfg = output_config(opts)?;
+    let plan = tensor_plan(&cfg, opts.reward_head)?;
+    let esize = opts.dtype.size() as u64;
+    let shard_max = opts.shard_max_bytes.unwrap_or(DEFAULT_SHARD_MAX_BYTES);
+    let shards = plan_shards(&plan, esize, shard_max);
+    let params: u64 = plan.iter().map(TensorSpec::numel).sum();
+    let data_bytes = params * esize;
+
+    // Tokenizer sanity before any heavy work: missing files are an error, a vocabulary
+    // wider than the embedding is a warning (e.g. llama-3.2-1b with the Qwen3 fixture).
+    let mut warnings = Vec::new();
+    if let TokenizerSource::Qwen3Fixture(dir) = &opts.tokenizer {
+        for file in TOKENIZER_FILES {
+            if !dir.join(file).is_file() {
+                return Err(ModelError::MissingFile {
+                    dir: dir.clone(),
+                    file: file.to_string(),
+                });
+            }
+        }
+        let tok_path = dir.join("tokenizer.json");
+        if let Some(max_id) = max_token_id(&tok_path)? {
+            if max_id as usize >= cfg.vocab_size {
+                warnings.push(format!(
+                    "{} has token ids up to {max_id}, beyond vocab_size {}: \
+                     such tokens would index past the embedding",
+                    tok_path.display(),
+                    cfg.vocab_size
+                ));
+            }
+        }
+    }
+
+    let tmp = TempDir::create(out)?;
+    let tdir = tmp.path.clone();
+
+    // config.json first, then re-read through the loader's own validation, so a config the
+    // loader would reject fails here in milliseconds instead of after writing weights.
+    let config_path = tdir.join("config.json");
+    write_json(&config_path, &config_json(&cfg)?)?;
+    ModelConfig::from_file(&config_path).map_err(|e| retarget(e, &config_path, out))?;
+    write_json(
+        &tdir.join("generation_config.json"),
+        &generation_config_json(&cfg),
+    )?;
+    if let TokenizerSource::Qwen3Fixture(dir) = &opts.tokenizer {
+        for file in TOKENIZER_FILES {
+            // read + write rather than fs::copy: fixtures may be read-only and the copy's
+            // permissions should be ordinary.
+            let src = dir.join(file);
+            let bytes = std::fs::read(&src).map_err(io(&src))?;
+            let dst = tdir.join(file);
+            std::fs::write(&dst, bytes).map_err(io(&dst))?;
+        }
+    }
+
+    progress(InitProgress::Start {
+        tensors: plan.len(),
+        params,
+        bytes: data_bytes,
+        files: shards.len(),
+    });
+    let ctx = GenCtx {
+        seed: opts.seed,
+        dtype: opts.dtype,
+        progress,
+        done: Cell::new(0),
+        bytes_done: Cell::new(0),
+        total: plan.len(),
+        bytes_total: data_bytes,
+    };
+    let names = shard_file_names(shards.len());
+    let mut weight_map = BTreeMap::new();
+    for (index, (shard, file)) in shards.iter().zip(&names).enumerate() {
+        let path = tdir.join(file);
+        let views = shard.iter().map(|&t| {
+            (
+                plan[t].name.as_str(),
+                LazyTensor {
+                    spec: &plan[t],
+                    ctx: &ctx,
+                },
+            )
+        });
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(metadata), &path)
+            .map_err(|e| safetensors_error(e, &out.join(file)))?;
+        for &t in shard {
+            weight_map.insert(plan[t].name.clone(), file.clone());
+        }
+        progress(InitProgress::File {
+            path: &out.join(file),
+            index,
+            count: shards.len(),
+        });
+    }
+    if shards.len() > 1 {
+        let index = serde_json::json!({
+            "metadata": { "total_size": data_bytes },
+            "weight_map": weight_map,
+        });
+        write_json(&tdir.join("model.safetensors.index.json"), &index)?;
+    }
+
+    // Collect the listing and sizes before the rename (same files, final names).
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(&tdir).map_err(io(&tdir))? {
+        let entry = entry.map_err(io(&tdir))?;
+        bytes += entry.metadata().map_err(io(&entry.path()))?.len();
+        files.push(out.join(entry.file_name()));
+    }
+    files.sort();
+
+    tmp.commit(out, out_state)?;
+    Ok(InitReport {
+        params,
+        bytes,
+        files,
+        warnings,
+    })
+}
+
+/// The config as written: `architectures`, `model_type`, `torch_dtype`, `num_labels`
+/// describe the files actually produced.
+fn output_config(opts: &InitOptions) -> Result<ModelConfig, ModelError> {
+    let mut cfg = opts.config.clone();
+    let arch = cfg.architecture()?;
+    cfg.architectures = vec![hf_architecture_name(arch, opts.reward_head)];
+    cfg.model_type = Some(arch.model_type().to_string());
+    cfg.torch_dtype = Some(opts.dtype.torch_name().to_string());
+    cfg.num_labels = opts.reward_head.then_some(1);
+    Ok(cfg)
+}
+
+/// `config.json` without `null` entries: HF configs omit unset fields, and some loaders
+/// treat an explicit `null` differently from an absent key.
+fn config_json(cfg: &ModelConfig) -> Result<serde_json::Value, ModelError> {
+    let mut v = serde_json::to_value(cfg).map_err(|e| ModelError::Malformed {
+        path: PathBuf::from("config.json"),
+        message: e.to_string(),
+    })?;
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    Ok(v)
+}
+
+/// `generation_config.json` with Qwen3's recommended sampling defaults.
+fn generation_config_json(cfg: &ModelConfig) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "eos_token_id": cfg.eos_token_ids(),
+        "do_sample": true,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 20,
+    });
+    if let (Some(bos), Some(map)) = (cfg.bos_token_id, v.as_object_mut()) {
+        map.insert("bos_token_id".into(), bos.into());
+    }
+    if let (Some(pad), Some(map)) = (cfg.pad_token_id, v.as_object_mut()) {
+        map.insert("pad_token_id".into(), pad.into());
+    }
+    v
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Point errors about a temp-dir file at the file's final location, which is what the
+/// user named.
+fn retarget(e: ModelError, tmp_path: &Path, out: &Path) -> ModelError {
+    let fix = |p: PathBuf| match p.file_name() {
+        Some(name) if p == tmp_path => out.join(name),
+        _ => p,
+    };
+    match e {
+        ModelError::InvalidField {
+            path,
+            field,
+            message,
+        } => ModelError::InvalidField {
+            path: fix(path),
+            field,
+            message,
+        },
+        ModelError::Malformed { path, message } => ModelError::Malformed {
+            path: fix(path),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn safetensors_error(e: SafeTensorError, path: &Path) -> ModelError {
+    match e {
+        SafeTensorError::IoError(source) => ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ModelError::Malformed {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The largest token id in a `tokenizer.json` (model vocab and added tokens), if any.
+fn max_token_id(path: &Path) -> Result<Option<u64>, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let vocab = v
+        .pointer("/model/vocab")
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flat_map(|m| m.values().filter_map(|id| id.as_u64()));
+    let added = v
+        .get("added_tokens")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flat_map(|a| a.iter().filter_map(|t| t.get("id")?.as_u64()));
+    Ok(vocab.chain(added).max())
+}
+
+/// Group tensor indices into files of at most `max_bytes` of tensor data each (a tensor
+/// larger than the limit gets a file of its own), in plan order, like HF's `save_pretrained`.
+fn plan_shards(plan: &[TensorSpec], esize: u64, max_bytes: u64) -> Vec<Vec<usize>> {
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut current = 0u64;
+    for (i, t) in plan.iter().enumerate() {
+        let b = t.numel() * esize;
+        let last = shards.len() - 1;
+        if !shards[last].is_empty() && current + b > max_bytes {
+            shards.push(Vec::new());
+            current = 0;
+        }
+        let last = shards.len() - 1;
+        shards[last].push(i);
+        current += b;
+    }
+    shards
+}
+
+/// HF file names: `model.safetensors`, or `model-00001-of-00003.safetensors`, ...
+fn shard_file_names(count: usize) -> Vec<String> {
+    if count == 1 {
+        vec!["model.safetensors".to_string()]
+    } else {
+        (1..=count)
+            .map(|i| format!("model-{i:05}-of-{count:05}.safetensors"))
+            .collect()
+    }
+}
+
+/// Shared state of the tensors being written: seed, dtype, progress counters.
+struct GenCtx<'a> {
+    seed: u64,
+    dtype: InitDType,
+    progress: &'a dyn Fn(InitProgress<'_>),
+    done: Cell<usize>,
+    bytes_done: Cell<u64>,
+    total: usize,
+    bytes_total: u64,
+}
+
+/// A tensor whose bytes are generated only when the safetensors writer asks for them, so
+/// at most one tensor's data is alive at a time.
+struct LazyTensor<'a> {
+    spec: &'a TensorSpec,
+    ctx: &'a GenCtx<'a>,
+}
+
+impl View for LazyTensor<'_> {
+    fn dtype(&self) -> Dtype {
+        self.ctx.dtype.safetensors()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.spec.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let data = generate(self.spec, self.ctx.seed, self.ctx.dtype);
+        let ctx = self.ctx;
+        ctx.done.set(ctx.done.get() + 1);
+        ctx.bytes_done.set(ctx.bytes_done.get() + data.len() as u64);
+        (ctx.progress)(InitProgress::Tensor {
+            name: &self.spec.name,
+            done: ctx.done.get(),
+            total: ctx.total,
+            bytes: data.len() as u64,
+            bytes_done: ctx.bytes_done.get(),
+            bytes_total: ctx.bytes_total,
+        });
+        Cow::Owned(data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.spec.shape.iter().product::<usize>() * self.ctx.dtype.size()
+    }
+}
+
+/// SplitMix64 step: a well-mixed 64-bit sequence from any state, used to expand
+/// (seed, name) into a ChaCha key.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The ChaCha8 key of one tensor: a function of the seed and the tensor name only.
+fn tensor_key(seed: u64, name: &str) -> [u8; 32] {
+    // FNV-1a of the name: stable across Rust versions, unlike `DefaultHasher`.
+    let name_hash = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    });
+    let mut state = seed;
+    let mixed_seed = splitmix64(&mut state);
+    let mut state = mixed_seed ^ name_hash;
+    let mut key = [0u8; 32];
+    for word in key.chunks_exact_mut(8) {
+        word.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
+    }
+    key
+}
+
+/// The little-endian bytes of one tensor's values.
+///
+/// Element `i` is drawn from keystream words `2⌊i/2⌋` and `2⌊i/2⌋+1` (one Box–Muller pair
+/// per two elements), so chunks can seek to their start and run in parallel with results
+/// independent of chunking and thread count.
+fn generate(spec: &TensorSpec, seed: u64, dtype: InitDType) -> Vec<u8> {
+    let n = spec.shape.iter().product::<usize>();
+    let esize = dtype.size();
+    let key = tensor_key(seed, &spec.name);
+    let (mean, std) = spec.kind.mean_std();
+    let mut out = vec![0u8; n * esize];
+    out.par_chunks_mut(CHUNK * esize)
+        .enumerate()
+        .for_each(|(ci, bytes)| {
+            let mut rng = ChaCha8Rng::from_seed(key);
+            rng.set_word_pos((ci * CHUNK) as u128);
+            let len = bytes.len() / esize;
+            let mut vals = Vec::with_capacity(len + 1);
+            while vals.len() < len {
+                let (z0, z1) = box_muller(rng.next_u32(), rng.next_u32());
+                vals.push(mean + std * z0);
+                vals.push(mean + std * z1);
+            }
+            vals.truncate(len);
+            encode(&vals, dtype, bytes);
+        });
+    out
+}
+
+/// Two independent standard normals from two uniform 32-bit words.
+fn box_muller(a: u32, b: u32) -> (f32, f32) {
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    // u1 in (0, 1] so ln(u1) is finite; u2 in [0, 1).
+    let u1 = ((a >> 8) + 1) as f32 * SCALE;
+    let u2 = (b >> 8) as f32 * SCALE;
+    let r = (-2.0 * u1.ln()).sqrt();
+    let (s, c) = (std::f32::consts::TAU * u2).sin_cos();
+    (r * c, r * s)
+}
+
+fn encode(vals: &[f32], dtype: InitDType, out: &mut [u8]) {
+    match dtype {
+        InitDType::F32 => {
+            for (v, o) in vals.iter().zip(out.chunks_exact_mut(4)) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        InitDType::Bf16 => {
+            for (v, o) in vals.iter().zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+            }
+        }
+        InitDType::F16 => {
+            for (v, o) in vals.iter().zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+            }
+        }
+    }
+}
+
+/// What is at `out` before writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    Missing,
+    Empty,
+    NonEmpty,
+}
+
+fn out_state(out: &Path) -> Result<OutState, ModelError> {
+    let io = |source| ModelError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OutState::Missing),
+        Err(e) => Err(io(e)),
+        Ok(m) if !m.is_dir() => Err(io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        ))),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(out).map_err(io)?;
+            Ok(if entries.next().is_some() {
+                OutState::NonEmpty
+            } else {
+                OutState::Empty
+            })
+        }
+    }
+}
+
+/// A hidden staging directory beside `out` (same filesystem, so the final rename is
+/// atomic); removed on drop unless committed.
+struct TempDir {
+    path: PathBuf,
+    /// Where a replaced (`force`) `out` is parked during the swap.
+    old: PathBuf,
+    committed: bool,
+}
+
+impl TempDir {
+    fn create(out: &Path) -> Result<Self, ModelError> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|source| ModelError::Io {
+            path: parent.clone(),
+            source,
+        })?;
+        let base = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".to_string());
+        let pid = std::process::id();
+        let path = parent.join(format!(".{base}.init-{pid}"));
+        let old = parent.join(format!(".{base}.old-{pid}"));
+        // A leftover from a crashed run of a process with the same pid: ours to discard.
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|source| ModelError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        std::fs::create_dir(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            old,
+            committed: false,
+        })
+    }
+
+    /// Move the staged directory to `out`. A non-empty `out` (only reached with `force`)
+    /// is first moved aside and deleted after the swap, so `out` is never half-written.
+    fn commit(mut self, out: &Path, state: OutState) -> Result<(), ModelError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ModelError::Io { path, source }
+        };
+        let old = self.old.clone();
+        match state {
+            OutState::Missing => {}
+            OutState::Empty => std::fs::remove_dir(out).map_err(io(out))?,
+            OutState::NonEmpty => std::fs::rename(out, &old).map_err(io(out))?,
+        }
+        if let Err(e) = std::fs::rename(&self.path, out) {
+            if state == OutState::NonEmpty {
+                // Put the previous model back rather than leave nothing at `out`.
+                let _ = std::fs::rename(&old, out);
+            }
+            return Err(io(out)(e));
+        }
+        self.committed = true;
+        if state == OutState::NonEmpty {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: the error that got us here is the one worth reporting.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::preset;
+    use candle_core::{DType, Device, Tensor};
+    use std::collections::HashSet;
+
+    fn fixture() -> TokenizerSource {
+        TokenizerSource::default_fixture()
+    }
+
+    fn opts(name: &str, out: &Path) -> InitOptions {
+        InitOptions::new(preset(name).unwrap(), out)
+    }
+
+    fn quiet(_: InitProgress<'_>) {}
+
+    fn load(path: &Path) -> HashMap<String, Tensor> {
+        candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+    }
+
+    /// The tiny preset's tensors, spelled out independently of `tensor_plan`.
+    fn expected_tiny() -> BTreeMap<String, Vec<usize>> {
+        let mut m = BTreeMap::new();
+        m.insert("model.embed_tokens.weight".to_string(), vec![151_936, 64]);
+        m.insert("model.norm.weight".to_string(), vec![64]);
+        for i in 0..2 {
+            let p = format!("model.layers.{i}");
+            for (n, s) in [
+                ("self_attn.q_proj.weight", vec![64, 64]),
+                ("self_attn.k_proj.weight", vec![32, 64]),
+                ("self_attn.v_proj.weight", vec![32, 64]),
+                ("self_attn.o_proj.weight", vec![64, 64]),
+                ("self_attn.q_norm.weight", vec![16]),
+                ("self_attn.k_norm.weight", vec![16]),
+                ("mlp.gate_proj.weight", vec![128, 64]),
+                ("mlp.up_proj.weight", vec![128, 64]),
+                ("mlp.down_proj.weight", vec![64, 128]),
+                ("input_layernorm.weight", vec![64]),
+                ("post_attention_layernorm.weight", vec![64]),
+            ] {
+                m.insert(format!("{p}.{n}"), s);
+            }
+        }
+        m
+    }
+
+    fn shapes(tensors: &HashMap<String, Tensor>) -> BTreeMap<String, Vec<usize>> {
+        tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn tiny_writes_hf_names_shapes_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tiny");
+        let events = std::cell::RefCell::new(Vec::new());
+        let report = init_model(&opts("tiny", &out), &|p| {
+            events.borrow_mut().push(format!("{p:?}"))
+        })
+        .unwrap();
+
+        let tensors = load(&out.join("model.safetensors"));
+        assert_eq!(shapes(&tensors), expected_tiny());
+        assert!(tensors.values().all(|t| t.dtype() == DType::F32));
+        let params: usize = expected_tiny()
+            .values()
+            .map(|s| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(report.params, params as u64);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+        let names: Vec<_> = report
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "config.json",
+                "generation_config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "tokenizer_config.json"
+            ]
+        );
+        let on_disk: u64 = report
+            .files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        assert_eq!(report.bytes, on_disk);
+
+        let cfg = ModelConfig::from_file(&out.join("config.json")).unwrap();
+        assert_eq!(cfg.architectures, ["Qwen3ForCausalLM"]);
+        assert_eq!(cfg.model_type.as_deref(), Some("qwen3"));
+        assert_eq!(cfg.torch_dtype.as_deref(), Some("float32"));
+        assert_eq!(cfg.num_labels, None);
+        let raw = std::fs::read_to_string(out.join("config.json")).unwrap();
+        assert!(!raw.contains("null"), "{raw}");
+        let gen: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("generation_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(gen["eos_token_id"], serde_json::json!([151_645]));
+        assert!(gen.get("bos_token_id").is_none());
+        assert_eq!(gen["top_k"], 20);
+        let fixture_tok = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qwen3-tokenizer/tokenizer_config.json");
+        assert_eq!(
+            std::fs::read(out.join("tokenizer_config.json")).unwrap(),
+            std::fs::read(fixture_tok).unwrap()
+        );
+
+        // Progress: one Start, one Tensor per tensor, one File; no temp dirs left behind.
+        let events = events.into_inner();
+        assert!(events[0].starts_with("Start"));
+        let n_tensor = events.iter().filter(|e| e.starts_with("Tensor")).count();
+        assert_eq!(n_tensor, expected_tiny().len());
+        assert!(events.last().unwrap().starts_with("File"));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn values_have_the_intended_distributions() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m");
+        init_model(&opts("tiny", &out), &quiet).unwrap();
+        let t = load(&out.join("model.safetensors"));
+        let stats = |name: &str| {
+            let v: Vec<f32> = t[name].flatten_all().unwrap().to_vec1().unwrap();
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+            (mean, var.sqrt())
+        };
+        let (m, s) = stats("model.embed_tokens.weight");
+        assert!(m.abs() < 1e-3 && (s - 0.02).abs() < 1e-3, "{m} {s}");
+        let (m, s) = stats("model.layers.0.mlp.down_proj.weight");
+        assert!(m.abs() < 2e-3 && (s - 0.02).abs() < 2e-3, "{m} {s}");
+        let (m, s) = stats("model.layers.1.input_layernorm.weight");
+        assert!((m - 1.0).abs() < 0.01 && s > 0.01 && s < 0.03, "{m} {s}");
+        // Distinct tensors get distinct streams.
+        let q0: Vec<f32> = t["model.layers.0.self_attn.q_proj.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let q1: Vec<f32> = t["model.layers.1.self_attn.q_proj.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_ne!(q0, q1);
+    }
+
+    #[test]
+    fn same_seed_is_byte_identical_and_other_seed_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, seed: u64| {
+            let out = dir.path().join(name);
+            let mut o = opts("tiny-qwen2", &out);
+            o.seed = seed;
+            o.tokenizer = TokenizerSource::None;
+            init_model(&o, &quiet).unwrap();
+            std::fs::read(out.join("model.safetensors")).unwrap()
+        };
+        let a = write("a", 7);
+        let b = write("b", 7);
+        let c = write("c", 8);
+        assert!(a == b, "same seed must give identical bytes");
+        assert_eq!(a.len(), c.len());
+        assert!(a != c, "different seeds must differ");
+    }
+
+    #[test]
+    fn sharding_writes_an_index_covering_every_tensor_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = dir.path().join("single");
+        let mut o = opts("tiny", &single);
+        o.tokenizer = TokenizerSource::None;
+        init_model(&o, &quiet).unwrap();
+        let whole = load(&single.join("model.safetensors"));
+
+        let sharded = dir.path().join("sharded");
+        o.out = sharded.clone();
+        // Smaller than the embedding (38.9 MB) and larger than one layer: 3+ files.
+        o.shard_max_bytes = Some(200_000);
+        let report = init_model(&o, &quiet).unwrap();
+        assert!(!sharded.join("model.safetensors").exists());
+        let index: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(sharded.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let map = index["weight_map"].as_object().unwrap();
+        let files: HashSet<&str> = map.values().map(|v| v.as_str().unwrap()).collect();
+        let count = files.len();
+        assert!(count >= 3, "{count} shards");
+        for i in 1..=count {
+            assert!(files.contains(format!("model-{i:05}-of-{count:05}.safetensors").as_str()));
+        }
+
+        let mut seen = BTreeMap::new();
+        let mut total = 0u64;
+        for file in &files {
+            for (name, t) in load(&sharded.join(file)) {
+                assert_eq!(map[&name].as_str(), Some(*file), "{name}");
+                total += (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+                assert!(seen.insert(name, t).is_none(), "tensor in two shards");
+            }
+        }
+        assert_eq!(map.len(), seen.len());
+        assert_eq!(shapes(&seen.clone().into_iter().collect()), expected_tiny());
+        assert_eq!(index["metadata"]["total_size"].as_u64(), Some(total));
+        assert_eq!(total, report.params * 4);
+        // Sharding (hence write order and grouping) does not change any value.
+        for (name, t) in &seen {
+            let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = whole[name].flatten_all().unwrap().to_vec1().unwrap();
+            assert!(a == b, "{name} differs between sharded and single-file");
+        }
+    }
+
+    #[test]
+    fn half_dtypes_write_half_tensors_matching_f32_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts("tiny", &dir.path().join("f32"));
+        o.tokenizer = TokenizerSource::None;
+        init_model(&o, &quiet).unwrap();
+        let f32s = load(&dir.path().join("f32/model.safetensors"));
+        for (dtype, name, torch) in [
+            (InitDType::Bf16, "bf16", "bfloat16"),
+            (InitDType::F16, "f16", "float16"),
+        ] {
+            let out = dir.path().join(name);
+            o.out = out.clone();
+            o.dtype = dtype;
+            let report = init_model(&o, &quiet).unwrap();
+            let t = load(&out.join("model.safetensors"));
+            let want = if dtype == InitDType::Bf16 {
+                DType::BF16
+            } else {
+                DType::F16
+            };
+            assert!(t.values().all(|t| t.dtype() == want));
+            let cfg = ModelConfig::from_file(&out.join("config.json")).unwrap();
+            assert_eq!(cfg.torch_dtype.as_deref(), Some(torch));
+            // Same draws, rounded: the dtype changes precision, not the model.
+            let key = "model.layers.0.self_attn.k_proj.weight";
+            let a: Vec<f32> = t[key]
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let b: Vec<f32> = f32s[key].flatten_all().unwrap().to_vec1().unwrap();
+            assert!(a
+                .iter()
+                .zip(&b)
+                .all(|(x, y)| (x - y).abs() <= y.abs() / 128.0));
+            let st_bytes = std::fs::metadata(out.join("model.safetensors"))
+                .unwrap()
+                .len();
+            assert!(st_bytes >= report.params * 2 && st_bytes < report.params * 2 + 65_536);
+        }
+    }
+
+    #[test]
+    fn reward_head_writes_score_and_no_lm_head() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["tiny", "tiny-llama"] {
+            let out = dir.path().join(name);
+            let mut o = opts(name, &out);
+            o.reward_head = true;
+            o.tokenizer = TokenizerSource::None;
+            init_model(&o, &quiet).unwrap();
+            let t = load(&out.join("model.safetensors"));
+            assert_eq!(t["score.weight"].dims(), &[1, 64]);
+            assert!(!t.contains_key("lm_head.weight"));
+            let cfg = ModelConfig::from_file(&out.join("config.json")).unwrap();
+            assert_eq!(cfg.num_labels, Some(1));
+            assert!(cfg.architectures[0].ends_with("ForSequenceClassification"));
+        }
+        let cfg = ModelConfig::from_file(&dir.path().join("tiny/config.json")).unwrap();
+        assert_eq!(cfg.architectures, ["Qwen3ForSequenceClassification"]);
+    }
+
+    #[test]
+    fn qwen2_and_llama_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("q");
+        let mut o = opts("tiny-qwen2", &q);
+        o.tokenizer = TokenizerSource::None;
+        init_model(&o, &quiet).unwrap();
+        let t = load(&q.join("model.safetensors"));
+        assert_eq!(t["model.layers.1.self_attn.q_proj.bias"].dims(), &[64]);
+        assert_eq!(t["model.layers.1.self_attn.k_proj.bias"].dims(), &[32]);
+        assert_eq!(t["model.layers.1.self_attn.v_proj.bias"].dims(), &[32]);
+        assert!(!t.contains_key("model.layers.0.self_attn.o_proj.bias"));
+        assert!(!t.contains_key("model.layers.0.self_attn.q_norm.weight"));
+        assert_eq!(t["lm_head.weight"].dims(), &[151_936, 64]);
+
+        let l = dir.path().join("l");
+        o = opts("tiny-llama", &l);
+        o.tokenizer = TokenizerSource::None;
+        init_model(&o, &quiet).unwrap();
+        let t = load(&l.join("model.safetensors"));
+        assert!(!t
+            .keys()
+            .any(|k| k.ends_with(".bias") || k.contains("_norm.")));
+        assert_eq!(t["lm_head.weight"].dims(), &[151_936, 64]);
+        let cfg = ModelConfig::from_file(&l.join("config.json")).unwrap();
+        assert_eq!(cfg.rope_scaling, preset("tiny-llama").unwrap().rope_scaling);
+    }
+
+    #[test]
+    fn refuses_to_overwrite_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m");
+        // An existing empty directory is fine to fill.
+        std::fs::create_dir(&out).unwrap();
+        let mut o = opts("tiny", &out);
+        o.tokenizer = TokenizerSource::None;
+        init_model(&o, &quiet).unwrap();
+        let before = std::fs::read(out.join("model.safetensors")).unwrap();
+
+        o.seed = 99;
+        let err = init_model(&o, &quiet).unwrap_err();
+        assert!(
+            matches!(&err, ModelError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(out.join("model.safetensors")).unwrap(),
+            before
+        );
+
+        std::fs::write(out.join("stale.txt"), "x").unwrap();
+        o.force = true;
+        init_model(&o, &quiet).unwrap();
+        assert!(!out.join("stale.txt").exists());
+        assert_ne!(
+            std::fs::read(out.join("model.safetensors")).unwrap(),
+            before
+        );
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no staging or parked dirs left");
+
+        // A file at `out` is never replaced, even with force.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        o.out = file;
+        assert!(init_model(&o, &quiet).is_err());
+    }
+
+    #[test]
+    fn failures_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m");
+        let mut o = opts("tiny", &out);
+        o.tokenizer = TokenizerSource::Qwen3Fixture(dir.path().join("no-such-tokenizer"));
+        let err = init_model(&o, &quiet).unwrap_err();
+        assert!(matches!(err, ModelError::MissingFile { .. }), "{err}");
+
+        // A config the loader would reject fails fast and names the final path.
+        o.tokenizer = TokenizerSource::None;
+        o.config.num_key_value_heads = Some(3);
+        let err = init_model(&o, &quiet).unwrap_err();
+        assert!(
+            matches!(&err, ModelError::InvalidField { path, .. } if path == &out.join("config.json")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn tokenizer_wider_than_vocab_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = preset("tiny-llama").unwrap();
+        cfg.vocab_size = 128_256;
+        let mut o = InitOptions::new(cfg, dir.path().join("m"));
+        o.tokenizer = fixture();
+        let report = init_model(&o, &quiet).unwrap();
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+
+    #[test]
+    fn public_presets_have_the_published_parameter_counts() {
+        // Published: Qwen3-0.6B 0.6B (0.44B non-embedding), Qwen2.5-0.5B 0.49B,
+        // Llama-3.2-1B 1.24B. No files are written.
+        let qwen3 = preset("qwen3-0.6b").unwrap();
+        let total = param_count(&qwen3, false).unwrap();
+        let embed = 151_936 * 1024;
+        assert_eq!(total, 596_049_920);
+        assert_eq!((total - embed) / 10_000_000, 44);
+        let q25 = param_count(&preset("qwen2.5-0.5b").unwrap(), false).unwrap();
+        assert_eq!(q25 / 10_000_000, 49);
+        let llama = param_count(&preset("llama-3.2-1b").unwrap(), false).unwrap();
+        assert_eq!(llama / 10_000_000, 123);
+    }
+
+    #[test]
+    fn generation_is_chunk_independent() {
+        // A tensor spanning several parallel chunks with an odd length equals its prefix
+        // generated as a smaller tensor of the same name: element i depends on i only.
+        let big = TensorSpec {
+            name: "x".into(),
+            shape: vec![3 * CHUNK + 5],
+            kind: InitKind::Matrix,
+        };
+        let small = TensorSpec {
+            shape: vec![CHUNK + 3],
+            ..big.clone()
+        };
+        let a = generate(&big, 1, InitDType::F32);
+        let b = generate(&small, 1, InitDType::F32);
+        assert_eq!(&a[..b.len()], &b[..]);
+    }
+
+    #[test]
+    fn dtype_parses_short_and_torch_names() {
+        assert_eq!("bf16".parse::<InitDType>(), Ok(InitDType::Bf16));
+        assert_eq!("float16".parse::<InitDType>(), Ok(InitDType::F16));
+        assert_eq!("F32".parse::<InitDType>(), Ok(InitDType::F32));
+        assert!("int8".parse::<InitDType>().is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Per-sequence KV cache owned by the engine: one (K, V) pair per layer, laid
+//! out (kv_heads, capacity, head_dim) so a step appends in place and attention
+//! reads a prefix view without copying.
+
+use candle_core::{Result, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Tokens committed (visible to attention).
+    len: usize,
+    capacity: usize,
+}
+
+/// Capacity grows in steps of this many tokens (rounded up), so a decode step
+/// rarely reallocates and a short prompt does not reserve a whole context.
+const GROW_STEP: usize = 256;
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+            capacity: 0,
+        }
+    }
+
+    /// Tokens whose K/V are stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes currently reserved (capacity, not just length).
+    pub fn reserved_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// Bytes used by the committed tokens.
+    pub fn used_bytes(&self) -> usize {
+        match self.layers.iter().flatten().next() {
+            Some((k, _)) if self.capacity > 0 => {
+                self.reserved_bytes() / self.capacity * self.len
+            }
+            _ => 0,
+        }
+    }
+
+    /// Write `k`, `v` (kv_heads, n, head_dim) for layer `layer` at positions
+    /// `len..len + n` and return the K/V views over `0..len + n`. The new
+    /// tokens become visible to later calls only after [`KvCache::commit`].
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (kv_heads, n, head_dim) = k.dims3()?;
+        let needed = self.len + n;
+        if needed > self.capacity {
+            self.grow(needed)?;
+        }
+        let slot = self
+            .layers
+            .get_mut(layer)
+            .ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
+        let (ck, cv) = match slot {
+            Some(kv) => kv,
+            None => {
+                let shape = (kv_heads, self.capacity, head_dim);
+                *slot = Some((
+                    Tensor::zeros(shape, k.dtype(), k.device())?,
+                    Tensor::zeros(shape, k.dtype(), k.device())?,
+                ));
+                slot.as_mut().expect("just set")
+            }
+        };
+        ck.slice_set(&k.contiguous()?, 1, self.len)?;
+        cv.slice_set(&v.contiguous()?, 1, self.len)?;
+        Ok((ck.narrow(1, 0, needed)?, cv.narrow(1, 0, needed)?))
+    }
+
+    /// Make `n` appended tokens visible (called once per forward, after all layers).
+    pub fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Forget everything after the first `len` tokens (prefix reuse, rollback).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// An independent copy of the committed prefix (fan a prefill out to rollouts).
+    pub fn fork(&self) -> Result<Self> {
+        let capacity = round_up(self.len.max(1) + GROW_STEP / 2);
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for kv in &self.layers {
+            layers.push(match kv {
+                None => None,
+                Some((k, v)) => Some((copy_prefix(k, self.len, capacity)?, copy_prefix(v, self.len, capacity)?)),
+            });
+        }
+        Ok(Self {
+            layers,
+            len: self.len,
+            capacity,
+        })
+    }
+
+    fn grow(&mut self, needed: usize) -> Result<()> {
+        let capacity = round_up(needed.max(self.capacity * 3 / 2));
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = copy_prefix(k, self.len, capacity)?;
+            *v = copy_prefix(v, self.len, capacity)?;
+        }
+        self.capacity = capacity;
+        Ok(())
+    }
+}
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(GROW_STEP) * GROW_STEP
+}
+
+fn copy_prefix(t: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
+    let (h, _, d) = t.dims3()?;
+    let out = Tensor::zeros((h, capacity, d), t.dtype(), t.device())?;
+    if len > 0 {
+        out.slice_set(&t.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,492 @@
+//! Decoder-only transformer covering Qwen3 (`Qwen3ForCausalLM`, q/k RMSNorm),
+//! Qwen2 (`Qwen2ForCausalLM`, qkv bias) and Llama (`LlamaForCausalLM`, Llama-3
+//! rope scaling), following the HF `modeling_*.py` references: pre-norm
+//! blocks, GQA attention with rotary embeddings, SwiGLU MLP, optional tied
+//! embeddings and an optional scalar `score` head (`*ForSequenceClassification`).
+//!
+//! One struct serves inference and training. A forward takes a *ragged* batch:
+//! each sequence brings its own new tokens and (optionally) its own KV cache,
+//! so prefill, batched decode of many rollouts and training on variable-length
+//! sequences are the same code. Linear layers run over all rows of the batch at
+//! once; attention runs per sequence. [`Mode`] picks fused, gradient-free
+//! kernels for inference or differentiable ops for training.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::kv_cache::KvCache;
+use super::linear::Linear;
+use super::rope::RotaryEmbedding;
+use super::{Architecture, Mode, ModelConfig};
+
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Inference => candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32),
+            // The fused op has no backward: gradients need the composed version.
+            Mode::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32),
+        }
+    }
+}
+
+fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool, norm_vb: &VarBuilder) -> Result<Linear> {
+    let weight = vb.get((out_dim, in_dim), "weight")?;
+    let bias = if bias {
+        Some(norm_vb.get(out_dim, "bias")?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+/// Weights come from `vb` in the storage dtype; norms and biases from `vb_f32`
+/// in the activation dtype.
+#[derive(Clone)]
+pub struct Loaders<'a> {
+    pub weights: VarBuilder<'a>,
+    pub small: VarBuilder<'a>,
+}
+
+impl<'a> Loaders<'a> {
+    fn pp(&self, s: &str) -> Self {
+        Self {
+            weights: self.weights.pp(s),
+            small: self.small.pp(s),
+        }
+    }
+    fn linear(&self, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+        linear(&self.weights.pp(name), in_dim, out_dim, bias, &self.small.pp(name))
+    }
+    fn norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+        RmsNorm::load(size, eps, self.small.pp(name))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &ModelConfig, arch: Architecture, vb: &Loaders) -> Result<Self> {
+        let (h, kvh, d) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
+        let bias = cfg.qkv_bias();
+        let (q_norm, k_norm) = if arch == Architecture::Qwen3 {
+            (
+                Some(vb.norm("q_norm", d, cfg.rms_norm_eps)?),
+                Some(vb.norm("k_norm", d, cfg.rms_norm_eps)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            q_proj: vb.linear("q_proj", cfg.hidden_size, h * d, bias)?,
+            k_proj: vb.linear("k_proj", cfg.hidden_size, kvh * d, bias)?,
+            v_proj: vb.linear("v_proj", cfg.hidden_size, kvh * d, bias)?,
+            // o_proj never has a bias in these families.
+            o_proj: vb.linear("o_proj", h * d, cfg.hidden_size, false)?,
+            q_norm,
+            k_norm,
+            num_heads: h,
+            num_kv_heads: kvh,
+            head_dim: d,
+        })
+    }
+
+    /// `x`: (total_tokens, hidden) for the whole ragged batch.
+    fn forward(&self, x: &Tensor, batch: &mut BatchState, layer: usize, mode: Mode) -> Result<Tensor> {
+        let total = x.dim(0)?;
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let mut q = self.q_proj.forward(x, mode)?;
+        let mut k = self.k_proj.forward(x, mode)?;
+        let v = self.v_proj.forward(x, mode)?;
+        if let Some(n) = &self.q_norm {
+            q = n.forward(&q.reshape((total * h, d))?, mode)?.reshape((total, h * d))?;
+        }
+        if let Some(n) = &self.k_norm {
+            k = n.forward(&k.reshape((total * kvh, d))?, mode)?.reshape((total, kvh * d))?;
+        }
+        let group = h / kvh;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut outs = Vec::with_capacity(batch.seqs.len());
+        for seq in batch.seqs.iter_mut() {
+            let len = seq.len;
+            // (len, heads, d) -> (heads, len, d)
+            let heads_first = |t: &Tensor, n: usize| -> Result<Tensor> {
+                t.narrow(0, seq.offset, len)?
+                    .reshape((len, n, d))?
+                    .transpose(0, 1)?
+                    .contiguous()
+            };
+            let qs = rope(&heads_first(&q, h)?, &seq.cos, &seq.sin, mode)?;
+            let ks = rope(&heads_first(&k, kvh)?, &seq.cos, &seq.sin, mode)?;
+            let vs = heads_first(&v, kvh)?;
+            let (keys, values) = match seq.cache.as_deref_mut() {
+                Some(cache) => cache.append(layer, &ks, &vs)?,
+                None => (ks, vs),
+            };
+            // Query heads sharing a KV head are stacked: (kvh, group*len, d).
+            let qs = qs.reshape((kvh, group * len, d))?;
+            let mut scores = (qs.matmul(&keys.t()?)? * scale)?;
+            if let Some(mask) = &seq.mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            let probs = match mode {
+                Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
+                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            };
+            let out = probs.matmul(&values)?; // (kvh, group*len, d)
+            outs.push(
+                out.reshape((h, len, d))?
+                    .transpose(0, 1)?
+                    .reshape((len, h * d))?,
+            );
+        }
+        let attn = if outs.len() == 1 {
+            outs.pop().expect("one output")
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
+        self.o_proj.forward(&attn, mode)
+    }
+}
+
+/// (heads, len, d) rotary embedding; `cos`/`sin` are (len, d/2).
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+    let x = x.unsqueeze(0)?;
+    let y = match mode {
+        Mode::Inference => candle_nn::rotary_emb::rope(&x, cos, sin)?,
+        // The fused rope has no backward.
+        Mode::Train => candle_nn::rotary_emb::rope_slow(&x, cos, sin)?,
+    };
+    y.squeeze(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &ModelConfig, vb: &Loaders) -> Result<Self> {
+        let (hs, is) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: vb.linear("gate_proj", hs, is, false)?,
+            up_proj: vb.linear("up_proj", hs, is, false)?,
+            down_proj: vb.linear("down_proj", is, hs, false)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x, mode)?)?;
+        let up = self.up_proj.forward(x, mode)?;
+        self.down_proj.forward(&(gate * up)?, mode)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn load(cfg: &ModelConfig, arch: Architecture, vb: &Loaders) -> Result<Self> {
+        Ok(Self {
+            self_attn: Attention::load(cfg, arch, &vb.pp("self_attn"))?,
+            mlp: Mlp::load(cfg, &vb.pp("mlp"))?,
+            input_layernorm: vb.norm("input_layernorm", cfg.hidden_size, cfg.rms_norm_eps)?,
+            post_attention_layernorm: vb.norm(
+                "post_attention_layernorm",
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, batch: &mut BatchState, layer: usize, mode: Mode) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(x, mode)?;
+        let x = (x + self.self_attn.forward(&h, batch, layer, mode)?)?;
+        let h = self.post_attention_layernorm.forward(&x, mode)?;
+        x + self.mlp.forward(&h, mode)?
+    }
+}
+
+/// One sequence of a ragged batch: the new tokens to run and, for inference,
+/// the KV cache holding everything before them.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub cache: Option<&'a mut KvCache>,
+}
+
+/// Per-sequence state of one forward, shared by all layers.
+struct SeqState<'a> {
+    offset: usize,
+    len: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    cache: Option<&'a mut KvCache>,
+}
+
+struct BatchState<'a> {
+    seqs: Vec<SeqState<'a>>,
+}
+
+/// Which positions' outputs a forward returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// The last new token of each sequence: (num_seqs, ·). Decode and prefill.
+    Last,
+    /// Every new token, sequences concatenated: (total_tokens, ·). Training, prompt logprobs.
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub embed_tokens: Tensor,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// Language-model head; shares `embed_tokens` when embeddings are tied.
+    pub lm_head: Option<Linear>,
+    /// Scalar head of reward models (`score.weight`, num_labels rows).
+    pub score: Option<Linear>,
+    rotary: RotaryEmbedding,
+    cfg: ModelConfig,
+    arch: Architecture,
+    act_dtype: DType,
+    device: Device,
+}
+
+impl Transformer {
+    /// Build from a [`VarBuilder`] whose paths mirror HF checkpoint keys.
+    /// `loaders.weights` yields matrices in their storage dtype, `loaders.small`
+    /// norms and biases in the activation dtype.
+    pub fn load(cfg: &ModelConfig, loaders: Loaders, act_dtype: DType) -> Result<Self> {
+        let arch = cfg
+            .architecture()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let device = loaders.weights.device().clone();
+        let m = loaders.pp("model");
+        let embed_tokens = m
+            .weights
+            .pp("embed_tokens")
+            .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            layers.push(DecoderLayer::load(cfg, arch, &m.pp(&format!("layers.{i}")))?);
+        }
+        let norm = m.norm("norm", cfg.hidden_size, cfg.rms_norm_eps)?;
+        let is_reward_model = cfg.architectures.iter().any(|a| a.ends_with("ForSequenceClassification"));
+        let score = if is_reward_model {
+            let labels = cfg.num_labels.unwrap_or(1);
+            Some(loaders.linear("score", cfg.hidden_size, labels, false)?)
+        } else {
+            None
+        };
+        let lm_head = if is_reward_model {
+            None
+        } else if cfg.tie_word_embeddings || !loaders.weights.contains_tensor("lm_head.weight") {
+            Some(Linear::new(embed_tokens.clone(), None))
+        } else {
+            Some(loaders.linear("lm_head", cfg.hidden_size, cfg.vocab_size, false)?)
+        };
+        let rotary = RotaryEmbedding::new(cfg, cfg.max_position_embeddings, &device)?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            score,
+            rotary,
+            cfg: cfg.clone(),
+            arch,
+            act_dtype,
+            device,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.arch
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn activation_dtype(&self) -> DType {
+        self.act_dtype
+    }
+
+    /// Longest sequence (prompt + generated) the position table covers.
+    pub fn max_positions(&self) -> usize {
+        self.rotary.max_positions()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Run the new tokens of each sequence and return final-norm hidden
+    /// states at `positions`. Caches are appended to and committed.
+    pub fn forward_hidden(&self, seqs: &mut [SeqInput], positions: Positions, mode: Mode) -> Result<Tensor> {
+        let mut ids = Vec::new();
+        let mut states = Vec::with_capacity(seqs.len());
+        let mut last_rows = Vec::with_capacity(seqs.len());
+        for seq in seqs.iter_mut() {
+            let len = seq.tokens.len();
+            if len == 0 {
+                candle_core::bail!("every sequence in a forward needs at least one new token");
+            }
+            let past = seq.cache.as_ref().map_or(0, |c| c.len());
+            if past + len > self.max_positions() {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds max_position_embeddings = {}",
+                    past + len,
+                    self.max_positions()
+                );
+            }
+            let (cos, sin) = self.rotary.tables(past, len, self.act_dtype)?;
+            let mask = if len > 1 {
+                Some(causal_mask(len, past, self.num_kv_groups(), self.act_dtype, &self.device)?)
+            } else {
+                None
+            };
+            last_rows.push((ids.len() + len - 1) as u32);
+            states.push(SeqState {
+                offset: ids.len(),
+                len,
+                cos,
+                sin,
+                mask,
+                cache: seq.cache.as_deref_mut(),
+            });
+            ids.extend_from_slice(seq.tokens);
+        }
+        let ids = Tensor::new(ids.as_slice(), &self.device)?;
+        let mut x = self.embed_tokens.embedding(&ids)?.to_dtype(self.act_dtype)?;
+        let mut batch = BatchState { seqs: states };
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &mut batch, i, mode)?;
+        }
+        for seq in batch.seqs.iter_mut() {
+            if let Some(cache) = seq.cache.as_deref_mut() {
+                cache.commit(seq.len);
+            }
+        }
+        if positions == Positions::Last {
+            let rows = Tensor::new(last_rows.as_slice(), &self.device)?;
+            x = x.index_select(&rows, 0)?;
+        }
+        self.norm.forward(&x, mode)
+    }
+
+    /// Logits (f32) at `positions`; see [`Transformer::forward_hidden`].
+    pub fn forward(&self, seqs: &mut [SeqInput], positions: Positions, mode: Mode) -> Result<Tensor> {
+        let head = self
+            .lm_head
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("reward model has no lm_head".into()))?;
+        let h = self.forward_hidden(seqs, positions, mode)?;
+        head.forward(&h, mode)?.to_dtype(DType::F32)
+    }
+
+    /// Reward-model scores (num_seqs, num_labels) read at each sequence's last token.
+    pub fn score(&self, seqs: &mut [SeqInput], mode: Mode) -> Result<Tensor> {
+        let head = self
+            .score
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("model has no score head".into()))?;
+        let h = self.forward_hidden(seqs, Positions::Last, mode)?;
+        head.forward(&h, mode)?.to_dtype(DType::F32)
+    }
+
+    fn num_kv_groups(&self) -> usize {
+        self.cfg.num_attention_heads / self.cfg.num_kv_heads()
+    }
+
+    /// Every trainable tensor with its checkpoint name (for gradient checks and saving).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
+        let lin = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
+            out.push((format!("{name}.weight"), l.weight.clone()));
+            if let Some(b) = &l.bias {
+                out.push((format!("{name}.bias"), b.clone()));
+            }
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &layer.self_attn;
+            for (n, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                lin(&mut out, format!("{p}.self_attn.{n}"), l);
+            }
+            for (n, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
+                if let Some(norm) = norm {
+                    out.push((format!("{p}.self_attn.{n}.weight"), norm.weight.clone()));
+                }
+            }
+            let m = &layer.mlp;
+            for (n, l) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
+                lin(&mut out, format!("{p}.mlp.{n}"), l);
+            }
+            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight.clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight.clone(),
+            ));
+        }
+        out.push(("model.norm.weight".into(), self.norm.weight.clone()));
+        let tied = self.lm_head.as_ref().is_some_and(|h| h.weight.id() == self.embed_tokens.id());
+        if let (Some(h), false) = (&self.lm_head, tied) {
+            lin(&mut out, "lm_head".into(), h);
+        }
+        if let Some(s) = &self.score {
+            lin(&mut out, "score".into(), s);
+        }
+        out
+    }
+}
+
+/// Additive causal mask for `len` new queries after `past` cached tokens,
+/// tiled for `groups` query heads stacked per KV head: (groups*len, past+len).
+fn causal_mask(len: usize, past: usize, groups: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let total = past + len;
+    let mut data = Vec::with_capacity(groups * len * total);
+    for _ in 0..groups {
+        for i in 0..len {
+            for j in 0..total {
+                data.push(if j > past + i { f32::NEG_INFINITY } else { 0.0 });
+            }
+        }
+    }
+    Tensor::from_vec(data, (groups * len, total), device)?.to_dtype(dtype)
+}
