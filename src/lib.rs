@@ -6,7 +6,9 @@
 //! batched rollouts), and the CLI in `src/cli/`.
 
 pub mod chat;
+pub mod cli;
 pub mod engine;
 pub mod kernels;
 pub mod model;
+pub mod sysinfo;
 pub mod tokenizer;

@@ -1,1 +1,53 @@
-//! Scoring: answer extraction, equivalence, verifiers, selection.
+//! Scoring for Quorum: answer extraction, math-aware equivalence,
+//! verifiers and answer selection. Pure Rust, no model.
+//!
+//! # Pipeline
+//!
+//! 1. **Extract** ([`extract`]): take the text after the last `</think>`
+//!    and pull out the final answer with configurable extractors
+//!    (`\boxed{}`, "the answer is", `####`, `Answer:`, choice letter, last
+//!    number), see [`ExtractConfig`].
+//! 2. **Normalize** ([`normalize`]): strip LaTeX/presentation noise
+//!    (`\text{}`, `\left`, `$`, units, `^\circ`, thousands separators) and
+//!    parse into a structured [`Answer`]: exact rationals (`3/4`, `0.75`,
+//!    `\frac34`, `1\frac{1}{2}`, `50%`, `1.5e3`), real expressions (`\sqrt2`,
+//!    `2\pi`), expressions in single-letter variables, ordered tuples and
+//!    intervals, unordered sets/lists, or case-insensitive text.
+//! 3. **Compare** ([`equivalent`], [`compare`]): exact rational equality
+//!    when both sides are rational, else relative tolerance (1e-6), sample
+//!    evaluation for expressions with variables, multiset matching for
+//!    sets. Undecidable comparisons are "not equal" with a reason; nothing
+//!    panics on arbitrary input and all recursion is depth-bounded.
+//! 4. **Verify** ([`Verifier`], [`verifier_by_name`]): per-task correctness
+//!    (math, exact, regex, numeric, multiple-choice, code hook).
+//! 5. **Select** ([`select`]): pick one of N rollouts — first, majority
+//!    (self-consistency), best-of-N by reward score, weighted majority,
+//!    or DeepConf-style confidence filtering — producing a serializable
+//!    [`Selection`]; [`majority_decided`] supports adaptive early stopping.
+
+mod braces;
+pub mod compare;
+pub mod equivalence;
+pub mod error;
+pub mod extract;
+pub mod math;
+pub mod reward;
+pub mod select;
+pub mod verifier;
+
+pub use compare::{compare, compare_with, Comparison};
+pub use equivalence::{answers_equivalent, equivalent, equivalent_with, Judgement};
+pub use error::ScoringError;
+pub use extract::{after_think, extract, extract_answer, ExtractConfig, Extracted, Extractor};
+pub use math::answer::{normalize, Answer, CollKind};
+pub use math::number::{Rational, Tolerance, Value};
+pub use reward::{score_checked, RewardScorer};
+pub use select::{
+    majority_decided, BestOfN, ClusterSummary, ConfidenceMetric, ConfidenceSelector, First, Majority,
+    MissingScores, RolloutSummary, RolloutVote, Selection, SelectionConfig, Selector, WeightSource,
+    WeightedMajority,
+};
+pub use verifier::{
+    verifier_by_name, ChoiceVerifier, CodeOutcome, CodeRunner, CodeVerifier, ExactVerifier, MathVerifier,
+    NumericVerifier, RegexVerifier, Verdict, Verifier,
+};

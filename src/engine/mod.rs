@@ -1,11 +1,13 @@
 //! The inference engine: sampling, stop handling, sequences and rollout
 //! groups over the shared [`crate::model::Transformer`].
 
+pub mod bundle;
 pub mod rollout;
 pub mod sampler;
 pub mod sequence;
 pub mod stop;
 
+pub use bundle::{BundleError, ModelBundle};
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
 pub use sequence::{FinishReason, Sequence};

@@ -783,7 +783,7 @@ mod tests {
     #[test]
     fn greedy_ties_go_to_lowest_id() {
         let mut s = Sampler::new(SamplingParams::greedy(), 0);
-        let out = s.sample(&mut vec![0.0, 3.0, 1.0, 3.0, 3.0]).unwrap();
+        let out = s.sample(&mut [0.0, 3.0, 1.0, 3.0, 3.0]).unwrap();
         assert_eq!(out.token, 1);
     }
 
@@ -1111,12 +1111,12 @@ mod tests {
     fn all_banned_or_nan_logits_are_an_error_not_a_panic() {
         let mut s = Sampler::new(params(|_| {}), 0);
         let err = s
-            .sample(&mut vec![f32::NAN, f32::NEG_INFINITY])
+            .sample(&mut [f32::NAN, f32::NEG_INFINITY])
             .unwrap_err();
         assert_eq!(err, SamplingError::NoViableToken);
         assert_eq!(s.sample(&mut []).unwrap_err(), SamplingError::NoViableToken);
         // NaN entries are ignored when others are finite.
-        let out = s.sample(&mut vec![f32::NAN, 0.0]).unwrap();
+        let out = s.sample(&mut [f32::NAN, 0.0]).unwrap();
         assert_eq!(out.token, 1);
         assert_eq!(out.logprob, 0.0);
     }
@@ -1227,5 +1227,40 @@ mod tests {
             ..SamplingParams::default()
         };
         assert_eq!(a, draws(&mut Sampler::new(replay, 2), &flat, 50));
+    }
+}
+
+#[cfg(test)]
+mod tmp_bench {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn tmp_timing() {
+        let vocab = 151_936;
+        let mut x = 12345u64;
+        let row: Vec<f32> = (0..vocab).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; ((x >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0 }).collect();
+        for (name, p) in [
+            ("greedy", SamplingParams::greedy()),
+            ("t=1", SamplingParams::default()),
+            ("t=0.7 top_p=0.95", SamplingParams { temperature: 0.7, top_p: 0.95, ..Default::default() }),
+            ("top_k=50", SamplingParams { top_k: 50, ..Default::default() }),
+            ("top_k=1000 top_p=0.9", SamplingParams { top_k: 1000, top_p: 0.9, ..Default::default() }),
+            ("min_p=0.05 top_p=0.9", SamplingParams { min_p: 0.05, top_p: 0.9, ..Default::default() }),
+            ("logprobs 20 rp 1.1", SamplingParams { logprobs: true, top_logprobs: 20, repetition_penalty: 1.1, ..Default::default() }),
+        ] {
+            let mut s = Sampler::new(p, 0);
+            s.observe_prompt(&(0..2000).collect::<Vec<u32>>());
+            let mut buf = row.clone();
+            let n = 200;
+            let t = std::time::Instant::now();
+            for _ in 0..n { buf.copy_from_slice(&row); std::hint::black_box(s.sample(&mut buf).unwrap()); }
+            eprintln!("{name}: {:.3} ms/row", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+        }
+        let mut batch: Vec<Sampler> = (0..8).map(|i| Sampler::new(SamplingParams { top_p: 0.95, ..Default::default() }, i)).collect();
+        let big = row.repeat(8);
+        let mut buf = big.clone();
+        let t = std::time::Instant::now();
+        for _ in 0..50 { buf.copy_from_slice(&big); std::hint::black_box(sample_batch(&mut batch, &mut buf, vocab).unwrap()); }
+        eprintln!("batch 8 top_p: {:.3} ms/batch", t.elapsed().as_secs_f64() * 1e3 / 50.0);
     }
 }

@@ -59,7 +59,7 @@ static ASSIGN: LazyLock<Regex> = LazyLock::new(|| {
 
 static UNITS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^(.*\d.*?)\s*(?:square\s+|sq\.?\s+|cubic\s+)?",
+        r"^(.*\d.*?[^a-z\\])\s*(?:square\s+|sq\.?\s+|cubic\s+)?",
         r"(?:units?|cm|centimet(?:er|re)s?|mm|millimet(?:er|re)s?|km|kilomet(?:er|re)s?|met(?:er|re)s?|",
         r"inch(?:es)?|feet|foot|ft|yards?|miles?|mph|kph|km/h|m/s|kg|kilograms?|grams?|mg|pounds?|lbs?|",
         r"ounces?|oz|lit(?:er|re)s?|ml|gallons?|seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|",

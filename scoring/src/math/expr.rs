@@ -274,16 +274,14 @@ impl Parser {
         }
         if self.peek() == Some(&Tok::Caret) {
             self.pos += 1;
-            let exp = match self.peek() {
-                Some(Tok::Num(_)) => self.single_digit_or_num()?,
-                _ => self.unary()?,
-            };
+            // `2^10` is read as 2^{10} (ASCII habit), not LaTeX's 2^{1}0.
+            let exp = self.unary()?;
             return Some(Expr::Pow(Box::new(base), Box::new(exp)));
         }
         Some(base)
     }
 
-    /// Single-token argument as in `\frac34` or `x^23` (first digit only).
+    /// Single-token argument as in `\frac34` (first digit only).
     fn single_digit_or_num(&mut self) -> Option<Expr> {
         if let Some(Tok::Num(lit)) = self.peek().cloned() {
             let mut it = lit.chars();

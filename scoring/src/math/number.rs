@@ -124,6 +124,20 @@ impl Rational {
         Rational::new(rn, rd)
     }
 
+    /// Exact `q`-th root (`1 <= q <= 64`) when one exists.
+    pub fn root_exact(self, q: i128) -> Option<Self> {
+        if !(1..=64).contains(&q) {
+            return None;
+        }
+        if self.n < 0 && q % 2 == 0 {
+            return None;
+        }
+        let n = iroot(self.n.checked_abs()?, q)?;
+        let d = iroot(self.d, q)?;
+        let n = if self.n < 0 { -n } else { n };
+        Rational::new(n, d)
+    }
+
     /// Parses a plain decimal literal like `12`, `-0.50`, `1.5e3`, `.25`.
     pub fn from_decimal(lit: &str) -> Option<Self> {
         let (mant, exp) = match lit.find(['e', 'E']) {
@@ -175,6 +189,12 @@ fn isqrt(v: i128) -> Option<i128> {
     } else {
         None
     }
+}
+
+fn iroot(v: i128, q: i128) -> Option<i128> {
+    let est = (v as f64).powf(1.0 / q as f64).round() as i128;
+    let q = u32::try_from(q).ok()?;
+    (est.saturating_sub(1)..=est.saturating_add(1)).find(|&r| r >= 0 && r.checked_pow(q) == Some(v))
 }
 
 impl fmt::Display for Rational {
@@ -261,8 +281,8 @@ impl Value {
                 if let Some(r) = b.pow(ex.numer()) {
                     return Value::Exact(r);
                 }
-            } else if ex.denom() == 2 {
-                if let Some(r) = b.sqrt_exact().and_then(|s| s.pow(ex.numer())) {
+            } else {
+                if let Some(r) = b.root_exact(ex.denom()).and_then(|s| s.pow(ex.numer())) {
                     return Value::Exact(r);
                 }
             }

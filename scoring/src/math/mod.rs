@@ -1,0 +1,6 @@
+//! Math answer parsing: cleanup, numbers, expressions, structured answers.
+
+pub mod answer;
+pub mod clean;
+pub mod expr;
+pub mod number;

@@ -1,0 +1,45 @@
+//! Arguments shared by the commands that load a model.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::Device;
+use clap::{Args, ValueEnum};
+
+use crate::engine::ModelBundle;
+use crate::model::WeightDType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DeviceArg {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// HF model directory (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).
+    #[arg(long, env = "QUORUM_MODEL")]
+    pub model: PathBuf,
+    /// Storage dtype of weight matrices (default: f32 on CPU, the checkpoint's on GPU).
+    #[arg(long, env = "QUORUM_DTYPE", value_enum)]
+    pub dtype: Option<WeightDType>,
+    #[arg(long, env = "QUORUM_DEVICE", value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+}
+
+impl ModelArgs {
+    pub fn device(&self) -> anyhow::Result<Device> {
+        match self.device {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda => Device::new_cuda(0)
+                .context("CUDA device unavailable (build with `--features cuda` on a GPU machine)"),
+        }
+    }
+
+    pub fn load(&self) -> anyhow::Result<ModelBundle> {
+        let device = self.device()?;
+        ModelBundle::load(&self.model, self.dtype, &device)
+            .with_context(|| format!("loading model from {}", self.model.display()))
+    }
+}

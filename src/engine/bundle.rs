@@ -1,0 +1,60 @@
+//! A model ready to serve: weights, tokenizer, chat template and stop ids,
+//! loaded together from one HF model directory.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::model::{load_model, LoadedModel, WeightDType};
+use crate::tokenizer::Tokenizer;
+
+pub struct ModelBundle {
+    pub loaded: LoadedModel,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// EOS ids from config.json, generation_config.json and tokenizer_config.json.
+    pub eos_token_ids: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Template(#[from] crate::chat::ChatTemplateError),
+}
+
+impl ModelBundle {
+    pub fn load(dir: &Path, dtype: Option<WeightDType>, device: &Device) -> Result<Self, BundleError> {
+        let loaded = load_model(dir, dtype, device)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let template = ChatTemplate::from_tokenizer(&tokenizer)?;
+        let mut eos_token_ids = loaded.eos_token_ids();
+        for id in tokenizer.eos_token_ids() {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
+        Ok(Self {
+            loaded,
+            tokenizer,
+            template,
+            eos_token_ids,
+        })
+    }
+
+    /// Render a conversation with the chat template and tokenize it.
+    pub fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(String, Vec<u32>), BundleError> {
+        let text = self.template.render(messages, true, kwargs)?;
+        // Special tokens are already spelled out by the template.
+        let ids = self.tokenizer.encode(&text, false)?;
+        Ok((text, ids))
+    }
+}
