@@ -5,6 +5,7 @@
 //! `tokenizer.json`.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use quorum::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
 use quorum::tokenizer::Tokenizer;
@@ -23,9 +24,16 @@ const USER: u32 = 872;
 const ASSISTANT: u32 = 77091;
 const SYSTEM: u32 = 8948;
 
+/// The fixture tokenizer, loaded once: parsing its 150k-entry vocabulary
+/// dominates the run time of these tests.
+static QWEN3: OnceLock<Result<Tokenizer, String>> = OnceLock::new();
+
 fn qwen3() -> Result<(Tokenizer, ChatTemplate), Box<dyn std::error::Error>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
-    let tok = Tokenizer::from_dir(dir)?;
+    let tok = QWEN3.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
+        Tokenizer::from_dir(dir).map_err(|e| e.to_string())
+    });
+    let tok = tok.clone()?;
     let tmpl = ChatTemplate::from_tokenizer(&tok)?;
     Ok((tok, tmpl))
 }

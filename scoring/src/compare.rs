@@ -21,6 +21,19 @@ pub struct Comparison {
 /// as a completion and reduced to its last number.
 const PROSE_WORDS: usize = 4;
 
+/// At least [`PROSE_WORDS`] words, two of them plain words of 2+ letters.
+fn looks_like_prose(body: &str) -> bool {
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let plain = words
+        .iter()
+        .filter(|w| {
+            let w = w.trim_end_matches([',', '.', ';', ':', '!', '?']);
+            w.len() >= 2 && w.chars().all(|c| c.is_alphabetic())
+        })
+        .count();
+    words.len() >= PROSE_WORDS && plain >= 2
+}
+
 /// Reduces a completion or bare answer to an answer string.
 /// Returns the answer and a note on how it was obtained.
 pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &'static str)> {
@@ -37,12 +50,10 @@ pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &
     if body.is_empty() {
         return None;
     }
-    if allow_number_fallback && body.split_whitespace().count() >= PROSE_WORDS {
-        if let Answer::Text(_) = Answer::parse(body) {
-            if let Some(e) = extract(body, &ExtractConfig { extractors: vec![Extractor::LastNumber], after_think: false })
-            {
-                return Some((e.answer, "last number in prose"));
-            }
+    if allow_number_fallback && looks_like_prose(body) {
+        let cfg = ExtractConfig { extractors: vec![Extractor::LastNumber], after_think: false };
+        if let Some(e) = extract(body, &cfg) {
+            return Some((e.answer, "last number in prose"));
         }
     }
     Some((body.to_string(), "bare answer"))

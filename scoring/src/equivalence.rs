@@ -195,6 +195,9 @@ fn collections(ka: CollKind, ia: &[Answer], kb: CollKind, ib: &[Answer], tol: &T
 
 /// Compares two parsed answers.
 pub fn answers_equivalent(a: &Answer, b: &Answer, tol: &Tolerance) -> Judgement {
+    if matches!(a, Answer::Expr { .. } | Answer::Collection { .. }) && a.kind_name() == b.kind_name() && a.render() == b.render() {
+        return Judgement::yes("identical normal form");
+    }
     match (a, b) {
         (Answer::Number { value: va, percent: pa, .. }, Answer::Number { value: vb, percent: pb, .. }) => {
             numbers(*va, *pa, *vb, *pb, tol)

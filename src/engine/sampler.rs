@@ -455,44 +455,35 @@ impl Sampler {
             1.0 / self.params.temperature
         };
 
-        // Pass 1: temperature, sanitise, argmax (first max wins → lowest id).
-        // NaN (a model bug) is treated as -inf; +inf is clamped so that
-        // `logit - max` stays finite.
-        let mut best = None;
-        let mut max = f32::NEG_INFINITY;
-        for (i, l) in logits.iter_mut().enumerate() {
-            let mut v = *l * inv_t;
-            if v.is_nan() {
-                v = f32::NEG_INFINITY;
-            } else if v == f32::INFINITY {
-                v = f32::MAX;
-            }
-            *l = v;
-            if v > max {
-                max = v;
-                best = Some(i);
-            }
-        }
-        let best = best.ok_or(SamplingError::NoViableToken)?;
+        // Pass 1: temperature, sanitise, max. NaN (a model bug) is treated as
+        // -inf; +inf is clamped so that `logit - max` stays finite.
+        let max = scale_sanitize_max(logits, inv_t);
+        // First position of the max: ties go to the lowest id.
+        let best = logits
+            .iter()
+            .position(|&v| v == max)
+            .filter(|_| max > f32::NEG_INFINITY)
+            .ok_or(SamplingError::NoViableToken)?;
 
-        // Pass 2: unnormalised probabilities in place (the max maps to exactly
-        // 1), their sum, and the top-logprob candidates from the logits.
+        // Pass 2 (only if requested): top-logprob candidates from the logits,
+        // before they are overwritten.
         let n_top = if self.params.logprobs {
             self.params.top_logprobs
         } else {
             0
         };
         self.top.clear();
-        let mut z = 0f64;
-        for (i, l) in logits.iter_mut().enumerate() {
-            let v = *l;
-            if n_top > 0 && v > f32::NEG_INFINITY {
-                push_top(&mut self.top, n_top, i as u32, v);
+        if n_top > 0 {
+            for (i, &v) in logits.iter().enumerate() {
+                if v > f32::NEG_INFINITY {
+                    push_top(&mut self.top, n_top, i as u32, v);
+                }
             }
-            let p = (v - max).exp();
-            *l = p;
-            z += f64::from(p);
         }
+
+        // Pass 3: unnormalised probabilities in place (the max maps to
+        // exactly 1) and their sum.
+        let z = exp_shifted_in_place(logits, max);
         let ln_z = z.ln();
 
         let token = if greedy {
@@ -639,6 +630,96 @@ impl Sampler {
     }
 }
 
+/// Lanes of the manually unrolled reductions below: independent accumulators
+/// let LLVM vectorise loops that would otherwise be a serial dependency chain.
+const LANES: usize = 8;
+
+/// Multiplies by `inv_t` in place, maps NaN to -inf and +inf to `f32::MAX`,
+/// and returns the maximum (-inf when nothing is finite).
+fn scale_sanitize_max(row: &mut [f32], inv_t: f32) -> f32 {
+    #[inline(always)]
+    fn step(l: &mut f32, acc: &mut f32, inv_t: f32) {
+        let v = *l * inv_t;
+        #[allow(clippy::eq_op)] // `v != v` is the branch-free NaN test
+        let v = if v != v {
+            f32::NEG_INFINITY
+        } else if v > f32::MAX {
+            f32::MAX
+        } else {
+            v
+        };
+        *l = v;
+        *acc = if v > *acc { v } else { *acc };
+    }
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (l, a) in chunk.iter_mut().zip(acc.iter_mut()) {
+            step(l, a, inv_t);
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for l in chunks.into_remainder() {
+        step(l, &mut max, inv_t);
+    }
+    acc.into_iter().fold(max, |m, a| if a > m { a } else { m })
+}
+
+/// Replaces every `v` with `exp(v - max)` and returns the sum (in f64).
+fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (l, a) in chunk.iter_mut().zip(acc.iter_mut()) {
+            let p = exp_nonpositive(*l - max);
+            *l = p;
+            *a += f64::from(p);
+        }
+    }
+    let mut z = 0f64;
+    for l in chunks.into_remainder() {
+        let p = exp_nonpositive(*l - max);
+        *l = p;
+        z += f64::from(p);
+    }
+    z + acc.iter().sum::<f64>()
+}
+
+/// `exp(x)` for `x <= 0` (including -inf), within about 2 ulp, returning
+/// exactly `1` at `0` and exactly `0` below -87 (where `expf` leaves the
+/// normal range anyway).
+///
+/// Why not `f32::exp`: it is a libm call per element and made the exp pass
+/// over a 151k vocabulary the most expensive part of sampling. This is the
+/// Cephes `expf` polynomial with branch-free range reduction, which LLVM
+/// vectorises.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = if x >= -87.0 { x } else { -87.0 };
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let k = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((k + 127) << 23) as u32);
+    if x >= -87.0 {
+        y * scale
+    } else {
+        0.0
+    }
+}
+
 /// Descending by value, ties by ascending id: a total order, so partial
 /// selections are deterministic.
 fn by_prob_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
@@ -668,6 +749,10 @@ fn push_top(buf: &mut Vec<(u32, f32)>, cap: usize, id: u32, v: f32) {
 /// (64, 256, 1024, …) off the front of the unsorted remainder until the mass
 /// is reached, so a peaked distribution costs a couple of O(n) partitions.
 fn nucleus_len(cands: &mut [(u32, f32)], target: f64) -> usize {
+    // A prefix whose mass equals the target up to rounding counts as reaching
+    // it, so an exact boundary (probs 0.5, 0.3, … with top_p 0.5) does not
+    // pull in one more token because of the last bit of a sum.
+    let target = target * (1.0 - 1e-6);
     let len = cands.len();
     let mut start = 0;
     let mut chunk = NUCLEUS_FIRST_CHUNK;
@@ -773,6 +858,25 @@ mod tests {
     }
 
     const LOGITS: [f32; 6] = [1.0, 2.5, -0.5, 2.0, 0.0, 1.5];
+
+    #[test]
+    fn fast_exp_is_accurate_to_a_few_ulp() {
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            // down to -87.0 inclusive
+            let x = -(i as f32) * 1e-4;
+            let exact = (x as f64).exp();
+            let rel = ((exp_nonpositive(x) as f64 - exact) / exact).abs();
+            worst = worst.max(rel);
+        }
+        assert!(
+            worst < 3.0 * f32::EPSILON as f64,
+            "worst relative error {worst}"
+        );
+    }
 
     #[test]
     fn greedy_picks_argmax() {
@@ -1110,9 +1214,7 @@ mod tests {
     #[test]
     fn all_banned_or_nan_logits_are_an_error_not_a_panic() {
         let mut s = Sampler::new(params(|_| {}), 0);
-        let err = s
-            .sample(&mut [f32::NAN, f32::NEG_INFINITY])
-            .unwrap_err();
+        let err = s.sample(&mut [f32::NAN, f32::NEG_INFINITY]).unwrap_err();
         assert_eq!(err, SamplingError::NoViableToken);
         assert_eq!(s.sample(&mut []).unwrap_err(), SamplingError::NoViableToken);
         // NaN entries are ignored when others are finite.
@@ -1235,32 +1337,128 @@ mod tmp_bench {
     use super::*;
     #[test]
     #[ignore]
+    fn tmp_ab() {
+        let vocab = 151_936;
+        let row: Vec<f32> = (0..vocab).map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 20.0).collect();
+        let mut buf = row.clone();
+        let (mut a, mut b) = (f64::MAX, f64::MAX);
+        for _ in 0..200 {
+            buf.copy_from_slice(&row);
+            let t = std::time::Instant::now();
+            let mut z = 0f64;
+            for l in buf.iter_mut() { let p = (*l - 0.0).exp(); *l = p; z += p as f64; }
+            std::hint::black_box(z);
+            a = a.min(t.elapsed().as_secs_f64());
+            buf.copy_from_slice(&row);
+            let t = std::time::Instant::now();
+            std::hint::black_box(exp_shifted_in_place(&mut buf, 0.0));
+            b = b.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!("exp pass min: std {:.3} ms, fast {:.3} ms", a * 1e3, b * 1e3);
+        let (mut c, mut d) = (f64::MAX, f64::MAX);
+        for _ in 0..200 {
+            buf.copy_from_slice(&row);
+            let t = std::time::Instant::now();
+            std::hint::black_box(scale_sanitize_max(&mut buf, 1.0 / 0.7));
+            c = c.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            std::hint::black_box(buf.iter().position(|&v| v > 100.0));
+            d = d.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!("scale/max {:.3} ms, full position scan {:.3} ms", c * 1e3, d * 1e3);
+    }
+    #[test]
+    #[ignore]
     fn tmp_timing() {
         let vocab = 151_936;
         let mut x = 12345u64;
-        let row: Vec<f32> = (0..vocab).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; ((x >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0 }).collect();
+        let row: Vec<f32> = (0..vocab)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
+            })
+            .collect();
         for (name, p) in [
             ("greedy", SamplingParams::greedy()),
             ("t=1", SamplingParams::default()),
-            ("t=0.7 top_p=0.95", SamplingParams { temperature: 0.7, top_p: 0.95, ..Default::default() }),
-            ("top_k=50", SamplingParams { top_k: 50, ..Default::default() }),
-            ("top_k=1000 top_p=0.9", SamplingParams { top_k: 1000, top_p: 0.9, ..Default::default() }),
-            ("min_p=0.05 top_p=0.9", SamplingParams { min_p: 0.05, top_p: 0.9, ..Default::default() }),
-            ("logprobs 20 rp 1.1", SamplingParams { logprobs: true, top_logprobs: 20, repetition_penalty: 1.1, ..Default::default() }),
+            (
+                "t=0.7 top_p=0.95",
+                SamplingParams {
+                    temperature: 0.7,
+                    top_p: 0.95,
+                    ..Default::default()
+                },
+            ),
+            (
+                "top_k=50",
+                SamplingParams {
+                    top_k: 50,
+                    ..Default::default()
+                },
+            ),
+            (
+                "top_k=1000 top_p=0.9",
+                SamplingParams {
+                    top_k: 1000,
+                    top_p: 0.9,
+                    ..Default::default()
+                },
+            ),
+            (
+                "min_p=0.05 top_p=0.9",
+                SamplingParams {
+                    min_p: 0.05,
+                    top_p: 0.9,
+                    ..Default::default()
+                },
+            ),
+            (
+                "logprobs 20 rp 1.1",
+                SamplingParams {
+                    logprobs: true,
+                    top_logprobs: 20,
+                    repetition_penalty: 1.1,
+                    ..Default::default()
+                },
+            ),
         ] {
             let mut s = Sampler::new(p, 0);
             s.observe_prompt(&(0..2000).collect::<Vec<u32>>());
             let mut buf = row.clone();
             let n = 200;
             let t = std::time::Instant::now();
-            for _ in 0..n { buf.copy_from_slice(&row); std::hint::black_box(s.sample(&mut buf).unwrap()); }
-            eprintln!("{name}: {:.3} ms/row", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+            for _ in 0..n {
+                buf.copy_from_slice(&row);
+                std::hint::black_box(s.sample(&mut buf).unwrap());
+            }
+            eprintln!(
+                "{name}: {:.3} ms/row",
+                t.elapsed().as_secs_f64() * 1e3 / n as f64
+            );
         }
-        let mut batch: Vec<Sampler> = (0..8).map(|i| Sampler::new(SamplingParams { top_p: 0.95, ..Default::default() }, i)).collect();
+        let mut batch: Vec<Sampler> = (0..8)
+            .map(|i| {
+                Sampler::new(
+                    SamplingParams {
+                        top_p: 0.95,
+                        ..Default::default()
+                    },
+                    i,
+                )
+            })
+            .collect();
         let big = row.repeat(8);
         let mut buf = big.clone();
         let t = std::time::Instant::now();
-        for _ in 0..50 { buf.copy_from_slice(&big); std::hint::black_box(sample_batch(&mut batch, &mut buf, vocab).unwrap()); }
-        eprintln!("batch 8 top_p: {:.3} ms/batch", t.elapsed().as_secs_f64() * 1e3 / 50.0);
+        for _ in 0..50 {
+            buf.copy_from_slice(&big);
+            std::hint::black_box(sample_batch(&mut batch, &mut buf, vocab).unwrap());
+        }
+        eprintln!(
+            "batch 8 top_p: {:.3} ms/batch",
+            t.elapsed().as_secs_f64() * 1e3 / 50.0
+        );
     }
 }

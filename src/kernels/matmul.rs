@@ -247,6 +247,10 @@ fn chunk_rows(n: usize, k: usize, threads: usize) -> usize {
     by_tasks.max(by_size).max(1).next_multiple_of(NB)
 }
 
+/// A per-chunk kernel: this chunk's weight rows and, per row of `x`, the
+/// matching output columns.
+type ChunkKernel<'a, T> = dyn Fn(&[T], &mut [&mut [f32]]) + Sync + 'a;
+
 /// Splits `W` rows (= output columns) into chunks and runs `kernel` on each,
 /// in parallel when there is more than one chunk. The kernel gets the chunk's
 /// weight rows and, per row of `x`, the matching `&mut` slice of `out`.
@@ -256,7 +260,7 @@ fn run_split<T: Sync>(
     w: &[T],
     n: usize,
     out: &mut [f32],
-    kernel: &(dyn Fn(&[T], &mut [&mut [f32]]) + Sync),
+    kernel: &ChunkKernel<'_, T>,
 ) {
     if m == 0 || n == 0 {
         return;

@@ -229,3 +229,47 @@ pub fn load_model(
         weight_bytes,
     })
 }
+
+/// Load a model directory into a [`candle_nn::VarMap`] for training: every
+/// weight becomes a `Var` (in `dtype`, activations too) and the returned
+/// [`Transformer`] reads those same vars, so gradients of a
+/// [`super::Mode::Train`] forward reach them. Tied embeddings share one var.
+pub fn load_trainable(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Transformer, candle_nn::VarMap, ModelConfig), ModelError> {
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let files = weight_files(dir)?;
+    let varmap = candle_nn::VarMap::new();
+    {
+        let mut data = varmap.data().lock().map_err(|_| ModelError::Weight {
+            name: "varmap".into(),
+            message: "lock poisoned".into(),
+        })?;
+        for f in &files {
+            let tensors = candle_core::safetensors::load(f, device).map_err(|e| ModelError::Malformed {
+                path: f.clone(),
+                message: e.to_string(),
+            })?;
+            for (name, t) in tensors {
+                let var = candle_core::Var::from_tensor(&t.to_dtype(dtype)?)?;
+                data.insert(name, var);
+            }
+        }
+    }
+    let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+    let model = Transformer::load(
+        &config,
+        Loaders {
+            weights: vb.clone(),
+            small: vb,
+        },
+        dtype,
+    )
+    .map_err(|e| ModelError::Weight {
+        name: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((model, varmap, config))
+}

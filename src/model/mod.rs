@@ -13,7 +13,7 @@ pub mod transformer;
 
 pub use config::{Architecture, ModelConfig};
 pub use kv_cache::KvCache;
-pub use loader::{load_model, GenerationConfig, LoadedModel, WeightDType};
+pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};
 pub use transformer::{Positions, SeqInput, Transformer};
 
 /// Which kernels a forward uses: fused, gradient-free ones for serving, or

@@ -417,7 +417,7 @@ impl Transformer {
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("reward model has no lm_head".into()))?;
         let h = self.forward_hidden(seqs, positions, mode)?;
-        head.forward(&h, mode)?.to_dtype(DType::F32)
+        widen(head.forward(&h, mode)?)
     }
 
     /// Reward-model scores (num_seqs, num_labels) read at each sequence's last token.
@@ -427,7 +427,7 @@ impl Transformer {
             .as_ref()
             .ok_or_else(|| candle_core::Error::Msg("model has no score head".into()))?;
         let h = self.forward_hidden(seqs, Positions::Last, mode)?;
-        head.forward(&h, mode)?.to_dtype(DType::F32)
+        widen(head.forward(&h, mode)?)
     }
 
     fn num_kv_groups(&self) -> usize {
@@ -473,6 +473,14 @@ impl Transformer {
             lin(&mut out, "score".into(), s);
         }
         out
+    }
+}
+
+/// Half-precision outputs are returned as f32; f32/f64 stay as they are.
+fn widen(t: Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::F16 | DType::BF16 => t.to_dtype(DType::F32),
+        _ => Ok(t),
     }
 }
 

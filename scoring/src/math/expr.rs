@@ -27,6 +27,7 @@ enum Tok {
     Bang,
     Open(char),
     Close(char),
+    Bar,
     Frac,
     Sqrt,
     Func(Func),
@@ -40,6 +41,7 @@ pub enum Func {
     Ln,
     Log,
     Exp,
+    Abs,
 }
 
 /// Parsed expression tree.
@@ -147,6 +149,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             '/' => Tok::Div,
             '^' => Tok::Caret,
             '!' => Tok::Bang,
+            '|' => Tok::Bar,
             '(' | '[' | '{' => Tok::Open(c),
             ')' | ']' | '}' => Tok::Close(c),
             _ => return None,
@@ -322,6 +325,13 @@ impl Parser {
                 }
                 inner
             }
+            Tok::Bar => {
+                let inner = self.expr()?;
+                if self.next()? != Tok::Bar {
+                    return None;
+                }
+                Expr::Call(Func::Abs, Box::new(inner))
+            }
             Tok::Frac => {
                 let n = self.arg()?;
                 let d = self.arg()?;
@@ -444,6 +454,11 @@ impl Expr {
                 }
                 _ => return None,
             },
+            Expr::Call(Func::Abs, e) => match e.eval(env)? {
+                Value::Exact(r) if r.numer() < 0 => Value::Exact(r.neg()?),
+                Value::Real(x) => Value::Real(x.abs()),
+                v => v,
+            },
             Expr::Call(f, e) => {
                 let x = e.eval(env)?.to_f64();
                 Value::Real(match f {
@@ -453,6 +468,7 @@ impl Expr {
                     Func::Ln => x.ln(),
                     Func::Log => x.log10(),
                     Func::Exp => x.exp(),
+                    Func::Abs => x.abs(),
                 })
             }
         })

@@ -281,10 +281,8 @@ impl Value {
                 if let Some(r) = b.pow(ex.numer()) {
                     return Value::Exact(r);
                 }
-            } else {
-                if let Some(r) = b.root_exact(ex.denom()).and_then(|s| s.pow(ex.numer())) {
-                    return Value::Exact(r);
-                }
+            } else if let Some(r) = b.root_exact(ex.denom()).and_then(|s| s.pow(ex.numer())) {
+                return Value::Exact(r);
             }
         }
         Value::Real(self.to_f64().powf(e.to_f64()))
