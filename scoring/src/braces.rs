@@ -149,12 +149,18 @@ mod tests {
     fn unwrap_and_replace_respect_word_boundaries() {
         assert_eq!(unwrap_command(r"\text{ cm}", r"\text"), " cm");
         assert_eq!(unwrap_command(r"\textbf{a}", r"\text"), r"\textbf{a}");
-        assert_eq!(replace_command(r"\left(\rightarrow\right)", r"\right", ""), r"\left(\rightarrow)");
+        assert_eq!(
+            replace_command(r"\left(\rightarrow\right)", r"\right", ""),
+            r"\left(\rightarrow)"
+        );
     }
 
     #[test]
     fn splits_only_at_top_level() {
-        assert_eq!(split_top_level("[1, 2), (3,4]", ','), vec!["[1, 2)", " (3,4]"]);
+        assert_eq!(
+            split_top_level("[1, 2), (3,4]", ','),
+            vec!["[1, 2)", " (3,4]"]
+        );
         assert!(outer_brackets_span_all("[1,2)"));
         assert!(!outer_brackets_span_all("(1)+(2)"));
     }

@@ -51,7 +51,10 @@ pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &
         return None;
     }
     if allow_number_fallback && looks_like_prose(body) {
-        let cfg = ExtractConfig { extractors: vec![Extractor::LastNumber], after_think: false };
+        let cfg = ExtractConfig {
+            extractors: vec![Extractor::LastNumber],
+            after_think: false,
+        };
         if let Some(e) = extract(body, &cfg) {
             return Some((e.answer, "last number in prose"));
         }
@@ -85,8 +88,18 @@ pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
     };
     let pred_norm = normalize(&pred_ans);
     if gold_norm.is_empty() {
-        return Comparison { equal: false, gold_norm, pred_norm, reason: "gold answer is empty".into() };
+        return Comparison {
+            equal: false,
+            gold_norm,
+            pred_norm,
+            reason: "gold answer is empty".into(),
+        };
     }
     let j = answers_equivalent(&Answer::parse(&gold_ans), &Answer::parse(&pred_ans), tol);
-    Comparison { equal: j.equal, gold_norm, pred_norm, reason: format!("{} ({how})", j.reason) }
+    Comparison {
+        equal: j.equal,
+        gold_norm,
+        pred_norm,
+        reason: format!("{} ({how})", j.reason),
+    }
 }

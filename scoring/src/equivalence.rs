@@ -14,10 +14,16 @@ pub struct Judgement {
 
 impl Judgement {
     fn yes(reason: impl Into<String>) -> Self {
-        Judgement { equal: true, reason: reason.into() }
+        Judgement {
+            equal: true,
+            reason: reason.into(),
+        }
     }
     fn no(reason: impl Into<String>) -> Self {
-        Judgement { equal: false, reason: reason.into() }
+        Judgement {
+            equal: false,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -36,7 +42,7 @@ pub fn equivalent_with(a: &str, b: &str, tol: &Tolerance) -> Judgement {
 }
 
 fn percent_scaled(v: Value) -> Value {
-    v.div(Value::Exact(Rational::int(100))).unwrap_or(v)
+    v.checked_div(Value::Exact(Rational::int(100))).unwrap_or(v)
 }
 
 fn numbers(a: Value, pa: bool, b: Value, pb: bool, tol: &Tolerance) -> Judgement {
@@ -48,7 +54,9 @@ fn numbers(a: Value, pa: bool, b: Value, pb: bool, tol: &Tolerance) -> Judgement
             "numerically equal within tolerance"
         });
     }
-    if (pa && !pb && tol.values_equal(percent_scaled(a), b)) || (pb && !pa && tol.values_equal(a, percent_scaled(b))) {
+    if (pa && !pb && tol.values_equal(percent_scaled(a), b))
+        || (pb && !pa && tol.values_equal(a, percent_scaled(b)))
+    {
         return Judgement::yes("equal after percent scaling");
     }
     Judgement::no(if both_exact {
@@ -58,7 +66,12 @@ fn numbers(a: Value, pa: bool, b: Value, pb: bool, tol: &Tolerance) -> Judgement
     })
 }
 
-const SAMPLE_POINTS: [f64; 4] = [0.5772156649, 1.4142135623, 2.7182818284, -0.3183098861];
+const SAMPLE_POINTS: [f64; 4] = [
+    0.577_215_664_9,
+    std::f64::consts::SQRT_2,
+    std::f64::consts::E,
+    -std::f64::consts::FRAC_1_PI,
+];
 
 fn sample_compare(ea: &Expr, eb: &Expr, tol: &Tolerance) -> Judgement {
     let mut vars = ea.vars();
@@ -96,7 +109,11 @@ fn sample_compare(ea: &Expr, eb: &Expr, tol: &Tolerance) -> Judgement {
 fn as_expr(a: &Answer) -> Option<Expr> {
     match a {
         Answer::Expr { expr, .. } => Some(expr.clone()),
-        Answer::Number { value, percent: false, .. } => Some(Expr::Const(*value)),
+        Answer::Number {
+            value,
+            percent: false,
+            ..
+        } => Some(Expr::Const(*value)),
         _ => None,
     }
 }
@@ -140,8 +157,7 @@ fn perfect_matching(adj: &[Vec<bool>]) -> bool {
         }
         let Some(mut b) = found else { return false };
         // Flip the path back to `start`.
-        loop {
-            let Some((a, prev)) = parent[b] else { break };
+        while let Some((a, prev)) = parent[b] {
             match_b[b] = Some(a);
             if prev == usize::MAX {
                 break;
@@ -152,7 +168,13 @@ fn perfect_matching(adj: &[Vec<bool>]) -> bool {
     true
 }
 
-fn collections(ka: CollKind, ia: &[Answer], kb: CollKind, ib: &[Answer], tol: &Tolerance) -> Judgement {
+fn collections(
+    ka: CollKind,
+    ia: &[Answer],
+    kb: CollKind,
+    ib: &[Answer],
+    tol: &Tolerance,
+) -> Judgement {
     if ka.ordered() != kb.ordered() {
         return Judgement::no("ordered tuple/interval vs unordered collection");
     }
@@ -160,7 +182,11 @@ fn collections(ka: CollKind, ia: &[Answer], kb: CollKind, ib: &[Answer], tol: &T
         return Judgement::no("bracket kinds differ (open vs closed interval?)");
     }
     if ia.len() != ib.len() {
-        return Judgement::no(format!("collection sizes differ ({} vs {})", ia.len(), ib.len()));
+        return Judgement::no(format!(
+            "collection sizes differ ({} vs {})",
+            ia.len(),
+            ib.len()
+        ));
     }
     if ka.ordered() {
         for (k, (x, y)) in ia.iter().zip(ib).enumerate() {
@@ -184,7 +210,11 @@ fn collections(ka: CollKind, ia: &[Answer], kb: CollKind, ib: &[Answer], tol: &T
     }
     let adj: Vec<Vec<bool>> = ia
         .iter()
-        .map(|x| ib.iter().map(|y| answers_equivalent(x, y, tol).equal).collect())
+        .map(|x| {
+            ib.iter()
+                .map(|y| answers_equivalent(x, y, tol).equal)
+                .collect()
+        })
         .collect();
     if perfect_matching(&adj) {
         Judgement::yes("unordered collections match as multisets")
@@ -195,16 +225,35 @@ fn collections(ka: CollKind, ia: &[Answer], kb: CollKind, ib: &[Answer], tol: &T
 
 /// Compares two parsed answers.
 pub fn answers_equivalent(a: &Answer, b: &Answer, tol: &Tolerance) -> Judgement {
-    if matches!(a, Answer::Expr { .. } | Answer::Collection { .. }) && a.kind_name() == b.kind_name() && a.render() == b.render() {
+    if matches!(a, Answer::Expr { .. } | Answer::Collection { .. })
+        && a.kind_name() == b.kind_name()
+        && a.render() == b.render()
+    {
         return Judgement::yes("identical normal form");
     }
     match (a, b) {
-        (Answer::Number { value: va, percent: pa, .. }, Answer::Number { value: vb, percent: pb, .. }) => {
-            numbers(*va, *pa, *vb, *pb, tol)
-        }
-        (Answer::Collection { kind: ka, items: ia }, Answer::Collection { kind: kb, items: ib }) => {
-            collections(*ka, ia, *kb, ib, tol)
-        }
+        (
+            Answer::Number {
+                value: va,
+                percent: pa,
+                ..
+            },
+            Answer::Number {
+                value: vb,
+                percent: pb,
+                ..
+            },
+        ) => numbers(*va, *pa, *vb, *pb, tol),
+        (
+            Answer::Collection {
+                kind: ka,
+                items: ia,
+            },
+            Answer::Collection {
+                kind: kb,
+                items: ib,
+            },
+        ) => collections(*ka, ia, *kb, ib, tol),
         (Answer::Text(_), _) | (_, Answer::Text(_)) => {
             let (ta, tb) = (text_key(&a.render()), text_key(&b.render()));
             if ta == tb {
@@ -212,12 +261,20 @@ pub fn answers_equivalent(a: &Answer, b: &Answer, tol: &Tolerance) -> Judgement 
             } else if matches!((a, b), (Answer::Text(_), Answer::Text(_))) {
                 Judgement::no("text differs")
             } else {
-                Judgement::no(format!("cannot compare {} with {}", a.kind_name(), b.kind_name()))
+                Judgement::no(format!(
+                    "cannot compare {} with {}",
+                    a.kind_name(),
+                    b.kind_name()
+                ))
             }
         }
         _ => match (as_expr(a), as_expr(b)) {
             (Some(ea), Some(eb)) => sample_compare(&ea, &eb, tol),
-            _ => Judgement::no(format!("cannot compare {} with {}", a.kind_name(), b.kind_name())),
+            _ => Judgement::no(format!(
+                "cannot compare {} with {}",
+                a.kind_name(),
+                b.kind_name()
+            )),
         },
     }
 }

@@ -47,24 +47,36 @@ impl ExtractConfig {
     /// Boxed, "answer is", `####`, `Answer:`, then last number.
     pub fn math() -> Self {
         use Extractor::*;
-        ExtractConfig { extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, LastNumber], after_think: true }
+        ExtractConfig {
+            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, LastNumber],
+            after_think: true,
+        }
     }
 
     /// `####` first (GSM8K format), then the math chain.
     pub fn gsm8k() -> Self {
         use Extractor::*;
-        ExtractConfig { extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, LastNumber], after_think: true }
+        ExtractConfig {
+            extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, LastNumber],
+            after_think: true,
+        }
     }
 
     /// Multiple-choice letter only.
     pub fn choice() -> Self {
-        ExtractConfig { extractors: vec![Extractor::Choice], after_think: true }
+        ExtractConfig {
+            extractors: vec![Extractor::Choice],
+            after_think: true,
+        }
     }
 
     /// Strong, explicit markers only (no last-number guess).
     pub fn explicit() -> Self {
         use Extractor::*;
-        ExtractConfig { extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine], after_think: true }
+        ExtractConfig {
+            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine],
+            after_think: true,
+        }
     }
 }
 
@@ -85,11 +97,18 @@ pub fn after_think(text: &str) -> &str {
 
 /// Extracts an answer using `cfg`; `None` when no extractor matches.
 pub fn extract(text: &str, cfg: &ExtractConfig) -> Option<Extracted> {
-    let body = if cfg.after_think { after_think(text) } else { text };
+    let body = if cfg.after_think {
+        after_think(text)
+    } else {
+        text
+    };
     cfg.extractors.iter().find_map(|&method| {
         let answer = run(method, body)?;
         let answer = answer.trim();
-        (!answer.is_empty()).then(|| Extracted { answer: answer.to_string(), method })
+        (!answer.is_empty()).then(|| Extracted {
+            answer: answer.to_string(),
+            method,
+        })
     })
 }
 
@@ -122,7 +141,9 @@ pub fn last_boxed(body: &str) -> Option<String> {
                 matching_brace(body, after + ws).and_then(|close| body.get(after + ws + 1..close))
             } else if ws > 0 {
                 // `\boxed 5`: up to whitespace or `$`.
-                tail.trim_start().split(|c: char| c.is_whitespace() || c == '$').next()
+                tail.trim_start()
+                    .split(|c: char| c.is_whitespace() || c == '$')
+                    .next()
             } else {
                 None
             };
@@ -140,14 +161,18 @@ pub fn last_boxed(body: &str) -> Option<String> {
 }
 
 static ANSWER_IS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)the\s+(?:final\s+|correct\s+)?answer\s+(?:is|will\s+be|=)\s*:?\s*").expect("static regex")
+    Regex::new(r"(?i)the\s+(?:final\s+|correct\s+)?answer\s+(?:is|will\s+be|=)\s*:?\s*")
+        .expect("static regex")
 });
-static GSM8K: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]+)").expect("static regex"));
+static GSM8K: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"####\s*([^\n]+)").expect("static regex"));
 static ANSWER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?im)^[\s>#*_-]*(?:final\s+)?answer\s*[*_]*\s*[:：]\s*[*_]*\s*([^\n]+)$").expect("static regex")
+    Regex::new(r"(?im)^[\s>#*_-]*(?:final\s+)?answer\s*[*_]*\s*[:：]\s*[*_]*\s*([^\n]+)$")
+        .expect("static regex")
 });
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?:[eE][-+]?\d+)?|-?\.\d+").expect("static regex")
+    Regex::new(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
+        .expect("static regex")
 });
 static CHOICE_MARKED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -155,19 +180,26 @@ static CHOICE_MARKED: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("static regex")
 });
-static CHOICE_PAREN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(([A-J])\)").expect("static regex"));
+static CHOICE_PAREN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\(([A-J])\)").expect("static regex"));
 static CHOICE_BARE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\(?([A-Ja-j])[).:]?\s*(?:$|[).:]\s)").expect("static regex"));
 
 fn last_capture(re: &Regex, body: &str) -> Option<String> {
-    re.captures_iter(body).last().and_then(|c| c.get(1)).map(|m| m.as_str().trim().to_string())
+    re.captures_iter(body)
+        .last()
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().trim().to_string())
 }
 
 /// Trims trailing sentence punctuation, markdown bold and `$` wrappers.
 fn strip_sentence(s: &str) -> String {
     let s = s.trim().trim_matches('*').trim();
     let s = s.trim_end_matches(['.', '!', ';']).trim();
-    let s = s.strip_prefix('$').and_then(|r| r.strip_suffix('$')).unwrap_or(s);
+    let s = s
+        .strip_prefix('$')
+        .and_then(|r| r.strip_suffix('$'))
+        .unwrap_or(s);
     s.trim().to_string()
 }
 
@@ -213,7 +245,10 @@ fn choice(body: &str) -> Option<String> {
 }
 
 fn last_number(body: &str) -> Option<String> {
-    NUMBER.find_iter(body).last().map(|m| m.as_str().to_string())
+    NUMBER
+        .find_iter(body)
+        .last()
+        .map(|m| m.as_str().to_string())
 }
 
 #[cfg(test)]

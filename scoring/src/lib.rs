@@ -43,11 +43,11 @@ pub use math::answer::{normalize, Answer, CollKind};
 pub use math::number::{Rational, Tolerance, Value};
 pub use reward::{score_checked, RewardScorer};
 pub use select::{
-    majority_decided, BestOfN, ClusterSummary, ConfidenceMetric, ConfidenceSelector, First, Majority,
-    MissingScores, RolloutSummary, RolloutVote, Selection, SelectionConfig, Selector, WeightSource,
-    WeightedMajority,
+    majority_decided, BestOfN, ClusterSummary, ConfidenceMetric, ConfidenceSelector, First,
+    Majority, MissingScores, RolloutSummary, RolloutVote, Selection, SelectionConfig, Selector,
+    WeightSource, WeightedMajority,
 };
 pub use verifier::{
-    verifier_by_name, ChoiceVerifier, CodeOutcome, CodeRunner, CodeVerifier, ExactVerifier, MathVerifier,
-    NumericVerifier, RegexVerifier, Verdict, Verifier,
+    verifier_by_name, ChoiceVerifier, CodeOutcome, CodeRunner, CodeVerifier, ExactVerifier,
+    MathVerifier, NumericVerifier, RegexVerifier, Verdict, Verifier,
 };

@@ -20,7 +20,11 @@ pub struct Verdict {
 
 impl Verdict {
     fn missing() -> Self {
-        Verdict { correct: false, extracted: None, reason: "no answer extracted".into() }
+        Verdict {
+            correct: false,
+            extracted: None,
+            reason: "no answer extracted".into(),
+        }
     }
 }
 
@@ -38,10 +42,22 @@ pub struct MathVerifier {
 
 impl Verifier for MathVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
-        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
-        let reference = answer_from(reference, false).map(|(a, _)| a).unwrap_or_default();
-        let j = answers_equivalent(&Answer::parse(&reference), &Answer::parse(&e.answer), &self.tolerance);
-        Verdict { correct: j.equal, extracted: Some(e.answer), reason: j.reason }
+        let Some(e) = extract(completion, &self.extract) else {
+            return Verdict::missing();
+        };
+        let reference = answer_from(reference, false)
+            .map(|(a, _)| a)
+            .unwrap_or_default();
+        let j = answers_equivalent(
+            &Answer::parse(&reference),
+            &Answer::parse(&e.answer),
+            &self.tolerance,
+        );
+        Verdict {
+            correct: j.equal,
+            extracted: Some(e.answer),
+            reason: j.reason,
+        }
     }
 }
 
@@ -54,11 +70,25 @@ pub struct ExactVerifier {
 
 impl Verifier for ExactVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
-        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
+        let Some(e) = extract(completion, &self.extract) else {
+            return Verdict::missing();
+        };
         let (a, b) = (e.answer.trim(), reference.trim());
-        let correct = if self.case_insensitive { a.to_lowercase() == b.to_lowercase() } else { a == b };
-        let reason = if correct { "exact string match" } else { "strings differ" };
-        Verdict { correct, extracted: Some(e.answer), reason: reason.into() }
+        let correct = if self.case_insensitive {
+            a.to_lowercase() == b.to_lowercase()
+        } else {
+            a == b
+        };
+        let reason = if correct {
+            "exact string match"
+        } else {
+            "strings differ"
+        };
+        Verdict {
+            correct,
+            extracted: Some(e.answer),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -76,18 +106,35 @@ impl RegexVerifier {
             pattern: pattern.to_string(),
             message: e.to_string(),
         })?;
-        Ok(RegexVerifier { pattern, tolerance: Tolerance::default() })
+        Ok(RegexVerifier {
+            pattern,
+            tolerance: Tolerance::default(),
+        })
     }
 }
 
 impl Verifier for RegexVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
         let body = crate::extract::after_think(completion);
-        let found = self.pattern.captures_iter(body).last().and_then(|c| c.get(1).or_else(|| c.get(0)));
-        let Some(m) = found else { return Verdict::missing() };
+        let found = self
+            .pattern
+            .captures_iter(body)
+            .last()
+            .and_then(|c| c.get(1).or_else(|| c.get(0)));
+        let Some(m) = found else {
+            return Verdict::missing();
+        };
         let got = m.as_str().trim().to_string();
-        let j = answers_equivalent(&Answer::parse(reference), &Answer::parse(&got), &self.tolerance);
-        Verdict { correct: j.equal, extracted: Some(got), reason: j.reason }
+        let j = answers_equivalent(
+            &Answer::parse(reference),
+            &Answer::parse(&got),
+            &self.tolerance,
+        );
+        Verdict {
+            correct: j.equal,
+            extracted: Some(got),
+            reason: j.reason,
+        }
     }
 }
 
@@ -100,7 +147,9 @@ pub struct NumericVerifier {
 
 impl Verifier for NumericVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
-        let Some(e) = extract(completion, &self.extract) else { return Verdict::missing() };
+        let Some(e) = extract(completion, &self.extract) else {
+            return Verdict::missing();
+        };
         let (r, p) = (Answer::parse(reference), Answer::parse(&e.answer));
         let (Answer::Number { .. }, Answer::Number { .. }) = (&r, &p) else {
             return Verdict {
@@ -110,7 +159,11 @@ impl Verifier for NumericVerifier {
             };
         };
         let j = answers_equivalent(&r, &p, &self.tolerance);
-        Verdict { correct: j.equal, extracted: Some(e.answer), reason: j.reason }
+        Verdict {
+            correct: j.equal,
+            extracted: Some(e.answer),
+            reason: j.reason,
+        }
     }
 }
 
@@ -124,13 +177,16 @@ fn reference_letter(reference: &str) -> Option<char> {
     let mut chars = t.chars();
     let c = chars.next()?.to_ascii_uppercase();
     let rest = chars.as_str();
-    let ok = ('A'..='J').contains(&c) && (rest.is_empty() || rest.starts_with([')', '.', ':', ' ']));
+    let ok =
+        ('A'..='J').contains(&c) && (rest.is_empty() || rest.starts_with([')', '.', ':', ' ']));
     ok.then_some(c)
 }
 
 impl Verifier for ChoiceVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
-        let Some(e) = extract(completion, &ExtractConfig::choice()) else { return Verdict::missing() };
+        let Some(e) = extract(completion, &ExtractConfig::choice()) else {
+            return Verdict::missing();
+        };
         let Some(want) = reference_letter(reference) else {
             return Verdict {
                 correct: false,
@@ -138,9 +194,17 @@ impl Verifier for ChoiceVerifier {
                 reason: "reference is not a choice letter".into(),
             };
         };
-        let correct = e.answer.chars().next() == Some(want);
-        let reason = if correct { "choice letter matches" } else { "choice letter differs" };
-        Verdict { correct, extracted: Some(e.answer), reason: reason.into() }
+        let correct = e.answer.starts_with(want);
+        let reason = if correct {
+            "choice letter matches"
+        } else {
+            "choice letter differs"
+        };
+        Verdict {
+            correct,
+            extracted: Some(e.answer),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -177,7 +241,9 @@ pub struct CodeVerifier {
 
 impl CodeVerifier {
     pub fn new(runner: impl CodeRunner + 'static) -> Self {
-        CodeVerifier { runner: Box::new(runner) }
+        CodeVerifier {
+            runner: Box::new(runner),
+        }
     }
 }
 
@@ -195,10 +261,19 @@ pub fn last_code_block(text: &str) -> Option<String> {
 
 impl Verifier for CodeVerifier {
     fn verify(&self, completion: &str, reference: &str) -> Verdict {
-        let code = last_code_block(completion).unwrap_or_else(|| crate::extract::after_think(completion).to_string());
+        let code = last_code_block(completion)
+            .unwrap_or_else(|| crate::extract::after_think(completion).to_string());
         match self.runner.run(&code, reference) {
-            Ok(o) => Verdict { correct: o.passed, extracted: Some(code), reason: o.detail },
-            Err(e) => Verdict { correct: false, extracted: Some(code), reason: e.to_string() },
+            Ok(o) => Verdict {
+                correct: o.passed,
+                extracted: Some(code),
+                reason: o.detail,
+            },
+            Err(e) => Verdict {
+                correct: false,
+                extracted: Some(code),
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -212,9 +287,15 @@ pub fn verifier_by_name(name: &str) -> Result<Box<dyn Verifier>, ScoringError> {
     }
     Ok(match name.trim().to_ascii_lowercase().as_str() {
         "math" => Box::new(MathVerifier::default()),
-        "gsm8k" => Box::new(MathVerifier { extract: ExtractConfig::gsm8k(), ..Default::default() }),
+        "gsm8k" => Box::new(MathVerifier {
+            extract: ExtractConfig::gsm8k(),
+            ..Default::default()
+        }),
         "exact" => Box::new(ExactVerifier::default()),
-        "exact_ci" => Box::new(ExactVerifier { case_insensitive: true, ..Default::default() }),
+        "exact_ci" => Box::new(ExactVerifier {
+            case_insensitive: true,
+            ..Default::default()
+        }),
         "numeric" => Box::new(NumericVerifier::default()),
         "choice" | "mcq" => Box::new(ChoiceVerifier),
         "code" => return Err(ScoringError::NeedsHook("code".into())),

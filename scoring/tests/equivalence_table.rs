@@ -58,7 +58,10 @@ const EQUAL: &[(&str, &str)] = &[
     (r"6.02\times10^{23}", "602000000000000000000000"),
     ("1e6", "1,000,000"),
     ("1e-7", "1.0e-7"),
-    ("100000000000000000000000000000000000000000000000000", "1e50"),
+    (
+        "100000000000000000000000000000000000000000000000000",
+        "1e50",
+    ),
     ("2^{10}", "1024"),
     ("2^10", "1024"),
     ("3!", "6"),
@@ -111,7 +114,10 @@ const EQUAL: &[(&str, &str)] = &[
     ("(-\u{221e}, 3]", r"(-\infty, 3]"),
     (r"\left[ \frac{1}{2}, 2 \right]", "[0.5, 2]"),
     ("(1/2, 3)", "(0.5, 3)"),
-    (r"(-\infty, 1) \cup (2, \infty)", r"(2, \infty) \cup (-\infty, 1)"),
+    (
+        r"(-\infty, 1) \cup (2, \infty)",
+        r"(2, \infty) \cup (-\infty, 1)",
+    ),
     (r"(\sqrt{2}, \pi)", "(1.41421356237, 3.14159265359)"),
     ("(1, (2, 3))", "(1,(2,3))"),
     // sets and lists (unordered)
@@ -206,7 +212,12 @@ fn equal_pairs_compare_equal_in_both_directions() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -220,12 +231,21 @@ fn unequal_pairs_compare_unequal_in_both_directions() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn table_has_at_least_150_cases() {
-    assert!(EQUAL.len() + NOT_EQUAL.len() >= 150, "{}", EQUAL.len() + NOT_EQUAL.len());
+    assert!(
+        EQUAL.len() + NOT_EQUAL.len() >= 150,
+        "{}",
+        EQUAL.len() + NOT_EQUAL.len()
+    );
 }
 
 #[test]
@@ -236,10 +256,16 @@ fn compare_reports_normal_forms_and_reason() {
     assert_eq!(c.pred_norm, "3/4");
     assert!(c.reason.contains("exact"), "{}", c.reason);
 
-    let c = compare(r"\boxed{12}", "<think>maybe 11</think> so we get \\boxed{12}");
+    let c = compare(
+        r"\boxed{12}",
+        "<think>maybe 11</think> so we get \\boxed{12}",
+    );
     assert!(c.equal, "{c:?}");
 
-    let c = compare("18", "Janet sells 16 - 3 - 4 = 9 eggs, earning 9 * 2 = 18 dollars a day.");
+    let c = compare(
+        "18",
+        "Janet sells 16 - 3 - 4 = 9 eggs, earning 9 * 2 = 18 dollars a day.",
+    );
     assert!(c.equal, "{c:?}");
     assert_eq!(c.pred_norm, "18");
 

@@ -667,22 +667,19 @@ fn scale_sanitize_max(row: &mut [f32], inv_t: f32) -> f32 {
 
 /// Replaces every `v` with `exp(v - max)` and returns the sum (in f64).
 fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f64 {
+    // Two simple loops vectorise; one fused loop with f64 accumulators did not.
+    for l in row.iter_mut() {
+        *l = exp_nonpositive(*l - max);
+    }
     let mut acc = [0f64; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
+    let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
-        for (l, a) in chunk.iter_mut().zip(acc.iter_mut()) {
-            let p = exp_nonpositive(*l - max);
-            *l = p;
+        for (&p, a) in chunk.iter().zip(acc.iter_mut()) {
             *a += f64::from(p);
         }
     }
-    let mut z = 0f64;
-    for l in chunks.into_remainder() {
-        let p = exp_nonpositive(*l - max);
-        *l = p;
-        z += f64::from(p);
-    }
-    z + acc.iter().sum::<f64>()
+    let rest: f64 = chunks.remainder().iter().map(|&p| f64::from(p)).sum();
+    rest + acc.iter().sum::<f64>()
 }
 
 /// `exp(x)` for `x <= 0` (including -inf), within about 2 ulp, returning

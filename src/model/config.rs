@@ -153,9 +153,15 @@ impl ModelConfig {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        // Report the failing field by its path (`rope_scaling.factor`), not just a column.
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let cfg: ModelConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            ModelError::InvalidField {
+                path: path.to_path_buf(),
+                field,
+                message: e.into_inner().to_string(),
+            }
         })?;
         cfg.validate(path)?;
         Ok(cfg)

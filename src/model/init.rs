@@ -700,7 +700,8 @@ fn tensor_key(seed: u64, name: &str) -> [u8; 32] {
 ///
 /// Element `i` is drawn from keystream words `2⌊i/2⌋` and `2⌊i/2⌋+1` (one Box–Muller pair
 /// per two elements), so chunks can seek to their start and run in parallel with results
-/// independent of chunking and thread count.
+/// independent of chunking and thread count. Byte-identical across runs of one build on
+/// one platform; across platforms the last bit may differ where libm's `logf`/`sincosf` do.
 fn generate(spec: &TensorSpec, seed: u64, dtype: InitDType) -> Vec<u8> {
     let n = spec.shape.iter().product::<usize>();
     let esize = dtype.size();

@@ -37,10 +37,20 @@ impl CollKind {
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// A constant number; `text` is its canonical rendering (without `%`).
-    Number { value: Value, percent: bool, text: String },
+    Number {
+        value: Value,
+        percent: bool,
+        text: String,
+    },
     /// An expression with free single-letter variables.
-    Expr { expr: Expr, text: String },
-    Collection { kind: CollKind, items: Vec<Answer> },
+    Expr {
+        expr: Expr,
+        text: String,
+    },
+    Collection {
+        kind: CollKind,
+        items: Vec<Answer>,
+    },
     /// Anything else, lower-cased, compared modulo whitespace.
     Text(String),
 }
@@ -61,13 +71,17 @@ fn mixed_number(s: &str) -> Option<Value> {
     if d == 0 || n >= d {
         return None; // `2\frac{5}{3}` is a product, not a mixed number.
     }
-    let v = Rational::int(whole).add(Rational::new(n, d)?)?;
-    Some(Value::Exact(if neg { v.neg()? } else { v }))
+    let v = Rational::int(whole).checked_add(Rational::new(n, d)?)?;
+    Some(Value::Exact(if neg { v.checked_neg()? } else { v }))
 }
 
 fn number(value: Value, percent: bool, source: &str) -> Answer {
     let text = value.exact_text().unwrap_or_else(|| source.to_string());
-    Answer::Number { value, percent, text }
+    Answer::Number {
+        value,
+        percent,
+        text,
+    }
 }
 
 fn scalar(s: &str) -> Option<Answer> {
@@ -88,7 +102,10 @@ fn scalar(s: &str) -> Option<Answer> {
         let v = e.eval(&|_| None)?;
         Some(number(v, false, s))
     } else {
-        Some(Answer::Expr { expr: e, text: s.to_string() })
+        Some(Answer::Expr {
+            expr: e,
+            text: s.to_string(),
+        })
     }
 }
 
@@ -107,7 +124,10 @@ impl Answer {
                 .into_iter()
                 .map(|p| match Answer::parse_clean(&clean(p), depth + 1) {
                     // A bare list cannot nest inside another collection.
-                    Answer::Collection { kind: CollKind::List, .. } => Answer::Text(clean(p)),
+                    Answer::Collection {
+                        kind: CollKind::List,
+                        ..
+                    } => Answer::Text(clean(p)),
                     a => a,
                 })
                 .collect(),
@@ -124,7 +144,10 @@ impl Answer {
             let parts: Vec<&str> = s.split(r"\cup").collect();
             if parts.iter().all(|p| !p.trim().is_empty()) {
                 return match Answer::items(parts, depth) {
-                    Some(items) => Answer::Collection { kind: CollKind::Union, items },
+                    Some(items) => Answer::Collection {
+                        kind: CollKind::Union,
+                        items,
+                    },
                     None => text(),
                 };
             }
@@ -135,7 +158,10 @@ impl Answer {
             .filter(|inner| !inner.ends_with('\\'));
         if let Some(inner) = set_inner {
             return match Answer::items(split_top_level(inner, ','), depth) {
-                Some(items) => Answer::Collection { kind: CollKind::Set, items },
+                Some(items) => Answer::Collection {
+                    kind: CollKind::Set,
+                    items,
+                },
                 None => text(),
             };
         }
@@ -161,7 +187,10 @@ impl Answer {
         let parts = split_top_level(s, ',');
         if parts.len() > 1 {
             return match Answer::items(parts, depth) {
-                Some(items) => Answer::Collection { kind: CollKind::List, items },
+                Some(items) => Answer::Collection {
+                    kind: CollKind::List,
+                    items,
+                },
                 None => text(),
             };
         }

@@ -8,14 +8,45 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 const UNWRAP: &[&str] = &[
-    r"\textbf", r"\textit", r"\textrm", r"\textnormal", r"\textup", r"\textsf", r"\text",
-    r"\mathrm", r"\mathbf", r"\mathit", r"\mathsf", r"\mathtt", r"\mathnormal", r"\mbox",
-    r"\hbox", r"\operatorname", r"\boxed", r"\fbox", r"\emph", r"\bm", r"\boldsymbol",
+    r"\textbf",
+    r"\textit",
+    r"\textrm",
+    r"\textnormal",
+    r"\textup",
+    r"\textsf",
+    r"\text",
+    r"\mathrm",
+    r"\mathbf",
+    r"\mathit",
+    r"\mathsf",
+    r"\mathtt",
+    r"\mathnormal",
+    r"\mbox",
+    r"\hbox",
+    r"\operatorname",
+    r"\boxed",
+    r"\fbox",
+    r"\emph",
+    r"\bm",
+    r"\boldsymbol",
 ];
 
 const DROP: &[&str] = &[
-    r"\left", r"\right", r"\displaystyle", r"\textstyle", r"\bigl", r"\bigr", r"\biggl",
-    r"\biggr", r"\big", r"\bigg", r"\quad", r"\qquad", r"\degree", r"\degrees", r"\limits",
+    r"\left",
+    r"\right",
+    r"\displaystyle",
+    r"\textstyle",
+    r"\bigl",
+    r"\bigr",
+    r"\biggl",
+    r"\biggr",
+    r"\big",
+    r"\bigg",
+    r"\quad",
+    r"\qquad",
+    r"\degree",
+    r"\degrees",
+    r"\limits",
 ];
 
 const LITERALS: &[(&str, &str)] = &[
@@ -69,8 +100,9 @@ static UNITS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-static SHORT_UNITS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(.*\d.*?)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex"));
+static SHORT_UNITS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(.*\d.*?)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex")
+});
 
 static PERCENT_WORD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(.*\d.*?)\s*(?:percent|per cent|pct)$").expect("static regex"));

@@ -70,7 +70,8 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             i += 1;
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             while i < chars.len() && chars[i].is_ascii_digit() {
                 i += 1;
@@ -214,7 +215,14 @@ impl Parser {
     fn starts_atom(t: &Tok) -> bool {
         matches!(
             t,
-            Tok::Num(_) | Tok::Var(_) | Tok::Pi | Tok::Infty | Tok::Open(_) | Tok::Frac | Tok::Sqrt | Tok::Func(_)
+            Tok::Num(_)
+                | Tok::Var(_)
+                | Tok::Pi
+                | Tok::Infty
+                | Tok::Open(_)
+                | Tok::Frac
+                | Tok::Sqrt
+                | Tok::Func(_)
         )
     }
 
@@ -290,9 +298,14 @@ impl Parser {
             let mut it = lit.chars();
             let first = it.next()?;
             let rest: String = it.collect();
-            if first.is_ascii_digit() && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            if first.is_ascii_digit()
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_digit())
+            {
                 self.toks[self.pos] = Tok::Num(rest);
-                return Some(Expr::Const(Value::Exact(Rational::int(i128::from(first.to_digit(10)?)))));
+                return Some(Expr::Const(Value::Exact(Rational::int(i128::from(
+                    first.to_digit(10)?,
+                )))));
             }
         }
         self.atom()
@@ -368,7 +381,11 @@ pub fn parse_expr(s: &str) -> Option<Expr> {
     if toks.is_empty() {
         return None;
     }
-    let mut p = Parser { toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     (p.pos == p.toks.len()).then_some(e)
 }
@@ -412,7 +429,7 @@ impl Expr {
                 let mut acc = Value::Exact(Rational::int(0));
                 for (neg, t) in terms {
                     let v = t.eval(env)?;
-                    acc = if *neg { acc.sub(v) } else { acc.add(v) };
+                    acc = if *neg { acc.minus(v) } else { acc.plus(v) };
                 }
                 acc
             }
@@ -420,11 +437,15 @@ impl Expr {
                 let mut acc = Value::Exact(Rational::int(1));
                 for (div, f) in fs {
                     let v = f.eval(env)?;
-                    acc = if *div { acc.div(v)? } else { acc.mul(v) };
+                    acc = if *div {
+                        acc.checked_div(v)?
+                    } else {
+                        acc.times(v)
+                    };
                 }
                 acc
             }
-            Expr::Neg(e) => e.eval(env)?.neg(),
+            Expr::Neg(e) => e.eval(env)?.negate(),
             Expr::Pow(a, b) => a.eval(env)?.pow(b.eval(env)?),
             Expr::Root(a, None) => a.eval(env)?.sqrt(),
             Expr::Root(a, Some(n)) => {
@@ -448,14 +469,14 @@ impl Expr {
                 Value::Exact(r) if r.is_integer() && (0..=33).contains(&r.numer()) => {
                     let mut acc = Rational::int(1);
                     for k in 2..=r.numer() {
-                        acc = acc.mul(Rational::int(k))?;
+                        acc = acc.checked_mul(Rational::int(k))?;
                     }
                     Value::Exact(acc)
                 }
                 _ => return None,
             },
             Expr::Call(Func::Abs, e) => match e.eval(env)? {
-                Value::Exact(r) if r.numer() < 0 => Value::Exact(r.neg()?),
+                Value::Exact(r) if r.numer() < 0 => Value::Exact(r.checked_neg()?),
                 Value::Real(x) => Value::Real(x.abs()),
                 v => v,
             },

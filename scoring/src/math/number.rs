@@ -60,23 +60,26 @@ impl Rational {
         self.n as f64 / self.d as f64
     }
 
-    pub fn add(self, o: Self) -> Option<Self> {
-        let n = self.n.checked_mul(o.d)?.checked_add(o.n.checked_mul(self.d)?)?;
+    pub fn checked_add(self, o: Self) -> Option<Self> {
+        let n = self
+            .n
+            .checked_mul(o.d)?
+            .checked_add(o.n.checked_mul(self.d)?)?;
         Rational::new(n, self.d.checked_mul(o.d)?)
     }
 
-    pub fn neg(self) -> Option<Self> {
+    pub fn checked_neg(self) -> Option<Self> {
         Some(Rational {
             n: self.n.checked_neg()?,
             d: self.d,
         })
     }
 
-    pub fn sub(self, o: Self) -> Option<Self> {
-        self.add(o.neg()?)
+    pub fn checked_sub(self, o: Self) -> Option<Self> {
+        self.checked_add(o.checked_neg()?)
     }
 
-    pub fn mul(self, o: Self) -> Option<Self> {
+    pub fn checked_mul(self, o: Self) -> Option<Self> {
         // Cross-reduce first to limit overflow.
         let g1 = gcd(self.n, o.d).max(1);
         let g2 = gcd(o.n, self.d).max(1);
@@ -89,8 +92,8 @@ impl Rational {
         Rational::new(self.d, self.n)
     }
 
-    pub fn div(self, o: Self) -> Option<Self> {
-        self.mul(o.recip()?)
+    pub fn checked_div(self, o: Self) -> Option<Self> {
+        self.checked_mul(o.recip()?)
     }
 
     /// Integer power with `|e| <= 4096`; `None` on overflow or `0^negative`.
@@ -104,11 +107,11 @@ impl Rational {
         let mut k = e.unsigned_abs();
         while k > 0 {
             if k & 1 == 1 {
-                acc = acc.mul(b)?;
+                acc = acc.checked_mul(b)?;
             }
             k >>= 1;
             if k > 0 {
-                b = b.mul(b)?;
+                b = b.checked_mul(b)?;
             }
         }
         Some(acc)
@@ -155,17 +158,23 @@ impl Rational {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+        if !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let digits = format!("{int_part}{frac_part}");
         let digits = digits.trim_start_matches('0');
-        let m: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+        let m: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
         let scale = i128::from(exp) - frac_part.len() as i128;
         let ten = Rational::int(10).pow(scale)?;
-        let v = Rational::int(m).mul(ten)?;
+        let v = Rational::int(m).checked_mul(ten)?;
         if neg {
-            v.neg()
+            v.checked_neg()
         } else {
             Some(v)
         }
@@ -238,39 +247,47 @@ impl Value {
         }
     }
 
-    pub fn add(self, o: Value) -> Value {
+    pub fn plus(self, o: Value) -> Value {
         match (self, o) {
-            (Value::Exact(a), Value::Exact(b)) => Value::real_or(a.add(b), || a.to_f64() + b.to_f64()),
+            (Value::Exact(a), Value::Exact(b)) => {
+                Value::real_or(a.checked_add(b), || a.to_f64() + b.to_f64())
+            }
             _ => Value::Real(self.to_f64() + o.to_f64()),
         }
     }
 
-    pub fn sub(self, o: Value) -> Value {
+    pub fn minus(self, o: Value) -> Value {
         match (self, o) {
-            (Value::Exact(a), Value::Exact(b)) => Value::real_or(a.sub(b), || a.to_f64() - b.to_f64()),
+            (Value::Exact(a), Value::Exact(b)) => {
+                Value::real_or(a.checked_sub(b), || a.to_f64() - b.to_f64())
+            }
             _ => Value::Real(self.to_f64() - o.to_f64()),
         }
     }
 
-    pub fn neg(self) -> Value {
+    pub fn negate(self) -> Value {
         match self {
-            Value::Exact(a) => Value::real_or(a.neg(), || -a.to_f64()),
+            Value::Exact(a) => Value::real_or(a.checked_neg(), || -a.to_f64()),
             Value::Real(x) => Value::Real(-x),
         }
     }
 
-    pub fn mul(self, o: Value) -> Value {
+    pub fn times(self, o: Value) -> Value {
         match (self, o) {
-            (Value::Exact(a), Value::Exact(b)) => Value::real_or(a.mul(b), || a.to_f64() * b.to_f64()),
+            (Value::Exact(a), Value::Exact(b)) => {
+                Value::real_or(a.checked_mul(b), || a.to_f64() * b.to_f64())
+            }
             _ => Value::Real(self.to_f64() * o.to_f64()),
         }
     }
 
     /// Division; `None` on exact division by zero.
-    pub fn div(self, o: Value) -> Option<Value> {
+    pub fn checked_div(self, o: Value) -> Option<Value> {
         match (self, o) {
             (_, Value::Exact(b)) if b.numer() == 0 => None,
-            (Value::Exact(a), Value::Exact(b)) => Some(Value::real_or(a.div(b), || a.to_f64() / b.to_f64())),
+            (Value::Exact(a), Value::Exact(b)) => {
+                Some(Value::real_or(a.checked_div(b), || a.to_f64() / b.to_f64()))
+            }
             _ => Some(Value::Real(self.to_f64() / o.to_f64())),
         }
     }
@@ -318,7 +335,10 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { rel: 1e-6, abs: 1e-9 }
+        Tolerance {
+            rel: 1e-6,
+            abs: 1e-9,
+        }
     }
 }
 
@@ -364,14 +384,23 @@ mod tests {
     #[test]
     fn overflow_falls_back_to_real() {
         let big = Value::Exact(Rational::int(i128::MAX / 2));
-        assert!(matches!(big.mul(big), Value::Real(_)));
+        assert!(matches!(big.times(big), Value::Real(_)));
         assert_eq!(Rational::int(2).pow(200), None);
     }
 
     #[test]
     fn exact_sqrt_and_pow() {
-        assert_eq!(Value::Exact(Rational::new(9, 4).unwrap()).sqrt(), Value::Exact(Rational::new(3, 2).unwrap()));
-        assert_eq!(Value::Exact(Rational::int(2)).pow(Value::Exact(Rational::int(-2))), Value::Exact(Rational::new(1, 4).unwrap()));
-        assert!(matches!(Value::Exact(Rational::int(2)).sqrt(), Value::Real(_)));
+        assert_eq!(
+            Value::Exact(Rational::new(9, 4).unwrap()).sqrt(),
+            Value::Exact(Rational::new(3, 2).unwrap())
+        );
+        assert_eq!(
+            Value::Exact(Rational::int(2)).pow(Value::Exact(Rational::int(-2))),
+            Value::Exact(Rational::new(1, 4).unwrap())
+        );
+        assert!(matches!(
+            Value::Exact(Rational::int(2)).sqrt(),
+            Value::Real(_)
+        ));
     }
 }

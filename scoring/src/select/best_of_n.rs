@@ -37,7 +37,10 @@ impl Selector for BestOfN {
                 MissingScores::First => super::First.select(rollouts),
             };
             s.strategy = "best_of_n".into();
-            s.note = Some(format!("no reward-model scores; fell back to {:?}", self.on_missing).to_lowercase());
+            s.note = Some(
+                format!("no reward-model scores; fell back to {:?}", self.on_missing)
+                    .to_lowercase(),
+            );
             return s;
         }
         let mut s = vote(Ballot::uniform("best_of_n", rollouts));
@@ -55,8 +58,12 @@ impl Selector for BestOfN {
         s.winner = Some(rollouts[w].index);
         s.answer = s.rollouts[w].answer.clone();
         s.ranking = order.iter().map(|&i| rollouts[i].index).collect();
-        s.note = (scored < rollouts.len())
-            .then(|| format!("{} rollout(s) had no reward score and rank last", rollouts.len() - scored));
+        s.note = (scored < rollouts.len()).then(|| {
+            format!(
+                "{} rollout(s) had no reward score and rank last",
+                rollouts.len() - scored
+            )
+        });
         s
     }
 }

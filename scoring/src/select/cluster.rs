@@ -56,7 +56,10 @@ pub fn cluster_answers(answers: &[Option<String>], tol: &Tolerance) -> Clusterin
         };
         cluster_of.push(Some(id));
     }
-    Clustering { cluster_of, normalized }
+    Clustering {
+        cluster_of,
+        normalized,
+    }
 }
 
 #[cfg(test)]
@@ -65,8 +68,13 @@ mod tests {
 
     #[test]
     fn equivalent_answers_share_a_cluster() {
-        let answers: Vec<Option<String>> =
-            vec![Some("1/2".into()), None, Some(r"\frac{1}{2}".into()), Some("0.5".into()), Some("2".into())];
+        let answers: Vec<Option<String>> = vec![
+            Some("1/2".into()),
+            None,
+            Some(r"\frac{1}{2}".into()),
+            Some("0.5".into()),
+            Some("2".into()),
+        ];
         let c = cluster_answers(&answers, &Tolerance::default());
         assert_eq!(c.cluster_of, vec![Some(0), None, Some(0), Some(0), Some(1)]);
         assert_eq!(c.normalized, vec!["1/2".to_string(), "2".to_string()]);

@@ -39,7 +39,12 @@ pub struct ConfidenceSelector {
 
 impl Default for ConfidenceSelector {
     fn default() -> Self {
-        ConfidenceSelector { keep_fraction: 0.9, metric: ConfidenceMetric::LowestGroup, group_size: 2048, weighted: false }
+        ConfidenceSelector {
+            keep_fraction: 0.9,
+            metric: ConfidenceMetric::LowestGroup,
+            group_size: 2048,
+            weighted: false,
+        }
     }
 }
 
@@ -54,10 +59,16 @@ pub fn lowest_group_confidence(token_logprobs: &[f32], group_size: usize) -> Opt
     let mut prefix = Vec::with_capacity(n + 1);
     prefix.push(0.0f64);
     for &x in token_logprobs {
-        let x = if x.is_finite() { f64::from(x) } else { f64::from(f32::MIN) };
+        let x = if x.is_finite() {
+            f64::from(x)
+        } else {
+            f64::from(f32::MIN)
+        };
         prefix.push(prefix[prefix.len() - 1] + x);
     }
-    (w..=n).map(|end| (prefix[end] - prefix[end - w]) / w as f64).reduce(f64::min)
+    (w..=n)
+        .map(|end| (prefix[end] - prefix[end - w]) / w as f64)
+        .reduce(f64::min)
 }
 
 impl ConfidenceSelector {
@@ -69,7 +80,9 @@ impl ConfidenceSelector {
             )));
         }
         if self.group_size == 0 {
-            return Err(ScoringError::InvalidConfig("group_size must be >= 1".into()));
+            return Err(ScoringError::InvalidConfig(
+                "group_size must be >= 1".into(),
+            ));
         }
         Ok(())
     }
@@ -107,8 +120,12 @@ impl Selector for ConfidenceSelector {
         }
         ballot.confidence = conf;
         let dropped = rollouts.len() - keep;
-        ballot.note = Some(format!("kept {keep} of {} rollouts by {:?} confidence", rollouts.len(), self.metric))
-            .filter(|_| dropped > 0);
+        ballot.note = Some(format!(
+            "kept {keep} of {} rollouts by {:?} confidence",
+            rollouts.len(),
+            self.metric
+        ))
+        .filter(|_| dropped > 0);
         vote(ballot)
     }
 }

@@ -56,7 +56,11 @@ impl RolloutSummary {
             let a = a.trim();
             return (!a.is_empty()).then(|| a.to_string());
         }
-        let cfg = if self.finish_reason == "length" { ExtractConfig::explicit() } else { ExtractConfig::math() };
+        let cfg = if self.finish_reason == "length" {
+            ExtractConfig::explicit()
+        } else {
+            ExtractConfig::math()
+        };
         extract(&self.text, &cfg).map(|e| e.answer)
     }
 
@@ -66,7 +70,11 @@ impl RolloutSummary {
         let m = match self.mean_logprob {
             Some(m) => m,
             None if !self.token_logprobs.is_empty() => {
-                self.token_logprobs.iter().map(|&x| f64::from(x)).sum::<f64>() / self.token_logprobs.len() as f64
+                self.token_logprobs
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .sum::<f64>()
+                    / self.token_logprobs.len() as f64
             }
             None => return None,
         };
@@ -175,8 +183,12 @@ impl SelectionConfig {
         Ok(match self {
             SelectionConfig::First => Box::new(First),
             SelectionConfig::Majority => Box::new(Majority),
-            SelectionConfig::BestOfN { on_missing } => Box::new(BestOfN { on_missing: *on_missing }),
-            SelectionConfig::WeightedMajority { weight } => Box::new(WeightedMajority { weight: *weight }),
+            SelectionConfig::BestOfN { on_missing } => Box::new(BestOfN {
+                on_missing: *on_missing,
+            }),
+            SelectionConfig::WeightedMajority { weight } => {
+                Box::new(WeightedMajority { weight: *weight })
+            }
             SelectionConfig::Confidence(c) => {
                 c.validate()?;
                 Box::new(c.clone())

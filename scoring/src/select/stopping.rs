@@ -29,7 +29,9 @@ mod tests {
     use super::majority_decided;
 
     fn a(v: &[&str]) -> Vec<Option<String>> {
-        v.iter().map(|s| (!s.is_empty()).then(|| s.to_string())).collect()
+        v.iter()
+            .map(|s| (!s.is_empty()).then(|| s.to_string()))
+            .collect()
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl<'a> Ballot<'a> {
         Ballot {
             strategy,
             rollouts,
-            answers: rollouts.iter().map(RolloutSummary::resolved_answer).collect(),
+            answers: rollouts
+                .iter()
+                .map(RolloutSummary::resolved_answer)
+                .collect(),
             kept: vec![true; rollouts.len()],
             weights: vec![1.0; rollouts.len()],
             confidence: vec![None; rollouts.len()],
@@ -54,8 +57,8 @@ impl Tally {
 
 /// Clusters the answers and runs a weighted vote among kept rollouts.
 /// Cluster order: votes, then mean log-prob of kept members, then the
-/// earliest kept member. The winner is the cluster's kept member with the
-/// highest mean log-prob (earliest on ties).
+/// earliest kept member. The winner is the winning cluster's kept member
+/// with the highest weight, then highest mean log-prob, then earliest.
 pub(crate) fn vote(b: Ballot<'_>) -> Selection {
     let n = b.rollouts.len();
     if n == 0 {
@@ -63,15 +66,29 @@ pub(crate) fn vote(b: Ballot<'_>) -> Selection {
     }
     let clustering = cluster_answers(&b.answers, &Tolerance::default());
     let lps: Vec<Option<f64>> = b.rollouts.iter().map(RolloutSummary::mean_lp).collect();
-    let weight = |i: usize| if b.weights[i].is_finite() { b.weights[i] } else { 0.0 };
+    let weight = |i: usize| {
+        if b.weights[i].is_finite() {
+            b.weights[i]
+        } else {
+            0.0
+        }
+    };
     let mut tallies: Vec<Tally> = (0..clustering.len())
-        .map(|id| Tally { id, votes: 0.0, lp_sum: 0.0, lp_n: 0, first_kept: None })
+        .map(|id| Tally {
+            id,
+            votes: 0.0,
+            lp_sum: 0.0,
+            lp_n: 0,
+            first_kept: None,
+        })
         .collect();
-    for i in 0..n {
-        let (Some(c), true) = (clustering.cluster_of[i], b.kept[i]) else { continue };
+    for (i, lp) in lps.iter().enumerate() {
+        let (Some(c), true) = (clustering.cluster_of[i], b.kept[i]) else {
+            continue;
+        };
         let t = &mut tallies[c];
         t.votes += weight(i);
-        if let Some(lp) = lps[i] {
+        if let Some(lp) = *lp {
             t.lp_sum += lp;
             t.lp_n += 1;
         }
@@ -89,20 +106,32 @@ pub(crate) fn vote(b: Ballot<'_>) -> Selection {
 
     let mut ranking_pos: Vec<usize> = Vec::with_capacity(n);
     for t in &order {
-        let mut members: Vec<usize> =
-            (0..n).filter(|&i| b.kept[i] && clustering.cluster_of[i] == Some(t.id)).collect();
-        members.sort_by(|&x, &y| cmp_lp_desc(lps[x], lps[y]).then(x.cmp(&y)));
+        let mut members: Vec<usize> = (0..n)
+            .filter(|&i| b.kept[i] && clustering.cluster_of[i] == Some(t.id))
+            .collect();
+        members.sort_by(|&x, &y| {
+            cmp_lp_desc(Some(weight(x)), Some(weight(y)))
+                .then_with(|| cmp_lp_desc(lps[x], lps[y]))
+                .then(x.cmp(&y))
+        });
         ranking_pos.extend(members);
     }
-    let mut rest: Vec<usize> = (0..n).filter(|i| !ranking_pos.contains(i)).collect();
+    let mut ranked = vec![false; n];
+    ranking_pos.iter().for_each(|&i| ranked[i] = true);
+    let mut rest: Vec<usize> = (0..n).filter(|&i| !ranked[i]).collect();
     rest.sort_by_key(|&i| (!b.kept[i], i));
     ranking_pos.extend(rest);
 
     let mut note = b.note;
     let (winner_pos, vote_share) = match order.first() {
-        Some(top) => (ranking_pos[0], if total > 0.0 { top.votes / total } else { 0.0 }),
+        Some(top) => (
+            ranking_pos[0],
+            if total > 0.0 { top.votes / total } else { 0.0 },
+        ),
         None => {
-            note.get_or_insert_with(|| "no rollout produced an answer; fell back to the first rollout".into());
+            note.get_or_insert_with(|| {
+                "no rollout produced an answer; fell back to the first rollout".into()
+            });
             (ranking_pos[0], 0.0)
         }
     };
@@ -126,7 +155,10 @@ pub(crate) fn vote(b: Ballot<'_>) -> Selection {
         .map(|t| ClusterSummary {
             id: t.id,
             answer: clustering.normalized[t.id].clone(),
-            members: (0..n).filter(|&i| clustering.cluster_of[i] == Some(t.id)).map(|i| b.rollouts[i].index).collect(),
+            members: (0..n)
+                .filter(|&i| clustering.cluster_of[i] == Some(t.id))
+                .map(|i| b.rollouts[i].index)
+                .collect(),
             votes: t.votes,
             mean_logprob: t.mean_lp(),
         })

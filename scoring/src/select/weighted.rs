@@ -31,11 +31,14 @@ impl Selector for WeightedMajority {
         let mut ballot = Ballot::uniform("weighted_majority", rollouts);
         let raw: Vec<Option<f64>> = match self.weight {
             WeightSource::Score => rollouts.iter().map(RolloutSummary::finite_score).collect(),
-            WeightSource::Confidence => rollouts.iter().map(|r| r.mean_lp().map(f64::exp)).collect(),
+            WeightSource::Confidence => {
+                rollouts.iter().map(|r| r.mean_lp().map(f64::exp)).collect()
+            }
         };
         let present = raw.iter().filter(|w| w.is_some()).count();
         if present == 0 {
-            ballot.note = Some(format!("no {:?} weights; plain majority vote", self.weight).to_lowercase());
+            ballot.note =
+                Some(format!("no {:?} weights; plain majority vote", self.weight).to_lowercase());
             return vote(ballot);
         }
         let min = raw.iter().flatten().copied().fold(f64::INFINITY, f64::min);
@@ -49,7 +52,10 @@ impl Selector for WeightedMajority {
             notes.push(format!("negative scores shifted by {shift}"));
         }
         if present < rollouts.len() {
-            notes.push(format!("{} rollout(s) without weight counted as 0", rollouts.len() - present));
+            notes.push(format!(
+                "{} rollout(s) without weight counted as 0",
+                rollouts.len() - present
+            ));
         }
         ballot.note = (!notes.is_empty()).then(|| notes.join("; "));
         vote(ballot)
