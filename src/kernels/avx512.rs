@@ -84,11 +84,7 @@ macro_rules! f32_lane_kernel {
         ) {
             let mut j = 0;
             while j < rows {
-                let nb = if m <= 2 && rows - j >= 8 {
-                    8
-                } else {
-                    NB.min(rows - j)
-                };
+                let nb = NB.min(rows - j);
                 let mut i = 0;
                 while i < m {
                     let mb = MB.min(m - i);
@@ -229,11 +225,7 @@ unsafe fn drive_bf16_dp(
 ) {
     let mut j = 0;
     while j < rows {
-        let nb = if m <= 2 && rows - j >= 8 {
-            8
-        } else {
-            NB.min(rows - j)
-        };
+        let nb = NB.min(rows - j);
         let mut i = 0;
         while i < m {
             let mb = MB.min(m - i);

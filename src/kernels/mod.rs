@@ -21,8 +21,6 @@
 macro_rules! tile_match {
     ($tile:ident, $mb:expr, $nb:expr, ($($arg:expr),* $(,)?)) => {
         match ($mb, $nb) {
-            (2, 8) => $tile::<2, 8>($($arg),*),
-            (1, 8) => $tile::<1, 8>($($arg),*),
             (4, 4) => $tile::<4, 4>($($arg),*),
             (4, 3) => $tile::<4, 3>($($arg),*),
             (4, 2) => $tile::<4, 2>($($arg),*),

@@ -6,43 +6,14 @@
 //! Sums and products are stored n-ary, so tree depth is bounded by the
 //! bracket nesting depth, which the parser caps at [`MAX_DEPTH`].
 
+pub use super::lex::Func;
+use super::lex::{tokenize, Tok};
 use super::number::{Rational, Value};
 
 /// Maximum bracket/argument nesting accepted before giving up.
 pub const MAX_DEPTH: usize = 48;
 /// Longest input the expression parser will attempt.
 pub const MAX_LEN: usize = 2000;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(String),
-    Var(char),
-    Pi,
-    Infty,
-    Plus,
-    Minus,
-    Mul,
-    Div,
-    Caret,
-    Bang,
-    Open(char),
-    Close(char),
-    Bar,
-    Frac,
-    Sqrt,
-    Func(Func),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Func {
-    Sin,
-    Cos,
-    Tan,
-    Ln,
-    Log,
-    Exp,
-    Abs,
-}
 
 /// Parsed expression tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,107 +29,6 @@ pub enum Expr {
     Root(Box<Expr>, Option<Box<Expr>>),
     Fact(Box<Expr>),
     Call(Func, Box<Expr>),
-}
-
-fn tokenize(s: &str) -> Option<Vec<Tok>> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut toks = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i < chars.len() && chars[i] == '.' {
-                i += 1;
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            // Scientific notation: e/E, optional sign, at least one digit.
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                let mut j = i + 1;
-                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                    j += 1;
-                }
-                if j < chars.len() && chars[j].is_ascii_digit() {
-                    while j < chars.len() && chars[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
-            toks.push(Tok::Num(chars[start..i].iter().collect()));
-            continue;
-        }
-        if c == '\\' {
-            let start = i + 1;
-            let mut j = start;
-            while j < chars.len() && chars[j].is_ascii_alphabetic() {
-                j += 1;
-            }
-            if j == start {
-                // Escaped bracket like `\{` or `\}`.
-                match chars.get(start) {
-                    Some('{') => toks.push(Tok::Open('{')),
-                    Some('}') => toks.push(Tok::Close('}')),
-                    _ => return None,
-                }
-                i = start + 1;
-                continue;
-            }
-            let name: String = chars[start..j].iter().collect();
-            let tok = match name.as_str() {
-                "frac" | "dfrac" | "tfrac" | "cfrac" => Tok::Frac,
-                "sqrt" => Tok::Sqrt,
-                "pi" => Tok::Pi,
-                "infty" | "infinity" => Tok::Infty,
-                "cdot" | "times" | "ast" => Tok::Mul,
-                "div" => Tok::Div,
-                "sin" => Tok::Func(Func::Sin),
-                "cos" => Tok::Func(Func::Cos),
-                "tan" => Tok::Func(Func::Tan),
-                "ln" => Tok::Func(Func::Ln),
-                "log" => Tok::Func(Func::Log),
-                "exp" => Tok::Func(Func::Exp),
-                _ => return None,
-            };
-            toks.push(tok);
-            i = j;
-            continue;
-        }
-        if c.is_ascii_alphabetic() {
-            // A run of two or more letters is prose, not algebra.
-            if chars.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()) {
-                return None;
-            }
-            toks.push(Tok::Var(c));
-            i += 1;
-            continue;
-        }
-        let tok = match c {
-            '+' => Tok::Plus,
-            '-' => Tok::Minus,
-            '*' => Tok::Mul,
-            '/' => Tok::Div,
-            '^' => Tok::Caret,
-            '!' => Tok::Bang,
-            '|' => Tok::Bar,
-            '(' | '[' | '{' => Tok::Open(c),
-            ')' | ']' | '}' => Tok::Close(c),
-            _ => return None,
-        };
-        toks.push(tok);
-        i += 1;
-    }
-    Some(toks)
 }
 
 fn closer(open: char) -> char {

@@ -3,4 +3,5 @@
 pub mod answer;
 pub mod clean;
 pub mod expr;
+mod lex;
 pub mod number;
