@@ -5,15 +5,18 @@
 mod common;
 
 use candle_core::Device;
-use quorum::engine::{generate_group, GroupOutput, GroupRequest, ModelBundle, SamplingParams};
 use quorum::chat::ChatMessage;
+use quorum::engine::{generate_group, GroupOutput, GroupRequest, ModelBundle, SamplingParams};
 
 fn bundle(m: &common::TempModel) -> ModelBundle {
     ModelBundle::load(&m.dir, None, &Device::Cpu).expect("load")
 }
 
 fn prompt(b: &ModelBundle) -> Vec<u32> {
-    let msgs = [ChatMessage::system("Be brief."), ChatMessage::user("What is 2+2?")];
+    let msgs = [
+        ChatMessage::system("Be brief."),
+        ChatMessage::user("What is 2+2?"),
+    ];
     b.chat_prompt(&msgs, &serde_json::Map::new()).unwrap().1
 }
 
@@ -40,13 +43,20 @@ fn sampled(seed: u64, max_tokens: usize) -> SamplingParams {
 fn greedy_generation_is_deterministic_and_identical_across_a_batch() {
     let m = common::temp_model("tiny", 1);
     let b = bundle(&m);
-    let params = SamplingParams { max_tokens: Some(16), ..SamplingParams::greedy() };
+    let params = SamplingParams {
+        max_tokens: Some(16),
+        ..SamplingParams::greedy()
+    };
     let one = run(&b, 1, params.clone());
     let again = run(&b, 1, params.clone());
     assert_eq!(one.rollouts[0].token_ids, again.rollouts[0].token_ids);
     let four = run(&b, 4, params);
     for r in &four.rollouts {
-        assert_eq!(r.token_ids, one.rollouts[0].token_ids, "rollout {}", r.index);
+        assert_eq!(
+            r.token_ids, one.rollouts[0].token_ids,
+            "rollout {}",
+            r.index
+        );
     }
 }
 
@@ -94,7 +104,10 @@ fn stop_string_across_token_boundaries_is_detected_and_not_leaked() {
     // Find a boundary where the token on each side contributes text, and
     // build a stop string straddling it: the last char of one piece and the
     // first char of the next.
-    let pieces: Vec<String> = ids.iter().map(|t| b.tokenizer.decode(&[*t], true).unwrap()).collect();
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|t| b.tokenizer.decode(&[*t], true).unwrap())
+        .collect();
     let full: String = out.rollouts[0].text.clone();
     let (mut start, mut chosen) = (0usize, None);
     for i in 2..pieces.len() - 1 {
@@ -106,7 +119,9 @@ fn stop_string_across_token_boundaries_is_detected_and_not_leaked() {
             let rc = r.chars().next().unwrap();
             let stop = format!("{lc}{rc}");
             let boundary = pieces[..=i].concat().len();
-            if full.starts_with(&pieces[..=i + 1].concat()) && full.find(&stop) == Some(boundary - lc.len_utf8()) {
+            if full.starts_with(&pieces[..=i + 1].concat())
+                && full.find(&stop) == Some(boundary - lc.len_utf8())
+            {
                 chosen = Some((stop, boundary - lc.len_utf8()));
                 break;
             }
@@ -126,25 +141,43 @@ fn stop_string_across_token_boundaries_is_detected_and_not_leaked() {
 #[test]
 fn missing_config_names_the_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = ModelBundle::load(tmp.path(), None, &Device::Cpu).err().unwrap().to_string();
+    let err = ModelBundle::load(tmp.path(), None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
 }
 
 #[test]
 fn malformed_config_names_file_and_problem() {
     let m = common::temp_model("tiny", 1);
-    std::fs::write(m.dir.join("config.json"), r#"{"architectures": ["Qwen3ForCausalLM"], "hidden_size": "big"}"#).unwrap();
-    let err = ModelBundle::load(&m.dir, None, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("config.json") && err.contains("hidden_size"), "{err}");
+    std::fs::write(
+        m.dir.join("config.json"),
+        r#"{"architectures": ["Qwen3ForCausalLM"], "hidden_size": "big"}"#,
+    )
+    .unwrap();
+    let err = ModelBundle::load(&m.dir, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("hidden_size"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_architecture_lists_supported_ones() {
     let m = common::temp_model("tiny", 1);
     let path = m.dir.join("config.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("Qwen3ForCausalLM", "GPT2LMHeadModel");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Qwen3ForCausalLM", "GPT2LMHeadModel");
     std::fs::write(&path, text).unwrap();
-    let err = ModelBundle::load(&m.dir, None, &Device::Cpu).err().unwrap().to_string();
+    let err = ModelBundle::load(&m.dir, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("GPT2LMHeadModel"), "{err}");
     for supported in ["Qwen3ForCausalLM", "Qwen2ForCausalLM", "LlamaForCausalLM"] {
         assert!(err.contains(supported), "{err}");
@@ -154,8 +187,15 @@ fn unknown_architecture_lists_supported_ones() {
 #[test]
 fn missing_weights_and_missing_tensors_are_named() {
     let m = common::temp_model("tiny", 1);
-    std::fs::rename(m.dir.join("model.safetensors"), m.dir.join("other.safetensors")).unwrap();
-    let err = ModelBundle::load(&m.dir, None, &Device::Cpu).err().unwrap().to_string();
+    std::fs::rename(
+        m.dir.join("model.safetensors"),
+        m.dir.join("other.safetensors"),
+    )
+    .unwrap();
+    let err = ModelBundle::load(&m.dir, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 
     // A checkpoint lacking one tensor: say which.
@@ -164,7 +204,10 @@ fn missing_weights_and_missing_tensors_are_named() {
     let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     tensors.remove("model.layers.1.mlp.up_proj.weight");
     candle_core::safetensors::save(&tensors, &path).unwrap();
-    let err = ModelBundle::load(&m.dir, None, &Device::Cpu).err().unwrap().to_string();
+    let err = ModelBundle::load(&m.dir, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
 }
 
@@ -172,6 +215,9 @@ fn missing_weights_and_missing_tensors_are_named() {
 fn missing_tokenizer_names_the_file() {
     let m = common::temp_model("tiny", 1);
     std::fs::remove_file(m.dir.join("tokenizer.json")).unwrap();
-    let err = ModelBundle::load(&m.dir, None, &Device::Cpu).err().unwrap().to_string();
+    let err = ModelBundle::load(&m.dir, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
 }

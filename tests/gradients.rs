@@ -21,10 +21,18 @@ const SEQ_B: [u32; 4] = [3, 77, 1234, 99];
 /// Mean next-token NLL over a ragged batch of two sequences.
 fn loss(model: &Transformer) -> Tensor {
     let mut seqs = [
-        SeqInput { tokens: &SEQ_A, cache: None },
-        SeqInput { tokens: &SEQ_B, cache: None },
+        SeqInput {
+            tokens: &SEQ_A,
+            cache: None,
+        },
+        SeqInput {
+            tokens: &SEQ_B,
+            cache: None,
+        },
     ];
-    let logits = model.forward(&mut seqs, Positions::All, Mode::Train).unwrap();
+    let logits = model
+        .forward(&mut seqs, Positions::All, Mode::Train)
+        .unwrap();
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
@@ -38,14 +46,21 @@ fn loss(model: &Transformer) -> Tensor {
     let picked = logp
         .index_select(&Tensor::new(rows.as_slice(), dev).unwrap(), 0)
         .unwrap()
-        .gather(&Tensor::new(targets.as_slice(), dev).unwrap().unsqueeze(1).unwrap(), 1)
+        .gather(
+            &Tensor::new(targets.as_slice(), dev)
+                .unwrap()
+                .unsqueeze(1)
+                .unwrap(),
+            1,
+        )
         .unwrap();
     picked.mean_all().unwrap().neg().unwrap()
 }
 
 fn every_weight_receives_a_gradient(preset_name: &str) {
     let tmp = tiny_dir(preset_name);
-    let (model, varmap, _) = load_trainable(&tmp.path().join("m"), DType::F32, &Device::Cpu).unwrap();
+    let (model, varmap, _) =
+        load_trainable(&tmp.path().join("m"), DType::F32, &Device::Cpu).unwrap();
     let grads = loss(&model).backward().unwrap();
     let vars = varmap.data().lock().unwrap();
     assert!(!vars.is_empty());
@@ -53,8 +68,17 @@ fn every_weight_receives_a_gradient(preset_name: &str) {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{preset_name}: no gradient for {name}"));
-        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(norm > 0.0 && norm.is_finite(), "{preset_name}: zero gradient for {name}");
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            norm > 0.0 && norm.is_finite(),
+            "{preset_name}: zero gradient for {name}"
+        );
     }
 }
 
@@ -82,16 +106,40 @@ fn training_forward_equals_inference_forward() {
     let mut ca = infer.model.new_cache();
     let mut cb = infer.model.new_cache();
     let mut seqs = [
-        SeqInput { tokens: &SEQ_A, cache: Some(&mut ca) },
-        SeqInput { tokens: &SEQ_B, cache: Some(&mut cb) },
+        SeqInput {
+            tokens: &SEQ_A,
+            cache: Some(&mut ca),
+        },
+        SeqInput {
+            tokens: &SEQ_B,
+            cache: Some(&mut cb),
+        },
     ];
-    let a = infer.model.forward(&mut seqs, Positions::All, Mode::Inference).unwrap();
+    let a = infer
+        .model
+        .forward(&mut seqs, Positions::All, Mode::Inference)
+        .unwrap();
     let mut seqs = [
-        SeqInput { tokens: &SEQ_A, cache: None },
-        SeqInput { tokens: &SEQ_B, cache: None },
+        SeqInput {
+            tokens: &SEQ_A,
+            cache: None,
+        },
+        SeqInput {
+            tokens: &SEQ_B,
+            cache: None,
+        },
     ];
-    let b = train_model.forward(&mut seqs, Positions::All, Mode::Train).unwrap();
-    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let b = train_model
+        .forward(&mut seqs, Positions::All, Mode::Train)
+        .unwrap();
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(d < 1e-4, "train vs inference logits differ by {d}");
 }
 
@@ -99,7 +147,8 @@ fn training_forward_equals_inference_forward() {
 #[test]
 fn gradients_match_finite_differences() {
     let tmp = tiny_dir("tiny");
-    let (model, varmap, _) = load_trainable(&tmp.path().join("m"), DType::F64, &Device::Cpu).unwrap();
+    let (model, varmap, _) =
+        load_trainable(&tmp.path().join("m"), DType::F64, &Device::Cpu).unwrap();
     let grads = loss(&model).backward().unwrap();
     let vars = varmap.data().lock().unwrap();
     let checked = [
@@ -113,8 +162,19 @@ fn gradients_match_finite_differences() {
     let eps = 1e-4;
     for name in checked {
         let var: &Var = vars.get(name).unwrap_or_else(|| panic!("missing {name}"));
-        let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         // The element with the largest gradient, plus the first one.
         let argmax = g
             .iter()
@@ -125,13 +185,16 @@ fn gradients_match_finite_differences() {
         for idx in [0, argmax] {
             let mut plus = orig.clone();
             plus[idx] += eps;
-            var.set(&Tensor::from_vec(plus, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(plus, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let lp = loss(&model).to_scalar::<f64>().unwrap();
             let mut minus = orig.clone();
             minus[idx] -= eps;
-            var.set(&Tensor::from_vec(minus, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(minus, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let lm = loss(&model).to_scalar::<f64>().unwrap();
-            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let numeric = (lp - lm) / (2.0 * eps);
             let err = (numeric - g[idx]).abs();
             assert!(

@@ -21,10 +21,14 @@ fn write_model(name: &str, dir: &std::path::Path) -> ModelConfig {
 }
 
 fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 33) % vocab as u64) as u32
         })
         .collect()
@@ -108,7 +112,10 @@ fn reference(cfg: &ModelConfig, vb: VarBuilder) -> Box<dyn Reference> {
             let lc: ref_models::llama::LlamaConfig = serde_json::from_str(&json).unwrap();
             let c = lc.into_config(false);
             let cache = ref_models::llama::Cache::new(true, DType::F32, &c, &dev).unwrap();
-            Box::new(Llama(ref_models::llama::Llama::load(vb, &c).unwrap(), cache))
+            Box::new(Llama(
+                ref_models::llama::Llama::load(vb, &c).unwrap(),
+                cache,
+            ))
         }
         other => panic!("no reference for {other:?}"),
     }
@@ -146,9 +153,15 @@ fn check_against_reference(preset_name: &str) {
     let mut seqs: Vec<SeqInput> = prompts
         .iter()
         .zip(caches.iter_mut())
-        .map(|(p, c)| SeqInput { tokens: p, cache: Some(c) })
+        .map(|(p, c)| SeqInput {
+            tokens: p,
+            cache: Some(c),
+        })
         .collect();
-    let our_logits = ours.model.forward(&mut seqs, Positions::Last, Mode::Inference).unwrap();
+    let our_logits = ours
+        .model
+        .forward(&mut seqs, Positions::Last, Mode::Inference)
+        .unwrap();
     let flat: Vec<u32> = prompts.concat();
     let input = Tensor::from_vec(flat, (BATCH, PROMPT), &dev).unwrap();
     let ref_logits = theirs.step(&input, 0);
@@ -157,21 +170,29 @@ fn check_against_reference(preset_name: &str) {
     assert!(d < 1e-4, "{preset_name}: prefill logits differ by {d}");
 
     // Decode: feed the same next token to both, one per sequence.
-    let mut offset = PROMPT;
     for step in 0..DECODE_STEPS {
+        let offset = PROMPT + step;
         let next = tokens(100 + step as u64, BATCH, cfg.vocab_size);
         let singles: Vec<[u32; 1]> = next.iter().map(|t| [*t]).collect();
         let mut seqs: Vec<SeqInput> = singles
             .iter()
             .zip(caches.iter_mut())
-            .map(|(t, c)| SeqInput { tokens: t, cache: Some(c) })
+            .map(|(t, c)| SeqInput {
+                tokens: t,
+                cache: Some(c),
+            })
             .collect();
-        let our_logits = ours.model.forward(&mut seqs, Positions::Last, Mode::Inference).unwrap();
+        let our_logits = ours
+            .model
+            .forward(&mut seqs, Positions::Last, Mode::Inference)
+            .unwrap();
         let input = Tensor::from_vec(next, (BATCH, 1), &dev).unwrap();
         let ref_logits = theirs.step(&input, offset);
         let d = max_abs_diff(&our_logits, &ref_logits);
-        assert!(d < 1e-4, "{preset_name}: decode step {step} logits differ by {d}");
-        offset += 1;
+        assert!(
+            d < 1e-4,
+            "{preset_name}: decode step {step} logits differ by {d}"
+        );
     }
     for c in &caches {
         assert_eq!(c.len(), PROMPT + DECODE_STEPS);

@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::common::ModelArgs;
-use crate::engine::{generate_group, GroupRequest, SamplingParams};
 use crate::engine::ModelBundle;
+use crate::engine::{generate_group, GroupRequest, SamplingParams};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -57,8 +57,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 /// A deterministic prompt of ordinary (non-special) token ids.
 pub fn synthetic_prompt(len: usize, vocab: usize) -> Vec<u32> {
-    let span = vocab.min(150_000).max(2) as u64 - 1;
-    (0..len as u64).map(|i| (1 + (i * 7919 + 13) % span) as u32).collect()
+    let span = vocab.clamp(2, 150_000) as u64 - 1;
+    (0..len as u64)
+        .map(|i| (1 + (i * 7919 + 13) % span) as u32)
+        .collect()
 }
 
 /// Bytes of weights one decode step streams: every matrix once; an untied
@@ -92,7 +94,12 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     generate_group(model, &bundle.tokenizer, &make(4), &mut |_| {})?;
     let mut best: Option<crate::engine::GroupOutput> = None;
     for _ in 0..args.reps.max(1) {
-        let out = generate_group(model, &bundle.tokenizer, &make(args.gen_tokens), &mut |_| {})?;
+        let out = generate_group(
+            model,
+            &bundle.tokenizer,
+            &make(args.gen_tokens),
+            &mut |_| {},
+        )?;
         if best
             .as_ref()
             .is_none_or(|b| out.timings.decode_tokens_per_s > b.timings.decode_tokens_per_s)

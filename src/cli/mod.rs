@@ -9,7 +9,11 @@ mod model_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "quorum", version, about = "Inference-time scaling: N rollouts, think mode, budgets, answer selection, and an RLVR trainer")]
+#[command(
+    name = "quorum",
+    version,
+    about = "Inference-time scaling: N rollouts, think mode, budgets, answer selection, and an RLVR trainer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

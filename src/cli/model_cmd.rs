@@ -54,7 +54,9 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
     let config = match (&args.preset, &args.config) {
-        (Some(name), _) => preset(name).with_context(|| format!("presets: {}", PRESETS.join(", ")))?,
+        (Some(name), _) => {
+            preset(name).with_context(|| format!("presets: {}", PRESETS.join(", ")))?
+        }
         (None, Some(path)) => ModelConfig::from_file(path)?,
         (None, None) => anyhow::bail!("give --preset or --config"),
     };

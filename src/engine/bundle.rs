@@ -28,7 +28,11 @@ pub enum BundleError {
 }
 
 impl ModelBundle {
-    pub fn load(dir: &Path, dtype: Option<WeightDType>, device: &Device) -> Result<Self, BundleError> {
+    pub fn load(
+        dir: &Path,
+        dtype: Option<WeightDType>,
+        device: &Device,
+    ) -> Result<Self, BundleError> {
         let loaded = load_model(dir, dtype, device)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_tokenizer(&tokenizer)?;

@@ -1336,14 +1336,20 @@ mod tmp_bench {
     #[ignore]
     fn tmp_ab() {
         let vocab = 151_936;
-        let row: Vec<f32> = (0..vocab).map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 20.0).collect();
+        let row: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 20.0)
+            .collect();
         let mut buf = row.clone();
         let (mut a, mut b) = (f64::MAX, f64::MAX);
         for _ in 0..200 {
             buf.copy_from_slice(&row);
             let t = std::time::Instant::now();
             let mut z = 0f64;
-            for l in buf.iter_mut() { let p = (*l - 0.0).exp(); *l = p; z += p as f64; }
+            for l in buf.iter_mut() {
+                let p = (*l - 0.0).exp();
+                *l = p;
+                z += p as f64;
+            }
             std::hint::black_box(z);
             a = a.min(t.elapsed().as_secs_f64());
             buf.copy_from_slice(&row);
@@ -1351,7 +1357,11 @@ mod tmp_bench {
             std::hint::black_box(exp_shifted_in_place(&mut buf, 0.0));
             b = b.min(t.elapsed().as_secs_f64());
         }
-        eprintln!("exp pass min: std {:.3} ms, fast {:.3} ms", a * 1e3, b * 1e3);
+        eprintln!(
+            "exp pass min: std {:.3} ms, fast {:.3} ms",
+            a * 1e3,
+            b * 1e3
+        );
         let (mut c, mut d) = (f64::MAX, f64::MAX);
         for _ in 0..200 {
             buf.copy_from_slice(&row);
@@ -1362,7 +1372,11 @@ mod tmp_bench {
             std::hint::black_box(buf.iter().position(|&v| v > 100.0));
             d = d.min(t.elapsed().as_secs_f64());
         }
-        eprintln!("scale/max {:.3} ms, full position scan {:.3} ms", c * 1e3, d * 1e3);
+        eprintln!(
+            "scale/max {:.3} ms, full position scan {:.3} ms",
+            c * 1e3,
+            d * 1e3
+        );
     }
     #[test]
     #[ignore]
@@ -1457,5 +1471,41 @@ mod tmp_bench {
             "batch 8 top_p: {:.3} ms/batch",
             t.elapsed().as_secs_f64() * 1e3 / 50.0
         );
+        for (name, tp) in [("top_p .95", 0.95f32), ("t=1", 1.0)] {
+            let mk = || {
+                (0..8)
+                    .map(|i| {
+                        Sampler::new(
+                            SamplingParams {
+                                top_p: tp,
+                                seed: Some(1),
+                                ..Default::default()
+                            },
+                            i,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let (mut a, mut b) = (f64::MAX, f64::MAX);
+            let (mut ba, mut bb) = (mk(), mk());
+            for _ in 0..20 {
+                buf.copy_from_slice(&big);
+                let t = std::time::Instant::now();
+                std::hint::black_box(sample_batch(&mut ba, &mut buf, vocab).unwrap());
+                a = a.min(t.elapsed().as_secs_f64());
+                buf.copy_from_slice(&big);
+                let t = std::time::Instant::now();
+                for (s, r) in bb.iter_mut().zip(buf.chunks_mut(vocab)) {
+                    std::hint::black_box(s.sample(r).unwrap());
+                }
+                b = b.min(t.elapsed().as_secs_f64());
+            }
+            eprintln!(
+                "{name} batch8: rayon {:.2} ms, serial {:.2} ms (threads {})",
+                a * 1e3,
+                b * 1e3,
+                rayon::current_num_threads()
+            );
+        }
     }
 }

@@ -154,6 +154,9 @@ impl Sequence {
         if self.logprobs.is_empty() {
             return None;
         }
-        Some(self.logprobs.iter().map(|l| l.logprob as f64).sum::<f64>() / self.logprobs.len() as f64)
+        Some(
+            self.logprobs.iter().map(|l| l.logprob as f64).sum::<f64>()
+                / self.logprobs.len() as f64,
+        )
     }
 }

@@ -46,9 +46,7 @@ impl KvCache {
     /// Bytes used by the committed tokens.
     pub fn used_bytes(&self) -> usize {
         match self.layers.iter().flatten().next() {
-            Some((k, _)) if self.capacity > 0 => {
-                self.reserved_bytes() / self.capacity * self.len
-            }
+            Some((k, _)) if self.capacity > 0 => self.reserved_bytes() / self.capacity * self.len,
             _ => 0,
         }
     }
@@ -99,7 +97,10 @@ impl KvCache {
         for kv in &self.layers {
             layers.push(match kv {
                 None => None,
-                Some((k, v)) => Some((copy_prefix(k, self.len, capacity)?, copy_prefix(v, self.len, capacity)?)),
+                Some((k, v)) => Some((
+                    copy_prefix(k, self.len, capacity)?,
+                    copy_prefix(v, self.len, capacity)?,
+                )),
             });
         }
         Ok(Self {

@@ -203,11 +203,12 @@ pub fn load_model(
     } else {
         weight_dtype.dtype()
     };
-    let weights = unsafe { VarBuilder::from_mmaped_safetensors(&files, weight_dtype.dtype(), device) }
-        .map_err(|e| ModelError::Malformed {
-            path: files[0].clone(),
-            message: e.to_string(),
-        })?;
+    let weights =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, weight_dtype.dtype(), device) }
+            .map_err(|e| ModelError::Malformed {
+                path: files[0].clone(),
+                message: e.to_string(),
+            })?;
     let small = weights.clone().set_dtype(act_dtype);
     let model = Transformer::load(&config, Loaders { weights, small }, act_dtype).map_err(|e| {
         ModelError::Weight {
@@ -248,10 +249,11 @@ pub fn load_trainable(
             message: "lock poisoned".into(),
         })?;
         for f in &files {
-            let tensors = candle_core::safetensors::load(f, device).map_err(|e| ModelError::Malformed {
-                path: f.clone(),
-                message: e.to_string(),
-            })?;
+            let tensors =
+                candle_core::safetensors::load(f, device).map_err(|e| ModelError::Malformed {
+                    path: f.clone(),
+                    message: e.to_string(),
+                })?;
             for (name, t) in tensors {
                 let var = candle_core::Var::from_tensor(&t.to_dtype(dtype)?)?;
                 data.insert(name, var);

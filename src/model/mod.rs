@@ -4,10 +4,10 @@
 
 pub mod config;
 pub mod init;
-pub mod presets;
 pub mod kv_cache;
 pub mod linear;
 pub mod loader;
+pub mod presets;
 pub mod rope;
 pub mod transformer;
 

@@ -20,7 +20,11 @@ pub fn inv_freqs(cfg: &ModelConfig) -> Vec<f64> {
         .step_by(2)
         .map(|i| 1.0 / cfg.rope_theta.powf(i as f64 / dim as f64))
         .collect();
-    let Some(rs) = cfg.rope_scaling.as_ref().filter(|r| r.rope_type == "llama3") else {
+    let Some(rs) = cfg
+        .rope_scaling
+        .as_ref()
+        .filter(|r| r.rope_type == "llama3")
+    else {
         return base;
     };
     let old_ctx = rs

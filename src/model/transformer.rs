@@ -42,7 +42,13 @@ impl RmsNorm {
     }
 }
 
-fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool, norm_vb: &VarBuilder) -> Result<Linear> {
+fn linear(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    norm_vb: &VarBuilder,
+) -> Result<Linear> {
     let weight = vb.get((out_dim, in_dim), "weight")?;
     let bias = if bias {
         Some(norm_vb.get(out_dim, "bias")?)
@@ -68,7 +74,13 @@ impl<'a> Loaders<'a> {
         }
     }
     fn linear(&self, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
-        linear(&self.weights.pp(name), in_dim, out_dim, bias, &self.small.pp(name))
+        linear(
+            &self.weights.pp(name),
+            in_dim,
+            out_dim,
+            bias,
+            &self.small.pp(name),
+        )
     }
     fn norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
         RmsNorm::load(size, eps, self.small.pp(name))
@@ -115,17 +127,27 @@ impl Attention {
     }
 
     /// `x`: (total_tokens, hidden) for the whole ragged batch.
-    fn forward(&self, x: &Tensor, batch: &mut BatchState, layer: usize, mode: Mode) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        batch: &mut BatchState,
+        layer: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let total = x.dim(0)?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let mut q = self.q_proj.forward(x, mode)?;
         let mut k = self.k_proj.forward(x, mode)?;
         let v = self.v_proj.forward(x, mode)?;
         if let Some(n) = &self.q_norm {
-            q = n.forward(&q.reshape((total * h, d))?, mode)?.reshape((total, h * d))?;
+            q = n
+                .forward(&q.reshape((total * h, d))?, mode)?
+                .reshape((total, h * d))?;
         }
         if let Some(n) = &self.k_norm {
-            k = n.forward(&k.reshape((total * kvh, d))?, mode)?.reshape((total, kvh * d))?;
+            k = n
+                .forward(&k.reshape((total * kvh, d))?, mode)?
+                .reshape((total, kvh * d))?;
         }
         let group = h / kvh;
         let scale = 1.0 / (d as f64).sqrt();
@@ -229,7 +251,13 @@ impl DecoderLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, batch: &mut BatchState, layer: usize, mode: Mode) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        batch: &mut BatchState,
+        layer: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x, mode)?;
         let x = (x + self.self_attn.forward(&h, batch, layer, mode)?)?;
         let h = self.post_attention_layernorm.forward(&x, mode)?;
@@ -299,10 +327,17 @@ impl Transformer {
             .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            layers.push(DecoderLayer::load(cfg, arch, &m.pp(&format!("layers.{i}")))?);
+            layers.push(DecoderLayer::load(
+                cfg,
+                arch,
+                &m.pp(&format!("layers.{i}")),
+            )?);
         }
         let norm = m.norm("norm", cfg.hidden_size, cfg.rms_norm_eps)?;
-        let is_reward_model = cfg.architectures.iter().any(|a| a.ends_with("ForSequenceClassification"));
+        let is_reward_model = cfg
+            .architectures
+            .iter()
+            .any(|a| a.ends_with("ForSequenceClassification"));
         let score = if is_reward_model {
             let labels = cfg.num_labels.unwrap_or(1);
             Some(loaders.linear("score", cfg.hidden_size, labels, false)?)
@@ -358,7 +393,12 @@ impl Transformer {
 
     /// Run the new tokens of each sequence and return final-norm hidden
     /// states at `positions`. Caches are appended to and committed.
-    pub fn forward_hidden(&self, seqs: &mut [SeqInput], positions: Positions, mode: Mode) -> Result<Tensor> {
+    pub fn forward_hidden(
+        &self,
+        seqs: &mut [SeqInput],
+        positions: Positions,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let mut ids = Vec::new();
         let mut states = Vec::with_capacity(seqs.len());
         let mut last_rows = Vec::with_capacity(seqs.len());
@@ -377,7 +417,13 @@ impl Transformer {
             }
             let (cos, sin) = self.rotary.tables(past, len, self.act_dtype)?;
             let mask = if len > 1 {
-                Some(causal_mask(len, past, self.num_kv_groups(), self.act_dtype, &self.device)?)
+                Some(causal_mask(
+                    len,
+                    past,
+                    self.num_kv_groups(),
+                    self.act_dtype,
+                    &self.device,
+                )?)
             } else {
                 None
             };
@@ -393,7 +439,10 @@ impl Transformer {
             ids.extend_from_slice(seq.tokens);
         }
         let ids = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.embed_tokens.embedding(&ids)?.to_dtype(self.act_dtype)?;
+        let mut x = self
+            .embed_tokens
+            .embedding(&ids)?
+            .to_dtype(self.act_dtype)?;
         let mut batch = BatchState { seqs: states };
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &mut batch, i, mode)?;
@@ -411,7 +460,12 @@ impl Transformer {
     }
 
     /// Logits (f32) at `positions`; see [`Transformer::forward_hidden`].
-    pub fn forward(&self, seqs: &mut [SeqInput], positions: Positions, mode: Mode) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        seqs: &mut [SeqInput],
+        positions: Positions,
+        mode: Mode,
+    ) -> Result<Tensor> {
         let head = self
             .lm_head
             .as_ref()
@@ -436,7 +490,10 @@ impl Transformer {
 
     /// Every trainable tensor with its checkpoint name (for gradient checks and saving).
     pub fn named_weights(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.clone(),
+        )];
         let lin = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
             out.push((format!("{name}.weight"), l.weight.clone()));
             if let Some(b) = &l.bias {
@@ -446,7 +503,12 @@ impl Transformer {
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let a = &layer.self_attn;
-            for (n, l) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (n, l) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+                ("o_proj", &a.o_proj),
+            ] {
                 lin(&mut out, format!("{p}.self_attn.{n}"), l);
             }
             for (n, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
@@ -455,17 +517,27 @@ impl Transformer {
                 }
             }
             let m = &layer.mlp;
-            for (n, l) in [("gate_proj", &m.gate_proj), ("up_proj", &m.up_proj), ("down_proj", &m.down_proj)] {
+            for (n, l) in [
+                ("gate_proj", &m.gate_proj),
+                ("up_proj", &m.up_proj),
+                ("down_proj", &m.down_proj),
+            ] {
                 lin(&mut out, format!("{p}.mlp.{n}"), l);
             }
-            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight.clone()));
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.weight.clone(),
+            ));
             out.push((
                 format!("{p}.post_attention_layernorm.weight"),
                 layer.post_attention_layernorm.weight.clone(),
             ));
         }
         out.push(("model.norm.weight".into(), self.norm.weight.clone()));
-        let tied = self.lm_head.as_ref().is_some_and(|h| h.weight.id() == self.embed_tokens.id());
+        let tied = self
+            .lm_head
+            .as_ref()
+            .is_some_and(|h| h.weight.id() == self.embed_tokens.id());
         if let (Some(h), false) = (&self.lm_head, tied) {
             lin(&mut out, "lm_head".into(), h);
         }
@@ -486,7 +558,13 @@ fn widen(t: Tensor) -> Result<Tensor> {
 
 /// Additive causal mask for `len` new queries after `past` cached tokens,
 /// tiled for `groups` query heads stacked per KV head: (groups*len, past+len).
-fn causal_mask(len: usize, past: usize, groups: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+fn causal_mask(
+    len: usize,
+    past: usize,
+    groups: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let total = past + len;
     let mut data = Vec::with_capacity(groups * len * total);
     for _ in 0..groups {
