@@ -27,7 +27,7 @@ fn run(b: &ModelBundle, n: usize, params: SamplingParams) -> GroupOutput {
         params,
         eos_token_ids: b.eos_token_ids.clone(),
     };
-    generate_group(&b.loaded.model, &b.tokenizer, &req, &mut |_| {}).unwrap()
+    generate_group(&b.loaded.model, &b.tokenizer, &req, &mut |_| true).unwrap()
 }
 
 fn sampled(seed: u64, max_tokens: usize) -> SamplingParams {

@@ -91,14 +91,14 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     };
     let model = &bundle.loaded.model;
     // Warm-up: page the weights in, size the pools.
-    generate_group(model, &bundle.tokenizer, &make(4), &mut |_| {})?;
+    generate_group(model, &bundle.tokenizer, &make(4), &mut |_| true)?;
     let mut best: Option<crate::engine::GroupOutput> = None;
     for _ in 0..args.reps.max(1) {
         let out = generate_group(
             model,
             &bundle.tokenizer,
             &make(args.gen_tokens),
-            &mut |_| {},
+            &mut |_| true,
         )?;
         if best
             .as_ref()

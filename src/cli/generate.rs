@@ -96,6 +96,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             let _ = write!(stdout, "{}", ev.text);
             let _ = stdout.flush();
         }
+        true
     })?;
     if args.json {
         let completions: Vec<_> = out

@@ -1,16 +1,20 @@
 //! The inference engine: sampling, stop handling, sequences and rollout
 //! groups over the shared [`crate::model::Transformer`].
 
+pub mod api;
 pub mod bundle;
 pub mod rollout;
 pub mod sampler;
 pub mod sequence;
 pub mod stop;
+pub mod worker;
 
+pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
 pub use bundle::{BundleError, ModelBundle};
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
 pub use sequence::{FinishReason, Sequence};
+pub use worker::{EngineConfig, EngineHandle, EngineMetrics, ModelInfo};
 
 /// Failures of a generation request.
 #[derive(Debug, thiserror::Error)]

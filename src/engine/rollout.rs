@@ -61,16 +61,20 @@ pub struct GroupOutput {
 pub struct TokenEvent<'a> {
     pub rollout: usize,
     pub token: u32,
+    pub logprob: f32,
+    pub top_logprobs: &'a [(u32, f32)],
     pub text: &'a str,
     pub finish: Option<FinishReason>,
 }
 
-/// Run a rollout group to completion on the calling thread.
+/// Run a rollout group to completion on the calling thread. `on_token` sees
+/// every token; returning `false` cancels the group (the client left): the
+/// unfinished rollouts end with [`FinishReason::Cancelled`] and free their KV.
 pub fn generate_group(
     model: &Transformer,
     tok: &Tokenizer,
     req: &GroupRequest,
-    on_token: &mut dyn FnMut(TokenEvent<'_>),
+    on_token: &mut dyn FnMut(TokenEvent<'_>) -> bool,
 ) -> Result<GroupOutput, EngineError> {
     let prompt_len = req.prompt_ids.len();
     if prompt_len == 0 {
@@ -108,6 +112,7 @@ pub fn generate_group(
     let prefill = start.elapsed();
 
     let mut seqs = Vec::with_capacity(req.n);
+    let mut cancelled = false;
     for i in 0..req.n {
         let c = if i + 1 == req.n {
             std::mem::replace(&mut cache, model.new_cache())
@@ -119,42 +124,42 @@ pub fn generate_group(
         let mut seq = Sequence::new(i, c, sampler, max_tokens, stop_ids.clone(), &req.prompt_ids);
         let mut row = prompt_logits.clone();
         let text = seq.sample_and_accept(&mut row, tok)?;
-        on_token(TokenEvent {
-            rollout: i,
-            token: *seq.output_ids.last().unwrap_or(&0),
-            text: &text,
-            finish: seq.finish,
-        });
+        let go_on = on_token(token_event(&seq, &text));
         seqs.push(seq);
+        if !go_on {
+            cancelled = true;
+            break;
+        }
     }
     let ttft = start.elapsed();
 
     let decode_start = Instant::now();
     let mut steps = 0;
-    loop {
-        decode_step(model, tok, &mut seqs, on_token)?;
-        if seqs.iter().all(Sequence::is_finished) {
-            break;
-        }
+    while !cancelled && !seqs.iter().all(Sequence::is_finished) {
+        cancelled = !decode_step(model, tok, &mut seqs, on_token)?;
         steps += 1;
+    }
+    if cancelled {
+        seqs.iter_mut().for_each(Sequence::cancel);
     }
     let decode = decode_start.elapsed();
     Ok(finish_group(seqs, prompt_len, prefill, ttft, decode, steps))
 }
 
 /// One batched decode step over the unfinished sequences with a pending token.
+/// Returns `false` when `on_token` asked to cancel.
 pub fn decode_step(
     model: &Transformer,
     tok: &Tokenizer,
     seqs: &mut [Sequence],
-    on_token: &mut dyn FnMut(TokenEvent<'_>),
-) -> Result<(), EngineError> {
+    on_token: &mut dyn FnMut(TokenEvent<'_>) -> bool,
+) -> Result<bool, EngineError> {
     let mut active: Vec<&mut Sequence> = seqs
         .iter_mut()
         .filter(|s| !s.is_finished() && s.pending.is_some())
         .collect();
     if active.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let pending: Vec<[u32; 1]> = active
         .iter()
@@ -173,6 +178,7 @@ pub fn decode_step(
     };
     let vocab = logits.dim(1)?;
     let mut rows: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let mut go_on = true;
     for (seq, row) in active.iter_mut().zip(rows.chunks_mut(vocab)) {
         seq.pending = None;
         let text = seq.sample_and_accept(row, tok)?;
@@ -180,14 +186,21 @@ pub fn decode_step(
             // Leave the batch now: the KV cache is no longer needed.
             seq.cache = crate::model::KvCache::new(0);
         }
-        on_token(TokenEvent {
-            rollout: seq.index,
-            token: *seq.output_ids.last().unwrap_or(&0),
-            text: &text,
-            finish: seq.finish,
-        });
+        go_on &= on_token(token_event(seq, &text));
     }
-    Ok(())
+    Ok(go_on)
+}
+
+fn token_event<'a>(seq: &'a Sequence, text: &'a str) -> TokenEvent<'a> {
+    let last = seq.logprobs.last();
+    TokenEvent {
+        rollout: seq.index,
+        token: last.map_or(0, |l| l.token),
+        logprob: last.map_or(0.0, |l| l.logprob),
+        top_logprobs: last.map_or(&[][..], |l| &l.top_logprobs[..]),
+        text,
+        finish: seq.finish,
+    }
 }
 
 fn finish_group(

@@ -78,7 +78,8 @@ pub const MAX_STOP_STRINGS: usize = 16;
 /// the scan over the vocabulary; larger values collect candidates and use
 /// `select_nth_unstable_by`.
 const SMALL_TOP_K: usize = 64;
-/// First chunk size of the incremental nucleus (top-p) selection.
+/// Tokens examined (selected and sorted) before the nucleus (top-p) search
+/// switches to a histogram.
 const NUCLEUS_FIRST_CHUNK: usize = 64;
 /// [`sample_batch`] goes parallel only when the batch holds at least this many
 /// logits in total (two rows of a 32k vocabulary): below that rayon's
@@ -740,37 +741,86 @@ fn push_top(buf: &mut Vec<(u32, f32)>, cap: usize, id: u32, v: f32) {
 }
 
 /// Length of the smallest prefix, in [`by_prob_desc`] order, whose mass
-/// reaches `target` (at least 1); sorts that prefix of `cands` in place.
+/// reaches `target` (at least 1), after rearranging `cands` so that this
+/// nucleus is `cands[..len]` (in no particular but deterministic order).
 ///
-/// Avoids sorting the whole vocabulary: it selects and sorts growing chunks
-/// (64, 256, 1024, …) off the front of the unsorted remainder until the mass
-/// is reached, so a peaked distribution costs a couple of O(n) partitions.
+/// Avoids sorting the vocabulary. A peaked distribution is settled by the
+/// first [`NUCLEUS_FIRST_CHUNK`] tokens (one O(n) selection and a tiny
+/// sort). A flat one, whose nucleus can be tens of thousands of tokens, is
+/// settled with a histogram of probabilities over log-spaced bins: every bin
+/// above the one where the mass crosses the target is kept whole, and only
+/// that crossing bin is sorted.
 fn nucleus_len(cands: &mut [(u32, f32)], target: f64) -> usize {
     // A prefix whose mass equals the target up to rounding counts as reaching
     // it, so an exact boundary (probs 0.5, 0.3, … with top_p 0.5) does not
     // pull in one more token because of the last bit of a sum.
     let target = target * (1.0 - 1e-6);
     let len = cands.len();
-    let mut start = 0;
-    let mut chunk = NUCLEUS_FIRST_CHUNK;
-    let mut cum = 0f64;
-    while start < len {
-        let end = start.saturating_add(chunk).min(len);
-        let rest = &mut cands[start..];
-        if end < len {
-            rest.select_nth_unstable_by(end - start - 1, by_prob_desc);
-        }
-        rest[..end - start].sort_unstable_by(by_prob_desc);
-        for (i, &(_, p)) in cands[start..end].iter().enumerate() {
-            cum += f64::from(p);
-            if cum >= target {
-                return start + i + 1;
-            }
-        }
-        start = end;
-        chunk = chunk.saturating_mul(4);
+    let head = NUCLEUS_FIRST_CHUNK.min(len);
+    if head < len {
+        cands.select_nth_unstable_by(head - 1, by_prob_desc);
     }
-    len.max(1)
+    cands[..head].sort_unstable_by(by_prob_desc);
+    let mut cum = 0f64;
+    for (i, &(_, p)) in cands[..head].iter().enumerate() {
+        cum += f64::from(p);
+        if cum >= target {
+            return i + 1;
+        }
+    }
+
+    let rest = &mut cands[head..];
+    let mut mass = [0f64; NUCLEUS_BINS];
+    for &(_, p) in rest.iter() {
+        mass[prob_bin(p)] += f64::from(p);
+    }
+    // The crossing bin: the highest bin at which the cumulative mass
+    // (from the top) reaches the target.
+    let mut crossing = None;
+    for (bin, &m) in mass.iter().enumerate().rev() {
+        if cum + m >= target {
+            crossing = Some(bin);
+            break;
+        }
+        cum += m;
+    }
+    let Some(crossing) = crossing else {
+        return len.max(1); // rounding: the whole list is the nucleus
+    };
+    // Move the bins above the crossing to the front, then the crossing bin.
+    let above = partition_in_place(rest, |p| prob_bin(p) > crossing);
+    let at = above + partition_in_place(&mut rest[above..], |p| prob_bin(p) == crossing);
+    let bin = &mut rest[above..at];
+    bin.sort_unstable_by(by_prob_desc);
+    for (i, &(_, p)) in bin.iter().enumerate() {
+        cum += f64::from(p);
+        if cum >= target {
+            return head + above + i + 1;
+        }
+    }
+    head + at
+}
+
+/// Number of histogram bins of [`prob_bin`].
+const NUCLEUS_BINS: usize = 1024;
+
+/// A bin index that is monotone in `p` for `p` in `(0, 1]`: the float's
+/// exponent and top 3 mantissa bits (8 bins per octave), at most 1016.
+fn prob_bin(p: f32) -> usize {
+    ((p.to_bits() >> 20) as usize).min(NUCLEUS_BINS - 1)
+}
+
+/// Moves the elements whose probability satisfies `keep` to the front
+/// (order not preserved) and returns how many there are.
+fn partition_in_place(items: &mut [(u32, f32)], keep: impl Fn(f32) -> bool) -> usize {
+    let mut w = 0;
+    for r in 0..items.len() {
+        if keep(items[r].1) {
+            items.swap(w, r);
+            w += 1;
+        }
+    }
+    w
 }
 
 /// Samples one token per row of `logits` (`samplers.len()` rows of `vocab`
@@ -969,6 +1019,60 @@ mod tests {
             .all(|&t| probs[t as usize] >= min_kept * (1.0 - 1e-6)));
         // And the kept set really is truncated (some excluded tokens exist).
         assert!(keep < logits.len() && keep > NUCLEUS_FIRST_CHUNK);
+    }
+
+    #[test]
+    fn nucleus_selection_equals_sorted_prefix_definition() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand01 = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for (n, spread) in [
+            (10, 1.0),
+            (300, 4.0),
+            (5000, 2.0),
+            (5000, 20.0),
+            (20_000, 0.5),
+        ] {
+            // Quantised logits so that equal probabilities (ties) occur.
+            let probs: Vec<f32> = (0..n)
+                .map(|_| exp_nonpositive(-((rand01() * spread * 8.0).round() / 8.0)))
+                .collect();
+            for top_p in [0.1f64, 0.5, 0.9, 0.99] {
+                let mut sorted: Vec<(u32, f32)> = probs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i as u32, p))
+                    .collect();
+                sorted.sort_by(by_prob_desc);
+                let total: f64 = sorted.iter().map(|&(_, p)| f64::from(p)).sum();
+                let target = top_p * total;
+                let mut cum = 0.0;
+                let mut expect_len = sorted.len();
+                for (i, &(_, p)) in sorted.iter().enumerate() {
+                    cum += f64::from(p);
+                    if cum >= target * (1.0 - 1e-6) {
+                        expect_len = i + 1;
+                        break;
+                    }
+                }
+                let mut expect: Vec<u32> = sorted[..expect_len].iter().map(|c| c.0).collect();
+                expect.sort_unstable();
+
+                let mut cands: Vec<(u32, f32)> = probs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i as u32, p))
+                    .collect();
+                let len = nucleus_len(&mut cands, target);
+                let mut got: Vec<u32> = cands[..len].iter().map(|c| c.0).collect();
+                got.sort_unstable();
+                assert_eq!(got, expect, "n {n} spread {spread} top_p {top_p}");
+            }
+        }
     }
 
     #[test]
@@ -1326,186 +1430,5 @@ mod tests {
             ..SamplingParams::default()
         };
         assert_eq!(a, draws(&mut Sampler::new(replay, 2), &flat, 50));
-    }
-}
-
-#[cfg(test)]
-mod tmp_bench {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn tmp_ab() {
-        let vocab = 151_936;
-        let row: Vec<f32> = (0..vocab)
-            .map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 20.0)
-            .collect();
-        let mut buf = row.clone();
-        let (mut a, mut b) = (f64::MAX, f64::MAX);
-        for _ in 0..200 {
-            buf.copy_from_slice(&row);
-            let t = std::time::Instant::now();
-            let mut z = 0f64;
-            for l in buf.iter_mut() {
-                let p = (*l - 0.0).exp();
-                *l = p;
-                z += p as f64;
-            }
-            std::hint::black_box(z);
-            a = a.min(t.elapsed().as_secs_f64());
-            buf.copy_from_slice(&row);
-            let t = std::time::Instant::now();
-            std::hint::black_box(exp_shifted_in_place(&mut buf, 0.0));
-            b = b.min(t.elapsed().as_secs_f64());
-        }
-        eprintln!(
-            "exp pass min: std {:.3} ms, fast {:.3} ms",
-            a * 1e3,
-            b * 1e3
-        );
-        let (mut c, mut d) = (f64::MAX, f64::MAX);
-        for _ in 0..200 {
-            buf.copy_from_slice(&row);
-            let t = std::time::Instant::now();
-            std::hint::black_box(scale_sanitize_max(&mut buf, 1.0 / 0.7));
-            c = c.min(t.elapsed().as_secs_f64());
-            let t = std::time::Instant::now();
-            std::hint::black_box(buf.iter().position(|&v| v > 100.0));
-            d = d.min(t.elapsed().as_secs_f64());
-        }
-        eprintln!(
-            "scale/max {:.3} ms, full position scan {:.3} ms",
-            c * 1e3,
-            d * 1e3
-        );
-    }
-    #[test]
-    #[ignore]
-    fn tmp_timing() {
-        let vocab = 151_936;
-        let mut x = 12345u64;
-        let row: Vec<f32> = (0..vocab)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
-            })
-            .collect();
-        for (name, p) in [
-            ("greedy", SamplingParams::greedy()),
-            ("t=1", SamplingParams::default()),
-            (
-                "t=0.7 top_p=0.95",
-                SamplingParams {
-                    temperature: 0.7,
-                    top_p: 0.95,
-                    ..Default::default()
-                },
-            ),
-            (
-                "top_k=50",
-                SamplingParams {
-                    top_k: 50,
-                    ..Default::default()
-                },
-            ),
-            (
-                "top_k=1000 top_p=0.9",
-                SamplingParams {
-                    top_k: 1000,
-                    top_p: 0.9,
-                    ..Default::default()
-                },
-            ),
-            (
-                "min_p=0.05 top_p=0.9",
-                SamplingParams {
-                    min_p: 0.05,
-                    top_p: 0.9,
-                    ..Default::default()
-                },
-            ),
-            (
-                "logprobs 20 rp 1.1",
-                SamplingParams {
-                    logprobs: true,
-                    top_logprobs: 20,
-                    repetition_penalty: 1.1,
-                    ..Default::default()
-                },
-            ),
-        ] {
-            let mut s = Sampler::new(p, 0);
-            s.observe_prompt(&(0..2000).collect::<Vec<u32>>());
-            let mut buf = row.clone();
-            let n = 200;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                buf.copy_from_slice(&row);
-                std::hint::black_box(s.sample(&mut buf).unwrap());
-            }
-            eprintln!(
-                "{name}: {:.3} ms/row",
-                t.elapsed().as_secs_f64() * 1e3 / n as f64
-            );
-        }
-        let mut batch: Vec<Sampler> = (0..8)
-            .map(|i| {
-                Sampler::new(
-                    SamplingParams {
-                        top_p: 0.95,
-                        ..Default::default()
-                    },
-                    i,
-                )
-            })
-            .collect();
-        let big = row.repeat(8);
-        let mut buf = big.clone();
-        let t = std::time::Instant::now();
-        for _ in 0..50 {
-            buf.copy_from_slice(&big);
-            std::hint::black_box(sample_batch(&mut batch, &mut buf, vocab).unwrap());
-        }
-        eprintln!(
-            "batch 8 top_p: {:.3} ms/batch",
-            t.elapsed().as_secs_f64() * 1e3 / 50.0
-        );
-        for (name, tp) in [("top_p .95", 0.95f32), ("t=1", 1.0)] {
-            let mk = || {
-                (0..8)
-                    .map(|i| {
-                        Sampler::new(
-                            SamplingParams {
-                                top_p: tp,
-                                seed: Some(1),
-                                ..Default::default()
-                            },
-                            i,
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let (mut a, mut b) = (f64::MAX, f64::MAX);
-            let (mut ba, mut bb) = (mk(), mk());
-            for _ in 0..20 {
-                buf.copy_from_slice(&big);
-                let t = std::time::Instant::now();
-                std::hint::black_box(sample_batch(&mut ba, &mut buf, vocab).unwrap());
-                a = a.min(t.elapsed().as_secs_f64());
-                buf.copy_from_slice(&big);
-                let t = std::time::Instant::now();
-                for (s, r) in bb.iter_mut().zip(buf.chunks_mut(vocab)) {
-                    std::hint::black_box(s.sample(r).unwrap());
-                }
-                b = b.min(t.elapsed().as_secs_f64());
-            }
-            eprintln!(
-                "{name} batch8: rayon {:.2} ms, serial {:.2} ms (threads {})",
-                a * 1e3,
-                b * 1e3,
-                rayon::current_num_threads()
-            );
-        }
     }
 }

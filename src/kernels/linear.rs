@@ -17,16 +17,18 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Ten
 use super::matmul::{matmul_xwt_bf16_with, matmul_xwt_f32_with, Isa};
 
 /// Largest m (flattened rows of x) that uses the kernel for f32 weights;
-/// above it candle's f32 GEMM is used. Chosen from `benches/matmul.rs`:
-/// the kernel wins by ≥ 2× up to m = 32 on all shapes measured; at m = 64
-/// candle's GEMM, being compute-efficient, catches up.
-pub const F32_MAX_M: usize = 32;
+/// above it candle's f32 GEMM is used. Chosen with `benches/matmul.rs` on the
+/// 2-core Sapphire Rapids dev box: the kernel is 1.2–2.8× faster than candle
+/// for m = 4..32, roughly at parity for m = 64..128 (0.9–1.2×, noisy), and
+/// clearly slower at m = 256 on k = 3072 (0.63×): candle's packed GEMM reuses
+/// `x` better once the call is compute-bound.
+pub const F32_MAX_M: usize = 64;
 
 /// Largest m that uses the kernel for bf16 weights. candle's CPU bf16 matmul
-/// is an order of magnitude slower than its f32 one, and converting the
-/// weight to f32 per call costs more than the kernel itself, so the kernel is
-/// used up to this much larger m (measured: still faster at m = 256).
-pub const BF16_MAX_M: usize = 256;
+/// is 3–14× slower than the kernel for m ≤ 32 and still 1.3–1.8× slower at
+/// m = 128; at m = 256 they are at parity (0.86–1.33×), so prefill-sized
+/// batches go back to candle.
+pub const BF16_MAX_M: usize = 128;
 
 /// `x · wᵀ` on CPU storage via [`matmul_xwt_f32_with`] /
 /// [`matmul_xwt_bf16_with`]. Expects `x` f32 and contiguous with shape

@@ -107,10 +107,11 @@ impl Isa {
     /// The path used by [`matmul_xwt_f32`] and [`matmul_xwt_bf16`].
     ///
     /// For bf16 weights the AVX512_BF16 (`vdpbf16ps`) path is *not* chosen by
-    /// default: it rounds `x` to bf16 (≈3 significant digits, relative error up
-    /// to ~1e-2 on cancelling dot products) and was measured no faster than
-    /// upcasting the weights in-register, since the kernel is bound by
-    /// streaming `W`, not by arithmetic. See `benches/matmul.rs`.
+    /// default: it rounds `x` to bf16 (≈3 significant digits; up to ~1e-2
+    /// relative error on a dot product, vs ~1e-6 for the upcast path) and,
+    /// since the kernel is bound by streaming `W` rather than by arithmetic,
+    /// it was measured only ~10–20% faster at m = 1 and 5–15% *slower* for
+    /// m ≥ 4 than upcasting the weights in-register (`benches/matmul.rs`).
     pub fn detect() -> Isa {
         [Isa::Avx512, Isa::Avx2]
             .into_iter()
