@@ -19,7 +19,8 @@ impl Linear {
     /// `x`: (rows, in) → (rows, out).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match mode {
-            Mode::Inference | Mode::Train => {
+            Mode::Inference => crate::kernels::linear(x, &self.weight)?,
+            Mode::Train => {
                 let w = if self.weight.dtype() == x.dtype() {
                     self.weight.clone()
                 } else {
