@@ -2,6 +2,7 @@
 //! edge: errors here are `anyhow`.
 
 mod bench;
+pub use bench::{synthetic_prompt, weight_bytes_per_step};
 mod common;
 mod generate;
 mod model_cmd;

@@ -1,0 +1,190 @@
+//! The one error type of the HTTP layer. Every failure a client can see —
+//! validation, auth, routing, extractor rejections, engine refusals — is an
+//! [`ApiError`] and leaves as OpenAI's body
+//! `{"error": {"message", "type", "param", "code"}}` with a matching status,
+//! so SDKs raise their typed exceptions (`BadRequestError`, `RateLimitError`, ...).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::engine::SubmitError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// A field is missing, has the wrong type or is out of range. `param`
+    /// names the field (`messages`, `temperature`, `messages[0].content`).
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// Prompt plus completion budget exceed the model's context window.
+    #[error("{0}")]
+    ContextLength(String),
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    /// Too many requests right now; the client should retry after a pause.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// Loading, shutting down, or an engine gone.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an engine failure; the message is safe to show.
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorObject<'a>,
+}
+
+/// OpenAI's error object (also sent as an SSE event mid-stream).
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl ApiError {
+    /// Invalid-request error naming `param`.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } | Self::ContextLength(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body's error object.
+    pub fn object(&self) -> ErrorObject<'_> {
+        let (kind, code, param) = match self {
+            Self::InvalidRequest { param, .. } => {
+                ("invalid_request_error", None, param.as_deref())
+            }
+            Self::ContextLength(_) => (
+                "invalid_request_error",
+                Some("context_length_exceeded"),
+                Some("messages"),
+            ),
+            Self::InvalidApiKey => ("invalid_request_error", Some("invalid_api_key"), None),
+            Self::ModelNotFound(_) => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model"),
+            ),
+            Self::NotFound(_) => ("invalid_request_error", Some("not_found"), None),
+            Self::MethodNotAllowed => {
+                ("invalid_request_error", Some("method_not_allowed"), None)
+            }
+            Self::PayloadTooLarge { .. } => {
+                ("invalid_request_error", Some("payload_too_large"), None)
+            }
+            Self::UnsupportedMediaType => (
+                "invalid_request_error",
+                Some("unsupported_media_type"),
+                None,
+            ),
+            Self::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
+            Self::Unavailable(_) => ("server_error", Some("service_unavailable"), None),
+            Self::Internal(_) => ("server_error", Some("internal_error"), None),
+        };
+        ErrorObject {
+            message: self.to_string(),
+            kind,
+            param,
+            code,
+        }
+    }
+
+    /// The JSON body as a string (for SSE error events).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&Body {
+            error: self.object(),
+        })
+        .unwrap_or_else(|_| r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.into())
+    }
+
+    /// Maps an engine refusal; `retry_after_secs` is the configured hint.
+    pub fn from_submit(e: SubmitError, retry_after_secs: u64) -> Self {
+        match e {
+            SubmitError::QueueFull { .. } => Self::RateLimited {
+                message: e.to_string(),
+                retry_after_secs,
+            },
+            SubmitError::ShuttingDown => Self::Unavailable(e.to_string()),
+            SubmitError::TooLarge { .. } => Self::ContextLength(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            self.to_json(),
+        )
+            .into_response();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_openai_shape() {
+        let v: serde_json::Value =
+            serde_json::from_str(&ApiError::invalid("temperature", "too hot").to_json()).unwrap();
+        assert_eq!(v["error"]["message"], "too hot");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "temperature");
+        assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn queue_full_is_429_with_retry_after() {
+        let res = ApiError::from_submit(SubmitError::QueueFull { capacity: 2 }, 3).into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+    }
+}

@@ -1,0 +1,118 @@
+//! HTTP-side metrics: status codes, request latency, server-side rejections.
+//! Engine-side counters (queue depth, running, tokens) are read from each
+//! engine's `EngineMetrics` when `/metrics` is scraped; together they render
+//! as Prometheus text in `routes::metrics`. Plain atomics: a scrape is rare
+//! and a request must never wait on a metrics lock.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets: generation
+/// requests range from tens of milliseconds to minutes.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// A fixed-bucket Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts; the last slot is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends `name_bucket`, `name_sum` and `name_count` lines.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |v| v.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// Counters kept by the HTTP layer.
+#[derive(Debug, Default)]
+pub struct ServerMetrics {
+    /// Responses by status code (a handful of distinct codes; a small map).
+    by_status: Mutex<Vec<(u16, u64)>>,
+    /// Generation requests refused by the concurrency limit (429).
+    pub rejected_concurrency: Counter,
+    /// Generation requests whose client went away before the end.
+    pub client_disconnects: Counter,
+    /// End-to-end latency of generation requests (streams: until the last event).
+    pub request_latency: Histogram,
+}
+
+impl ServerMetrics {
+    pub fn count_status(&self, status: u16) {
+        if let Ok(mut v) = self.by_status.lock() {
+            match v.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => v.push((status, 1)),
+            }
+        }
+    }
+
+    /// Snapshot of responses by status, sorted by code.
+    pub fn statuses(&self) -> Vec<(u16, u64)> {
+        let mut v = self.by_status.lock().map(|v| v.clone()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(20));
+        h.observe(Duration::from_millis(700));
+        h.observe(Duration::from_secs(1000));
+        let mut s = String::new();
+        h.render(&mut s, "x", "help");
+        assert!(s.contains("x_bucket{le=\"0.05\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"1\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count 3\n"), "{s}");
+    }
+}
