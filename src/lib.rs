@@ -10,5 +10,6 @@ pub mod cli;
 pub mod engine;
 pub mod kernels;
 pub mod model;
+pub mod server;
 pub mod sysinfo;
 pub mod tokenizer;

@@ -6,6 +6,8 @@ pub use bench::{synthetic_prompt, weight_bytes_per_step};
 mod common;
 mod generate;
 mod model_cmd;
+mod serve;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// OpenAI-compatible HTTP server.
+    Serve(serve::ServeArgs),
     /// Model directories: `model init` writes a random-weight HF model.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -30,6 +34,8 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check answer equivalence with the math verifier (one pair, or JSONL on stdin).
+    Verify(verify::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -37,5 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

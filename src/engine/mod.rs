@@ -2,17 +2,27 @@
 //! groups over the shared [`crate::model::Transformer`].
 
 pub mod api;
+pub mod batch;
 pub mod bundle;
+pub mod group;
+pub mod memory;
+pub mod prefix_cache;
 pub mod rollout;
 pub mod sampler;
+pub mod scheduler;
 pub mod sequence;
 pub mod stop;
 pub mod worker;
 
+#[cfg(test)]
+mod batching_tests;
+
 pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
 pub use bundle::{BundleError, ModelBundle};
+pub use batch::{BatchConfig, Batcher};
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
+pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{FinishReason, Sequence};
 pub use worker::{EngineConfig, EngineHandle, EngineMetrics, ModelInfo};
 
@@ -31,6 +41,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The group's KV reservation exceeds the engine's whole budget.
+    #[error("request needs {needed} KV tokens but the engine budget is {budget}")]
+    KvBudget { needed: usize, budget: usize },
     #[error(transparent)]
     Sampling(#[from] sampler::SamplingError),
     #[error(transparent)]

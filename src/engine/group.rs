@@ -1,0 +1,310 @@
+//! The runtime state of one admitted request: its prompt KV while prefilling,
+//! then its rollouts, plus where its events go and when things happened.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::prefix_cache::PrefixCache;
+use super::rollout::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
+use super::sampler::{Sampler, SamplingParams};
+use super::scheduler::GroupId;
+use super::sequence::{FinishReason, Sequence};
+use super::EngineError;
+use crate::model::{KvCache, SeqInput};
+use crate::tokenizer::Tokenizer;
+
+/// Where a group's events go: a channel for the server, a callback for
+/// [`super::generate_group`].
+pub trait GroupSink {
+    /// The prompt is prefilled; the first tokens follow.
+    fn started(&mut self, prompt_tokens: usize, cached_tokens: usize) -> bool;
+    /// A sampled token; `false` when the consumer is gone (cancels the group).
+    fn token(&mut self, ev: TokenEvent<'_>) -> bool;
+    /// Whether the consumer has left; polled between steps.
+    fn is_closed(&self) -> bool;
+}
+
+pub struct ActiveGroup<'s> {
+    pub id: GroupId,
+    pub prompt: Vec<u32>,
+    pub n: usize,
+    pub params: SamplingParams,
+    pub max_new: usize,
+    stop_ids: Arc<[u32]>,
+    /// The prompt KV while it is being prefilled.
+    pub cache: Option<KvCache>,
+    pub cached_tokens: usize,
+    pub seqs: Vec<Sequence>,
+    pub sink: Box<dyn GroupSink + 's>,
+    /// Set when the consumer left; the group is finished at the next step.
+    pub cancelled: bool,
+    /// Next rollout to favour when not all can decode this step.
+    cursor: usize,
+    pub decode_steps: usize,
+    submitted: Instant,
+    admitted: Option<Instant>,
+    prefilled: Option<Instant>,
+    first_tokens: Option<Instant>,
+    /// Per rollout: milliseconds from submission to its last token.
+    finished_ms: Vec<f64>,
+}
+
+impl<'s> ActiveGroup<'s> {
+    pub fn new(
+        id: GroupId,
+        prompt: Vec<u32>,
+        n: usize,
+        params: SamplingParams,
+        max_new: usize,
+        stop_ids: Arc<[u32]>,
+        sink: Box<dyn GroupSink + 's>,
+    ) -> Self {
+        Self {
+            id,
+            prompt,
+            n,
+            params,
+            max_new,
+            stop_ids,
+            cache: None,
+            cached_tokens: 0,
+            seqs: Vec::with_capacity(n),
+            sink,
+            cancelled: false,
+            cursor: 0,
+            decode_steps: 0,
+            submitted: Instant::now(),
+            admitted: None,
+            prefilled: None,
+            first_tokens: None,
+            finished_ms: vec![0.0; n],
+        }
+    }
+
+    /// Admitted with `cache` holding the first `cached_tokens` prompt tokens.
+    pub fn admit(&mut self, cache: KvCache, cached_tokens: usize) {
+        self.cache = Some(cache);
+        self.cached_tokens = cached_tokens;
+        self.admitted = Some(Instant::now());
+    }
+
+    /// Rollouts still generating.
+    pub fn live(&self) -> usize {
+        self.seqs.iter().filter(|s| !s.is_finished()).count()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.cancelled || (self.cache.is_none() && self.seqs.len() == self.n && self.live() == 0)
+    }
+
+    /// KV bytes this group holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.cache.as_ref().map_or(0, KvCache::reserved_bytes)
+            + self
+                .seqs
+                .iter()
+                .map(|s| s.cache.reserved_bytes())
+                .sum::<usize>()
+    }
+
+    /// Mark (in `mask`, indexed by rollout) up to `count` rollouts with a
+    /// pending token, rotating so that a capped group serves all in turn.
+    pub fn pick_decode(&mut self, count: usize, mask: &mut Vec<bool>) {
+        mask.clear();
+        mask.resize(self.seqs.len(), false);
+        let len = self.seqs.len();
+        let mut left = count;
+        for k in 0..len {
+            let i = (self.cursor + k) % len;
+            let s = &self.seqs[i];
+            if left > 0 && !s.is_finished() && s.pending.is_some() {
+                mask[i] = true;
+                left -= 1;
+            }
+        }
+        if len > 0 {
+            self.cursor = (self.cursor + count) % len;
+        }
+        if count > 0 {
+            self.decode_steps += 1;
+        }
+    }
+
+    /// Add this group's inputs to a forward: the prompt tokens
+    /// `start..start + len` on the prompt cache, then one pending token per
+    /// rollout marked in `mask` (`pending` holds those tokens, in order).
+    pub fn push_inputs<'a>(
+        &'a mut self,
+        prefill: Option<(usize, usize)>,
+        mask: &[bool],
+        pending: &'a [[u32; 1]],
+        out: &mut Vec<SeqInput<'a>>,
+    ) {
+        if let Some((start, len)) = prefill {
+            out.push(SeqInput {
+                tokens: &self.prompt[start..start + len],
+                cache: self.cache.as_mut(),
+            });
+        }
+        let marked = self
+            .seqs
+            .iter_mut()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(s, _)| s);
+        for (seq, token) in marked.zip(pending) {
+            out.push(SeqInput {
+                tokens: token,
+                cache: Some(&mut seq.cache),
+            });
+        }
+    }
+
+    /// The prompt is complete: fan its KV out to the rollouts and sample each
+    /// first token from `row` (the prompt's last logits). Each rollout gets
+    /// one copy of the prompt KV; the original goes to the prefix cache, or
+    /// to the last rollout when that cache is off.
+    pub fn fork_rollouts(
+        &mut self,
+        tok: &Tokenizer,
+        row: &[f32],
+        scratch: &mut Vec<f32>,
+        prefix: &mut PrefixCache,
+    ) -> Result<(), EngineError> {
+        let Some(mut prompt_cache) = self.cache.take() else {
+            return Ok(());
+        };
+        self.prefilled = Some(Instant::now());
+        if !self.sink.started(self.prompt.len(), self.cached_tokens) {
+            self.cancelled = true;
+            return Ok(());
+        }
+        for i in 0..self.n {
+            let cache = if i + 1 == self.n && !prefix.is_enabled() {
+                std::mem::replace(&mut prompt_cache, KvCache::new(0))
+            } else {
+                prompt_cache.fork()?
+            };
+            let mut sampler = Sampler::new(self.params.clone(), i as u64);
+            sampler.observe_prompt(&self.prompt);
+            let seq = Sequence::new(
+                i,
+                cache,
+                sampler,
+                self.max_new,
+                self.stop_ids.clone(),
+                &self.prompt,
+            );
+            self.seqs.push(seq);
+            scratch.clear();
+            scratch.extend_from_slice(row);
+            let sampled = self.seqs[i].sampler.sample(scratch)?;
+            if !self.accept(i, sampled, tok)? {
+                self.cancelled = true;
+                break;
+            }
+        }
+        if prefix.is_enabled() {
+            prefix.insert(&self.prompt, prompt_cache);
+        }
+        self.first_tokens = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Take rollout `i`'s sampled token and stream it; frees the rollout's KV
+    /// when it finishes. Returns `false` when the consumer is gone.
+    pub fn accept(
+        &mut self,
+        i: usize,
+        sampled: super::sampler::Sampled,
+        tok: &Tokenizer,
+    ) -> Result<bool, EngineError> {
+        let seq = &mut self.seqs[i];
+        seq.pending = None;
+        let text = seq.accept(sampled, tok)?;
+        if seq.is_finished() {
+            // Leave the batch now: the KV cache is no longer needed.
+            seq.cache = KvCache::new(0);
+            self.finished_ms[i] = ms(self.submitted.elapsed());
+        }
+        let last = seq.logprobs.last();
+        Ok(self.sink.token(TokenEvent {
+            rollout: seq.index,
+            token: last.map_or(0, |l| l.token),
+            logprob: last.map_or(0.0, |l| l.logprob),
+            top_logprobs: last.map_or(&[][..], |l| &l.top_logprobs[..]),
+            text: &text,
+            finish: seq.finish,
+        }))
+    }
+
+    /// End every unfinished rollout as cancelled and free all KV.
+    pub fn cancel(&mut self) {
+        self.cancelled = true;
+        self.cache = None;
+        let elapsed = ms(self.submitted.elapsed());
+        for s in &mut self.seqs {
+            if !s.is_finished() {
+                self.finished_ms[s.index] = elapsed;
+            }
+            s.cancel();
+        }
+    }
+
+    /// The final report (call once the group is done).
+    pub fn into_output(self) -> GroupOutput {
+        let end = Instant::now();
+        let admitted = self.admitted.unwrap_or(self.submitted);
+        let prefilled = self.prefilled.unwrap_or(end);
+        let first = self.first_tokens.unwrap_or(end);
+        let completion_tokens: usize = self.seqs.iter().map(|s| s.output_ids.len()).sum();
+        // The first token of each rollout comes from the prefill logits.
+        let decoded = completion_tokens.saturating_sub(self.seqs.len());
+        let prompt_tokens = self.prompt.len();
+        let computed = prompt_tokens - self.cached_tokens.min(prompt_tokens);
+        let secs = |d: std::time::Duration| d.as_secs_f64().max(1e-9);
+        let finished_ms = self.finished_ms;
+        let ttft_ms = ms(first.saturating_duration_since(self.submitted));
+        let rollouts = self
+            .seqs
+            .into_iter()
+            .map(|s| {
+                let total_ms = finished_ms.get(s.index).copied().unwrap_or(0.0);
+                RolloutOutput {
+                    index: s.index,
+                    mean_logprob: s.mean_logprob(),
+                    finish_reason: s.finish.unwrap_or(FinishReason::Length),
+                    logprobs: if s.sampler.params().logprobs {
+                        s.logprobs
+                    } else {
+                        Vec::new()
+                    },
+                    text: s.text,
+                    token_ids: s.output_ids,
+                    ttft_ms,
+                    total_ms,
+                }
+            })
+            .collect();
+        GroupOutput {
+            rollouts,
+            prompt_tokens,
+            cached_tokens: self.cached_tokens,
+            completion_tokens,
+            timings: GroupTimings {
+                queue_ms: ms(admitted.saturating_duration_since(self.submitted)),
+                prefill_ms: ms(prefilled.saturating_duration_since(admitted)),
+                ttft_ms,
+                decode_ms: ms(end.saturating_duration_since(first)),
+                decode_steps: self.decode_steps,
+                prefill_tokens_per_s: computed as f64
+                    / secs(prefilled.saturating_duration_since(admitted)),
+                decode_tokens_per_s: decoded as f64 / secs(end.saturating_duration_since(first)),
+            },
+        }
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

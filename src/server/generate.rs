@@ -1,0 +1,213 @@
+//! The path every generation request takes, whatever the endpoint: prompt
+//! building off the async workers, model-dependent checks, submission to
+//! the engine, and the per-request record (one log line, latency histogram)
+//! that is written when the request ends — including when the client goes
+//! away, because the record is dropped with the handler future or stream.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::error::ApiError;
+use super::state::{AppState, ModelEntry};
+use super::validate::{check_sampling, completion_budget, ValidRequest};
+use crate::engine::{EngineEvent, GenerateOutput, GenerateRequest};
+
+/// `system_fingerprint` of every response: the server build.
+pub const FINGERPRINT: &str = concat!("quorum-", env!("CARGO_PKG_VERSION"));
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh response id with an OpenAI-style prefix.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:032x}", rand::random::<u128>())
+}
+
+/// Runs tokenization / template rendering on the blocking pool: a long
+/// prompt must not stall the async workers that serve other connections.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
+}
+
+/// How a request ended, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Ok,
+    Error,
+}
+
+/// Per-request record: holds the concurrency permit, and on drop writes the
+/// log line and the latency sample. Dropped before [`Outcome::Ok`] means
+/// the client disconnected (or the request failed).
+pub struct RequestRecord {
+    state: AppState,
+    pub id: String,
+    pub model: String,
+    endpoint: &'static str,
+    n: usize,
+    rollouts: usize,
+    stream: bool,
+    start: Instant,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub outcome: Outcome,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RequestRecord {
+    pub fn new(
+        state: &AppState,
+        permit: OwnedSemaphorePermit,
+        id: String,
+        endpoint: &'static str,
+        req: &ValidRequest,
+    ) -> Self {
+        Self {
+            state: state.clone(),
+            id,
+            model: req.model.clone(),
+            endpoint,
+            n: req.n,
+            rollouts: req.rollouts,
+            stream: req.stream,
+            start: Instant::now(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            outcome: Outcome::Pending,
+            _permit: permit,
+        }
+    }
+
+    /// Passes `r` through, marking the request failed if it is an error.
+    pub fn check<T>(&mut self, r: Result<T, ApiError>) -> Result<T, ApiError> {
+        if r.is_err() {
+            self.outcome = Outcome::Error;
+        }
+        r
+    }
+
+    /// Records a finished generation's token counts and marks success.
+    pub fn finished(&mut self, out: &GenerateOutput) {
+        self.prompt_tokens = out.prompt_tokens;
+        self.completion_tokens = out.completion_tokens;
+        self.outcome = Outcome::Ok;
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        let latency = self.start.elapsed();
+        self.state.metrics.request_latency.observe(latency);
+        let outcome = match self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Pending => {
+                self.state.metrics.client_disconnects.inc();
+                "cancelled"
+            }
+        };
+        tracing::info!(
+            target: "quorum::request",
+            id = %self.id,
+            endpoint = self.endpoint,
+            model = %self.model,
+            n = self.n,
+            rollouts = self.rollouts,
+            stream = self.stream,
+            prompt_tokens = self.prompt_tokens,
+            completion_tokens = self.completion_tokens,
+            latency_ms = latency.as_millis() as u64,
+            outcome,
+            "request"
+        );
+    }
+}
+
+/// Model-dependent checks, then the engine request. `req.params.max_tokens`
+/// is set to the final budget.
+pub fn submit(
+    state: &AppState,
+    entry: &Arc<ModelEntry>,
+    id: &str,
+    prompt_ids: Vec<u32>,
+    req: &mut ValidRequest,
+) -> Result<UnboundedReceiver<EngineEvent>, ApiError> {
+    let info = entry.engine.info();
+    check_sampling(&req.params, info.vocab_size)?;
+    if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= info.vocab_size) {
+        return Err(ApiError::invalid(
+            "prompt",
+            format!(
+                "prompt contains token id {bad}, but the vocabulary has {} tokens",
+                info.vocab_size
+            ),
+        ));
+    }
+    let budget = completion_budget(
+        prompt_ids.len(),
+        req.max_tokens,
+        info.context_length,
+        state.config.max_tokens,
+    )?;
+    req.params.max_tokens = Some(budget);
+    entry
+        .engine
+        .submit(GenerateRequest {
+            id: id.to_string(),
+            prompt_ids,
+            n: req.rollouts,
+            params: req.params.clone(),
+        })
+        .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
+}
+
+/// Waits for the whole result (non-streaming). The receiver lives in the
+/// handler's future: if the client disconnects, axum drops the future, the
+/// receiver goes with it and the engine cancels the rollouts.
+pub async fn collect(
+    mut rx: UnboundedReceiver<EngineEvent>,
+    record: &mut RequestRecord,
+) -> Result<GenerateOutput, ApiError> {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            EngineEvent::Finished(out) => {
+                record.finished(&out);
+                return Ok(out);
+            }
+            EngineEvent::Error(msg) => {
+                record.outcome = Outcome::Error;
+                return Err(ApiError::Internal(msg));
+            }
+            EngineEvent::Started { prompt_tokens, .. } => record.prompt_tokens = prompt_tokens,
+            EngineEvent::Token { .. } | EngineEvent::RolloutFinished { .. } => {}
+        }
+    }
+    record.outcome = Outcome::Error;
+    Err(ApiError::Unavailable(
+        "the engine stopped before finishing the request".into(),
+    ))
+}
+
+/// OpenAI `finish_reason` of an engine finish reason. `cancelled` never
+/// reaches a client that is still listening, but must still map to a value
+/// SDKs accept.
+pub fn finish_reason(r: crate::engine::FinishReason) -> &'static str {
+    match r {
+        crate::engine::FinishReason::Length => "length",
+        crate::engine::FinishReason::Stop | crate::engine::FinishReason::Cancelled => "stop",
+    }
+}

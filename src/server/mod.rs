@@ -1,0 +1,191 @@
+//! The OpenAI-compatible HTTP server (`quorum serve`).
+//!
+//! Layout: [`config`] (settings: flags, env, TOML), [`openai`] (wire types),
+//! [`validate`] (wire → checked requests), [`error`] (the one error type and
+//! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
+//! rejections), [`generate`] and [`sse`] (the generation path shared by the
+//! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
+//! [`auth`]. The engine is reached only through [`crate::engine::EngineHandle`].
+//!
+//! [`start`] binds first and loads models in the background, so `/health`
+//! can answer 503 while loading, and returns a [`RunningServer`] used by the
+//! CLI and by tests alike.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod generate;
+pub mod loader;
+pub mod metrics;
+pub mod openai;
+pub mod routes;
+pub mod sse;
+pub mod state;
+pub mod tokens;
+pub mod validate;
+
+use std::net::SocketAddr;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+
+pub use config::{ServeSettings, ServerConfig};
+pub use error::ApiError;
+pub use state::AppState;
+
+use routes::{chat, completions, health, metrics as metrics_route, models};
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/completions", post(completions::completions))
+        .route("/models", get(models::list))
+        .route("/models/{id}", get(models::get))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics_route::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::count_status,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Start-up and shutdown failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+    #[error("model loading did not finish: {0}")]
+    LoadAborted(String),
+    #[error("server: {0}")]
+    Serve(String),
+}
+
+/// A bound, serving instance.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    serve: JoinHandle<std::io::Result<()>>,
+    loaded: watch::Receiver<Option<Result<(), String>>>,
+}
+
+/// Binds `host:port`, starts serving (503 until loaded) and loads the models
+/// in the background; await [`RunningServer::ready`] for the outcome.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let bind = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: bind,
+        source,
+    })?;
+    let state = AppState::new(config);
+    let (stop, mut stop_rx) = watch::channel(false);
+    let router = app(state.clone());
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let (load_tx, loaded) = watch::channel(None);
+    let st = state.clone();
+    tokio::spawn(async move {
+        let result = match loader::load_all(&st.config).await {
+            Ok(models) => {
+                st.set_models(models);
+                tracing::info!(models = st.models().len(), "ready");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = load_tx.send(Some(result));
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        serve,
+        loaded,
+    })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Waits until every model is loaded (or one failed).
+    pub async fn ready(&mut self) -> Result<(), ServerError> {
+        let r = self
+            .loaded
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|e| ServerError::LoadAborted(e.to_string()))?;
+        match r.as_ref() {
+            Some(Err(e)) => Err(ServerError::LoadAborted(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Graceful shutdown: `/health` turns 503, new work is refused, the
+    /// listener closes, and in-flight requests get the grace period before
+    /// their connections are dropped (which cancels their rollouts).
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        self.state.begin_shutdown();
+        let _ = self.stop.send(true);
+        let grace = self.state.config.shutdown_grace;
+        match tokio::time::timeout(grace, &mut self.serve).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ServerError::Serve(e.to_string())),
+            Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
+            Err(_) => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping open connections");
+                self.serve.abort();
+                Ok(())
+            }
+        }
+    }
+}

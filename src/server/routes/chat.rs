@@ -1,0 +1,197 @@
+//! `POST /v1/chat/completions`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::engine::sequence::TokenLogprob;
+use crate::engine::{FinishReason, GenerateOutput};
+use crate::server::error::ApiError;
+use crate::server::extract::ApiJson;
+use crate::server::generate::{
+    blocking, collect, finish_reason, new_id, now_secs, submit, RequestRecord, FINGERPRINT,
+};
+use crate::server::openai::*;
+use crate::server::sse::{self, ChunkWriter};
+use crate::server::state::AppState;
+use crate::server::tokens::chat_logprob;
+use crate::server::validate;
+use crate::tokenizer::Tokenizer;
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let req = validate::chat(body, &state.config)?;
+    let entry = state.model(&req.common.model)?;
+    let permit = state.admit()?;
+    let id = new_id("chatcmpl");
+    let mut record = RequestRecord::new(&state, permit, id.clone(), "chat", &req.common);
+    let mut common = req.common;
+    let (template, tok) = (entry.template.clone(), entry.tokenizer.clone());
+    let (messages, kwargs) = (req.messages, req.kwargs);
+    let prompt = blocking(move || render(&template, &tok, &messages, &kwargs)).await;
+    let rx = record.check(prompt.and_then(|ids| submit(&state, &entry, &id, ids, &mut common)))?;
+    let created = now_secs();
+    if common.stream {
+        let writer = ChatWriter {
+            id,
+            created,
+            model: common.model.clone(),
+            n: common.n,
+            logprobs: common.params.logprobs,
+            tokenizer: entry.tokenizer.clone(),
+        };
+        let keepalive = state.config.keepalive;
+        return Ok(sse::respond(rx, writer, record, common.include_usage, keepalive));
+    }
+    let out = collect(rx, &mut record).await?;
+    let body = response(id, created, &common.model, common.n, common.params.logprobs, &entry.tokenizer, out);
+    Ok(Json(body).into_response())
+}
+
+/// Renders the conversation and tokenizes it (as `ModelBundle::chat_prompt`).
+fn render(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[ChatMessage],
+    kwargs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u32>, ApiError> {
+    let text = template.render(messages, true, kwargs).map_err(|e| match e {
+        ChatTemplateError::Raised(m) => ApiError::invalid("messages", m),
+        ChatTemplateError::Render(m) => ApiError::invalid(
+            "messages",
+            format!("the chat template could not render these messages: {m}"),
+        ),
+        ChatTemplateError::Compile(m) => ApiError::Internal(m),
+    })?;
+    tok.encode(&text, false)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn response(
+    id: String,
+    created: u64,
+    model: &str,
+    n: usize,
+    logprobs: bool,
+    tok: &Tokenizer,
+    out: GenerateOutput,
+) -> ChatCompletion {
+    let mut rollouts: Vec<_> = out.rollouts.iter().filter(|r| r.index < n).collect();
+    rollouts.sort_by_key(|r| r.index);
+    let choices = rollouts
+        .into_iter()
+        .map(|r| ChatChoice {
+            index: r.index,
+            message: AssistantMessage {
+                role: "assistant",
+                content: r.text.clone(),
+            },
+            logprobs: logprobs.then(|| ChatLogprobs {
+                content: r.logprobs.iter().map(|lp| chat_logprob(tok, lp)).collect(),
+            }),
+            finish_reason: finish_reason(r.finish_reason),
+        })
+        .collect();
+    ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model: model.to_string(),
+        system_fingerprint: FINGERPRINT,
+        choices,
+        usage: Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens),
+    }
+}
+
+/// Chat stream chunks: a `role` chunk per choice, content deltas, a
+/// `finish_reason` chunk per choice, and the optional usage chunk.
+struct ChatWriter {
+    id: String,
+    created: u64,
+    model: String,
+    n: usize,
+    logprobs: bool,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl ChatWriter {
+    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> String {
+        serde_json::to_string(&ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: FINGERPRINT,
+            choices,
+            usage,
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl ChunkWriter for ChatWriter {
+    fn start(&mut self) -> Vec<String> {
+        (0..self.n)
+            .map(|index| {
+                let delta = Delta {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                };
+                self.chunk(
+                    vec![ChunkChoice {
+                        index,
+                        delta,
+                        logprobs: None,
+                        finish_reason: None,
+                    }],
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    fn token(&mut self, rollout: usize, text: &str, lp: &TokenLogprob) -> Option<String> {
+        if rollout >= self.n || (text.is_empty() && !self.logprobs) {
+            return None;
+        }
+        let logprobs = self.logprobs.then(|| ChatLogprobs {
+            content: vec![chat_logprob(&self.tokenizer, lp)],
+        });
+        let delta = Delta {
+            role: None,
+            content: Some(text.to_string()),
+        };
+        Some(self.chunk(
+            vec![ChunkChoice {
+                index: rollout,
+                delta,
+                logprobs,
+                finish_reason: None,
+            }],
+            None,
+        ))
+    }
+
+    fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String> {
+        (rollout < self.n).then(|| {
+            self.chunk(
+                vec![ChunkChoice {
+                    index: rollout,
+                    delta: Delta::default(),
+                    logprobs: None,
+                    finish_reason: Some(finish_reason(reason)),
+                }],
+                None,
+            )
+        })
+    }
+
+    fn usage(&mut self, usage: Usage) -> String {
+        self.chunk(Vec::new(), Some(usage))
+    }
+}

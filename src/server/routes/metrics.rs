@@ -1,0 +1,76 @@
+//! `GET /metrics`: Prometheus text exposition.
+//!
+//! Engine gauges and counters carry a `model` label. Room is left for the
+//! engine's future counters (KV-cache use, prefix-cache hits, selection
+//! outcomes): add them to `engine_series` as the engine exposes them.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::engine::EngineMetrics;
+use crate::server::state::AppState;
+
+/// `(name, type, help, read)` for every per-engine series.
+type Series = (&'static str, &'static str, &'static str, fn(&EngineMetrics) -> u64);
+
+fn engine_series() -> [Series; 8] {
+    [
+        ("quorum_requests_total", "counter", "Requests admitted by the engine.",
+            |m| m.requests_total.load(Ordering::Relaxed)),
+        ("quorum_rollouts_total", "counter", "Rollouts started.",
+            |m| m.rollouts_total.load(Ordering::Relaxed)),
+        ("quorum_prompt_tokens_total", "counter", "Prompt tokens processed.",
+            |m| m.prompt_tokens_total.load(Ordering::Relaxed)),
+        ("quorum_completion_tokens_total", "counter", "Tokens generated over all rollouts.",
+            |m| m.completion_tokens_total.load(Ordering::Relaxed)),
+        ("quorum_requests_rejected_total", "counter", "Requests refused because the engine queue was full.",
+            |m| m.requests_rejected.load(Ordering::Relaxed)),
+        ("quorum_requests_cancelled_total", "counter", "Requests cancelled (client gone).",
+            |m| m.requests_cancelled.load(Ordering::Relaxed)),
+        ("quorum_queue_depth", "gauge", "Requests waiting for the engine.",
+            |m| m.queue_depth.load(Ordering::Relaxed) as u64),
+        ("quorum_running", "gauge", "Requests the engine is decoding.",
+            |m| m.running.load(Ordering::Relaxed) as u64),
+    ]
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    for (name, kind, help, read) in engine_series() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (id, m) in state.models() {
+            let _ = writeln!(out, "{name}{{model=\"{id}\"}} {}", read(m.engine.metrics()));
+        }
+    }
+    let m = &state.metrics;
+    let _ = writeln!(
+        out,
+        "# HELP quorum_http_responses_total HTTP responses by status code.\n# TYPE quorum_http_responses_total counter"
+    );
+    for (code, count) in m.statuses() {
+        let _ = writeln!(out, "quorum_http_responses_total{{code=\"{code}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quorum_requests_rejected_concurrency_total Requests refused by the concurrency limit.\n# TYPE quorum_requests_rejected_concurrency_total counter\nquorum_requests_rejected_concurrency_total {}",
+        m.rejected_concurrency.get()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quorum_client_disconnects_total Generation requests whose client left early.\n# TYPE quorum_client_disconnects_total counter\nquorum_client_disconnects_total {}",
+        m.client_disconnects.get()
+    );
+    m.request_latency.render(
+        &mut out,
+        "quorum_request_duration_seconds",
+        "End-to-end latency of generation requests.",
+    );
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+}

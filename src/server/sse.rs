@@ -1,0 +1,125 @@
+//! Server-sent events for streaming responses: engine events in, OpenAI
+//! chunks out, `data: [DONE]` at the end, keep-alive comments in between.
+//!
+//! The stream owns the engine receiver and the [`RequestRecord`]: when the
+//! client disconnects, hyper drops the body stream, which drops the
+//! receiver (the engine cancels the rollouts) and writes the log line.
+//! An engine error mid-stream becomes an OpenAI error event, then the
+//! stream ends (no `[DONE]`, so clients can tell it apart from success).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::error::ApiError;
+use super::generate::{Outcome, RequestRecord};
+use super::openai::Usage;
+use crate::engine::sequence::TokenLogprob;
+use crate::engine::{EngineEvent, FinishReason};
+
+/// Endpoint-specific chunk rendering (chat vs. legacy completions). Each
+/// method returns serialized JSON chunks to send, possibly none.
+pub trait ChunkWriter: Send + 'static {
+    /// The prompt was admitted: e.g. one `role` chunk per choice.
+    fn start(&mut self) -> Vec<String>;
+    /// A token of rollout `rollout` with its newly emitted text.
+    fn token(&mut self, rollout: usize, text: &str, logprob: &TokenLogprob) -> Option<String>;
+    /// Rollout `rollout` finished.
+    fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String>;
+    /// The final usage chunk (`stream_options.include_usage`).
+    fn usage(&mut self, usage: Usage) -> String;
+}
+
+struct StreamState<W> {
+    rx: UnboundedReceiver<EngineEvent>,
+    writer: W,
+    record: RequestRecord,
+    include_usage: bool,
+    done: bool,
+}
+
+/// The SSE response for a submitted request.
+pub fn respond<W: ChunkWriter>(
+    rx: UnboundedReceiver<EngineEvent>,
+    writer: W,
+    record: RequestRecord,
+    include_usage: bool,
+    keepalive: Duration,
+) -> Response {
+    let st = StreamState {
+        rx,
+        writer,
+        record,
+        include_usage,
+        done: false,
+    };
+    Sse::new(events(st))
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
+        .into_response()
+}
+
+fn events<W: ChunkWriter>(
+    st: StreamState<W>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let out = match st.rx.recv().await {
+            Some(ev) => step(&mut st, ev),
+            None => {
+                st.done = true;
+                st.record.outcome = Outcome::Error;
+                let e = ApiError::Unavailable("the engine stopped before finishing the request".into());
+                vec![e.to_json()]
+            }
+        };
+        let events: Vec<Result<Event, Infallible>> =
+            out.into_iter().map(|d| Ok(Event::default().data(d))).collect();
+        Some((stream::iter(events), st))
+    })
+    .flatten()
+}
+
+fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String> {
+    match ev {
+        EngineEvent::Started { prompt_tokens, .. } => {
+            st.record.prompt_tokens = prompt_tokens;
+            st.writer.start()
+        }
+        EngineEvent::Token {
+            rollout,
+            text,
+            logprob,
+            ..
+        } => st.writer.token(rollout, &text, &logprob).into_iter().collect(),
+        EngineEvent::RolloutFinished {
+            rollout,
+            finish_reason,
+        } => st.writer.finish(rollout, finish_reason).into_iter().collect(),
+        EngineEvent::Finished(out) => {
+            st.done = true;
+            st.record.finished(&out);
+            let mut v = Vec::new();
+            if st.include_usage {
+                v.push(st.writer.usage(Usage::new(
+                    out.prompt_tokens,
+                    out.completion_tokens,
+                    out.cached_tokens,
+                )));
+            }
+            v.push("[DONE]".to_string());
+            v
+        }
+        EngineEvent::Error(msg) => {
+            st.done = true;
+            st.record.outcome = Outcome::Error;
+            tracing::warn!(id = %st.record.id, error = %msg, "engine error mid-stream");
+            vec![ApiError::Internal(msg).to_json()]
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Wire requests → checked requests. Every rejection is a 400 whose message
+//! and `param` name the field and the limit, so a client can fix the call
+//! without reading server logs. Checks that need the model (vocabulary,
+//! context window) run later in [`check_sampling`] and [`completion_budget`].
+
+use serde_json::{Map, Value};
+
+use super::config::ServerConfig;
+use super::error::ApiError;
+use super::openai::request::{Stop, WireMessage};
+use super::openai::{ChatCompletionRequest, CompletionRequest, SamplingFields, VendorFields};
+use crate::chat::ChatMessage;
+use crate::engine::sampler::SamplingError;
+use crate::engine::SamplingParams;
+
+/// What both endpoints share after validation.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    pub model: String,
+    /// Choices returned.
+    pub n: usize,
+    /// Samples drawn (`>= n`).
+    pub rollouts: usize,
+    /// Requested budget; `None` = as much as the context and the cap allow.
+    pub max_tokens: Option<usize>,
+    /// Sampling parameters; `max_tokens` is filled in once the prompt length is known.
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidChatRequest {
+    pub common: ValidRequest,
+    pub messages: Vec<ChatMessage>,
+    /// Chat template kwargs (`chat_template_kwargs`).
+    pub kwargs: Map<String, Value>,
+}
+
+/// A completions prompt: text to tokenize, or ids as given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidCompletionRequest {
+    pub common: ValidRequest,
+    pub prompt: PromptInput,
+    pub echo: bool,
+}
+
+pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatRequest, ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must contain at least one message"));
+    }
+    let messages = req
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(f) = &req.response_format {
+        if f.kind != "text" {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!(
+                    "response_format type `{}` is not supported; only `text` is (structured output is not implemented yet)",
+                    f.kind
+                ),
+            ));
+        }
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    let param = if req.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    let logprobs = req.logprobs.unwrap_or(false);
+    let top_logprobs = req.top_logprobs.unwrap_or(0);
+    let common = common(
+        req.model,
+        &req.sampling,
+        &req.vendor,
+        (max_tokens, param),
+        (logprobs, top_logprobs),
+        None,
+        cfg,
+    )?;
+    Ok(ValidChatRequest {
+        common,
+        messages,
+        kwargs: req.vendor.chat_template_kwargs.unwrap_or_default(),
+    })
+}
+
+pub fn completion(
+    req: CompletionRequest,
+    cfg: &ServerConfig,
+) -> Result<ValidCompletionRequest, ApiError> {
+    let prompt = prompt(&req.prompt)?;
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "suffix is not supported"));
+    }
+    let top = req.logprobs.unwrap_or(0);
+    let common = common(
+        req.model,
+        &req.sampling,
+        &req.vendor,
+        // OpenAI's legacy default budget is 16 tokens.
+        (Some(req.max_tokens.unwrap_or(16)), "max_tokens"),
+        (req.logprobs.is_some(), top),
+        req.best_of,
+        cfg,
+    )?;
+    Ok(ValidCompletionRequest {
+        common,
+        prompt,
+        echo: req.echo,
+    })
+}
+
+fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
+    let role = match m.role.as_str() {
+        // Templates know `system`; OpenAI's `developer` plays that part.
+        "system" | "developer" => "system",
+        "user" | "assistant" | "tool" => m.role.as_str(),
+        other => {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                format!("messages[{i}].role `{other}` is not one of system, developer, user, assistant, tool"),
+            ))
+        }
+    };
+    let content = match m.content {
+        Value::String(s) => s,
+        Value::Null if role == "assistant" => String::new(),
+        Value::Array(parts) => text_parts(i, parts)?,
+        _ => {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].content"),
+                format!("messages[{i}].content must be a string or an array of text parts"),
+            ))
+        }
+    };
+    Ok(ChatMessage {
+        role: role.to_string(),
+        content,
+        reasoning_content: m.reasoning_content,
+        tool_calls: m.tool_calls,
+        tool_call_id: m.tool_call_id,
+        name: m.name,
+    })
+}
+
+/// Concatenates `[{"type": "text", "text": ...}, ...]`; other part types
+/// (images, audio, files) are refused rather than silently dropped.
+fn text_parts(i: usize, parts: Vec<Value>) -> Result<String, ApiError> {
+    let mut out = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        let field = format!("messages[{i}].content[{j}]");
+        match (part.get("type").and_then(Value::as_str), part.get("text")) {
+            (Some("text"), Some(Value::String(t))) => out.push_str(t),
+            (Some("text"), _) => {
+                return Err(ApiError::invalid(
+                    format!("{field}.text"),
+                    format!("{field}.text must be a string"),
+                ))
+            }
+            (Some(kind), _) => {
+                return Err(ApiError::invalid(
+                    format!("{field}.type"),
+                    format!("{field}.type `{kind}` is not supported; only `text` parts are"),
+                ))
+            }
+            (None, _) => {
+                return Err(ApiError::invalid(
+                    format!("{field}.type"),
+                    format!("{field} must be an object with a `type`"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prompt(v: &Value) -> Result<PromptInput, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "prompt",
+            "prompt must be a string, a list of one string, or a list of token ids (batched prompts are not supported)",
+        )
+    };
+    let ids = |items: &[Value]| -> Result<Vec<u32>, ApiError> {
+        items
+            .iter()
+            .map(|x| x.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(bad))
+            .collect()
+    };
+    let input = match v {
+        Value::String(s) => PromptInput::Text(s.clone()),
+        Value::Array(items) => match items.as_slice() {
+            [Value::String(s)] => PromptInput::Text(s.clone()),
+            [Value::Array(inner)] => PromptInput::Tokens(ids(inner)?),
+            items if items.iter().all(Value::is_number) && !items.is_empty() => {
+                PromptInput::Tokens(ids(items)?)
+            }
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    match &input {
+        PromptInput::Text(s) if s.is_empty() => {
+            Err(ApiError::invalid("prompt", "prompt must not be empty"))
+        }
+        PromptInput::Tokens(t) if t.is_empty() => {
+            Err(ApiError::invalid("prompt", "prompt must not be empty"))
+        }
+        _ => Ok(input),
+    }
+}
+
+fn common(
+    model: String,
+    s: &SamplingFields,
+    v: &VendorFields,
+    (max_tokens, max_param): (Option<usize>, &'static str),
+    (logprobs, top_logprobs): (bool, usize),
+    best_of: Option<usize>,
+    cfg: &ServerConfig,
+) -> Result<ValidRequest, ApiError> {
+    let n = s.n.unwrap_or(1);
+    if n == 0 || n > cfg.max_n {
+        return Err(ApiError::invalid(
+            "n",
+            format!("n must be between 1 and {}, got {n}", cfg.max_n),
+        ));
+    }
+    let (rollouts, r_param) = match (v.rollouts, best_of) {
+        (Some(r), _) => (r, "rollouts"),
+        (None, Some(b)) => (b, "best_of"),
+        (None, None) => (n, "n"),
+    };
+    if rollouts < n || rollouts > cfg.max_rollouts {
+        return Err(ApiError::invalid(
+            r_param,
+            format!(
+                "{r_param} must be between n ({n}) and {}, got {rollouts}",
+                cfg.max_rollouts
+            ),
+        ));
+    }
+    if let Some(m) = max_tokens {
+        if m == 0 || m > cfg.max_tokens {
+            return Err(ApiError::invalid(
+                max_param,
+                format!("{max_param} must be between 1 and {}, got {m}", cfg.max_tokens),
+            ));
+        }
+    }
+    let mut logit_bias = std::collections::BTreeMap::new();
+    for (k, &b) in s.logit_bias.iter().flatten() {
+        let id: u32 = k.parse().map_err(|_| {
+            ApiError::invalid(
+                "logit_bias",
+                format!("logit_bias keys must be token ids, got `{k}`"),
+            )
+        })?;
+        logit_bias.insert(id, b);
+    }
+    let d = SamplingParams::default();
+    let params = SamplingParams {
+        temperature: s.temperature.unwrap_or(d.temperature),
+        top_p: s.top_p.unwrap_or(d.top_p),
+        top_k: s.top_k.map_or(0, |k| usize::try_from(k).unwrap_or(0)),
+        min_p: s.min_p.unwrap_or(d.min_p),
+        seed: s.seed.map(|x| x as u64),
+        repetition_penalty: s.repetition_penalty.unwrap_or(d.repetition_penalty),
+        presence_penalty: s.presence_penalty.unwrap_or(d.presence_penalty),
+        frequency_penalty: s.frequency_penalty.unwrap_or(d.frequency_penalty),
+        logit_bias,
+        logprobs,
+        top_logprobs,
+        max_tokens: None,
+        stop: match &s.stop {
+            None => Vec::new(),
+            Some(Stop::One(x)) => vec![x.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        },
+        stop_token_ids: s.stop_token_ids.clone().unwrap_or_default(),
+        ignore_eos: s.ignore_eos.unwrap_or(false),
+    };
+    let stream = s.stream.unwrap_or(false);
+    Ok(ValidRequest {
+        model,
+        n,
+        rollouts,
+        max_tokens,
+        params,
+        stream,
+        include_usage: stream && s.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        user: s.user.clone(),
+    })
+}
+
+/// Range and vocabulary checks of the sampling parameters, as a 400 naming the field.
+pub fn check_sampling(p: &SamplingParams, vocab_size: usize) -> Result<(), ApiError> {
+    p.validate(vocab_size).map_err(|e| {
+        let field = match &e {
+            SamplingError::OutOfRange { field, .. } | SamplingError::TokenOutOfVocab { field, .. } => {
+                *field
+            }
+            SamplingError::TopLogprobsWithoutLogprobs(_) => "top_logprobs",
+            _ => "sampling",
+        };
+        ApiError::invalid(field, e.to_string())
+    })
+}
+
+/// The completion budget: the requested `max_tokens`, or what the context
+/// and the server cap leave; 400 `context_length_exceeded` when it cannot fit.
+pub fn completion_budget(
+    prompt_tokens: usize,
+    requested: Option<usize>,
+    context: usize,
+    cap: usize,
+) -> Result<usize, ApiError> {
+    let left = context.saturating_sub(prompt_tokens);
+    let budget = requested.unwrap_or_else(|| left.min(cap));
+    if budget == 0 || prompt_tokens + budget > context {
+        return Err(ApiError::ContextLength(format!(
+            "This model's maximum context length is {context} tokens. However, you requested {} tokens ({prompt_tokens} in the prompt, {budget} for the completion). Please reduce the length of the messages or the completion.",
+            prompt_tokens + budget
+        )));
+    }
+    Ok(budget)
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,95 @@
+//! The `quorum` binary end to end: model init, generate --json, verify.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn quorum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_quorum"))
+}
+
+#[test]
+fn model_init_then_generate_json_reports_completions_and_timings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny");
+    let st = quorum()
+        .args(["model", "init", "--preset", "tiny", "--seed", "1", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let out = quorum()
+        .args(["generate", "--prompt", "Hi", "--n", "2", "--max-tokens", "5", "--ignore-eos", "--json", "--model"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let completions = v["completions"].as_array().unwrap();
+    assert_eq!(completions.len(), 2);
+    for c in completions {
+        assert_eq!(c["token_ids"].as_array().unwrap().len(), 5);
+        assert_eq!(c["finish_reason"], "length");
+        assert!(c["text"].is_string());
+    }
+    // "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" is 9 tokens.
+    assert_eq!(v["prompt_tokens"], 9);
+    assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn model_init_refuses_to_overwrite_and_generate_names_missing_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("x"), "keep").unwrap();
+    let out = quorum()
+        .args(["model", "init", "--preset", "tiny", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(tmp.path().join("x")).unwrap(), "keep");
+
+    let out = quorum()
+        .args(["generate", "--prompt", "Hi", "--model", "/nonexistent/model"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+}
+
+#[test]
+fn verify_compares_one_pair() {
+    let out = quorum().args(["verify", "--gold", "\\frac{1}{2}", "--pred", "The answer is 0.5"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["equal"], true);
+    assert!(v["gold_norm"].is_string() && v["pred_norm"].is_string());
+}
+
+#[test]
+fn verify_jsonl_writes_one_verdict_per_line() {
+    let mut child = quorum()
+        .args(["verify", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"gold\": \"1,000\", \"pred\": \"1000\"}\n{\"gold\": 3, \"pred\": \"\\\\boxed{4}\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["equal"], true);
+    assert_eq!(lines[1]["equal"], false);
+}
