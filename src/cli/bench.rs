@@ -5,6 +5,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::common::ModelArgs;
+
+#[path = "bench_throughput.rs"]
+mod throughput;
 use crate::engine::ModelBundle;
 use crate::engine::{generate_group, GroupRequest, SamplingParams};
 
@@ -12,6 +15,8 @@ use crate::engine::{generate_group, GroupRequest, SamplingParams};
 pub enum BenchCommand {
     /// Prefill and decode speed of one request (N rollouts), with the roofline.
     Decode(DecodeArgs),
+    /// Serving throughput through the engine's continuous batching.
+    Throughput(throughput::ThroughputArgs),
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +57,7 @@ pub struct DecodeReport {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Decode(args) => decode(args),
+        BenchCommand::Throughput(args) => throughput::run(args),
     }
 }
 

@@ -168,7 +168,10 @@ impl<'a> Batcher<'a> {
                 let msg = e.to_string();
                 for w in &plan.work {
                     let (Work::Prefill { group, .. } | Work::Decode { group, .. }) = *w;
-                    self.fail(group, EngineError::Invalid(format!("forward failed: {msg}")));
+                    self.fail(
+                        group,
+                        EngineError::Invalid(format!("forward failed: {msg}")),
+                    );
                 }
             }
             self.metrics
@@ -350,7 +353,10 @@ impl<'a> Batcher<'a> {
             if g.cancelled || failed.iter().any(|(id, _)| *id == g.id) {
                 continue;
             }
-            match res.map_err(EngineError::from).and_then(|s| g.accept(si, s, self.tok)) {
+            match res
+                .map_err(EngineError::from)
+                .and_then(|s| g.accept(si, s, self.tok))
+            {
                 Ok(true) => {}
                 Ok(false) => g.cancelled = true,
                 Err(e) => failed.push((g.id, e)),

@@ -40,7 +40,9 @@ fn load(f: &Fixture) -> ModelBundle {
 }
 
 fn prompt(len: usize, salt: u32) -> Vec<u32> {
-    (0..len as u32).map(|i| 100 + (i * 37 + salt * 101) % 5000).collect()
+    (0..len as u32)
+        .map(|i| 100 + (i * 37 + salt * 101) % 5000)
+        .collect()
 }
 
 fn params(seed: Option<u64>, max_tokens: usize) -> SamplingParams {
@@ -165,18 +167,34 @@ fn prefix_cache_hit_matches_cold_run_and_reports_cached_tokens() {
     let header = prompt(40, 9);
     let with_question = |salt: u32| [header.clone(), prompt(6, salt)].concat();
     let metrics = Arc::new(EngineMetrics::default());
-    let mut batcher =
-        Batcher::new(&b.loaded.model, &b.tokenizer, batch_cfg(512, 1 << 30), metrics.clone());
+    let mut batcher = Batcher::new(
+        &b.loaded.model,
+        &b.tokenizer,
+        batch_cfg(512, 1 << 30),
+        metrics.clone(),
+    );
     let sp = params(Some(11), 8);
     let first = TestSink::default();
     batcher
-        .submit(with_question(1), 2, sp.clone(), eos.clone(), Box::new(first.clone()))
+        .submit(
+            with_question(1),
+            2,
+            sp.clone(),
+            eos.clone(),
+            Box::new(first.clone()),
+        )
         .unwrap();
     drain(&mut batcher, 1);
     assert_eq!(*first.cached.borrow(), Some(0));
     let second = TestSink::default();
     batcher
-        .submit(with_question(2), 2, sp.clone(), eos.clone(), Box::new(second.clone()))
+        .submit(
+            with_question(2),
+            2,
+            sp.clone(),
+            eos.clone(),
+            Box::new(second.clone()),
+        )
         .unwrap();
     let mut out = None;
     while !batcher.is_idle() {
@@ -196,7 +214,13 @@ fn prefix_cache_hit_matches_cold_run_and_reports_cached_tokens() {
     // The same prompt again reuses all but its last token.
     let third = TestSink::default();
     batcher
-        .submit(with_question(2), 1, sp.clone(), eos, Box::new(third.clone()))
+        .submit(
+            with_question(2),
+            1,
+            sp.clone(),
+            eos,
+            Box::new(third.clone()),
+        )
         .unwrap();
     while !batcher.is_idle() {
         batcher.step();
@@ -210,15 +234,31 @@ fn cancelled_group_frees_its_kv_at_the_next_step() {
     let b = load(&f);
     let eos: Arc<[u32]> = b.eos_token_ids.clone().into();
     let metrics = Arc::new(EngineMetrics::default());
-    let mut batcher =
-        Batcher::new(&b.loaded.model, &b.tokenizer, batch_cfg(512, 0), metrics.clone());
+    let mut batcher = Batcher::new(
+        &b.loaded.model,
+        &b.tokenizer,
+        batch_cfg(512, 0),
+        metrics.clone(),
+    );
     let doomed = TestSink::default();
     let other = TestSink::default();
     batcher
-        .submit(prompt(20, 1), 4, params(None, 1000), eos.clone(), Box::new(doomed.clone()))
+        .submit(
+            prompt(20, 1),
+            4,
+            params(None, 1000),
+            eos.clone(),
+            Box::new(doomed.clone()),
+        )
         .unwrap();
     batcher
-        .submit(prompt(10, 2), 1, params(None, 30), eos, Box::new(other.clone()))
+        .submit(
+            prompt(10, 2),
+            1,
+            params(None, 30),
+            eos,
+            Box::new(other.clone()),
+        )
         .unwrap();
     for _ in 0..3 {
         batcher.step();
@@ -342,7 +382,10 @@ fn full_queue_rejects_fast_and_dropped_stream_frees_kv() {
         }
     }
     assert!(rejected, "a full queue rejects");
-    assert!(held.len() <= 3, "one running, one waiting, one queued at most");
+    assert!(
+        held.len() <= 3,
+        "one running, one waiting, one queued at most"
+    );
     let m = engine.metrics();
     // Wait until the first request is decoding, then drop every stream.
     while m.running_sequences.load(Ordering::Relaxed) == 0 {

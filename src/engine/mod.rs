@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod group;
 pub mod memory;
 pub mod prefix_cache;
+pub mod reward;
 pub mod rollout;
 pub mod sampler;
 pub mod scheduler;
@@ -18,8 +19,8 @@ pub mod worker;
 mod batching_tests;
 
 pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
-pub use bundle::{BundleError, ModelBundle};
 pub use batch::{BatchConfig, Batcher};
+pub use bundle::{BundleError, ModelBundle};
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

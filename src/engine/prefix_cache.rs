@@ -195,7 +195,10 @@ mod tests {
         pc.lookup(&[1, 2, 3], 3).unwrap();
         pc.insert(&[8, 8], cache(2));
         assert_eq!(pc.len(), 2);
-        assert!(pc.lookup(&[7, 7], 2).unwrap().is_none(), "LRU entry evicted");
+        assert!(
+            pc.lookup(&[7, 7], 2).unwrap().is_none(),
+            "LRU entry evicted"
+        );
         assert!(pc.bytes() <= 2 * one);
     }
 

@@ -110,7 +110,9 @@ pub fn generate_group(
             return done.result;
         }
     }
-    Err(EngineError::Invalid("the group left the engine without a result".into()))
+    Err(EngineError::Invalid(
+        "the group left the engine without a result".into(),
+    ))
 }
 
 /// Adapts a `generate_group` callback to the engine's event sink.

@@ -87,9 +87,24 @@ fn prefill_budget_spans_several_short_prompts_oldest_first() {
     assert_eq!(
         plan.work,
         vec![
-            Work::Prefill { group: 1, start: 0, len: 40, last: true },
-            Work::Prefill { group: 2, start: 0, len: 40, last: true },
-            Work::Prefill { group: 3, start: 0, len: 20, last: false },
+            Work::Prefill {
+                group: 1,
+                start: 0,
+                len: 40,
+                last: true
+            },
+            Work::Prefill {
+                group: 2,
+                start: 0,
+                len: 40,
+                last: true
+            },
+            Work::Prefill {
+                group: 3,
+                start: 0,
+                len: 20,
+                last: false
+            },
         ]
     );
     assert_eq!(plan.tokens(), 100);
@@ -174,8 +189,18 @@ fn prefix_hit_skips_prefill_but_always_runs_one_token() {
     assert_eq!(
         plan.work,
         vec![
-            Work::Prefill { group: 1, start: 30, len: 20, last: true },
-            Work::Prefill { group: 2, start: 49, len: 1, last: true },
+            Work::Prefill {
+                group: 1,
+                start: 30,
+                len: 20,
+                last: true
+            },
+            Work::Prefill {
+                group: 2,
+                start: 49,
+                len: 1,
+                last: true
+            },
         ]
     );
 }

@@ -280,7 +280,12 @@ impl GroupSink for ChannelSink {
 
 fn run(bundle: ModelBundle, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<EngineMetrics>) {
     let eos: Arc<[u32]> = bundle.eos_token_ids.clone().into();
-    let mut batcher = Batcher::new(&bundle.loaded.model, &bundle.tokenizer, cfg, metrics.clone());
+    let mut batcher = Batcher::new(
+        &bundle.loaded.model,
+        &bundle.tokenizer,
+        cfg,
+        metrics.clone(),
+    );
     let mut senders: HashMap<GroupId, UnboundedSender<EngineEvent>> = HashMap::new();
     let mut open = true;
     while open || !batcher.is_idle() {
@@ -319,7 +324,13 @@ fn accept(
         events: job.events.clone(),
     };
     let req = job.req;
-    match batcher.submit(req.prompt_ids, req.n, req.params, eos.clone(), Box::new(sink)) {
+    match batcher.submit(
+        req.prompt_ids,
+        req.n,
+        req.params,
+        eos.clone(),
+        Box::new(sink),
+    ) {
         Ok(id) => {
             senders.insert(id, job.events);
         }

@@ -15,7 +15,12 @@ use super::state::AppState;
 /// A JSON request body that rejects with OpenAI-shaped errors.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+/// A request type decodable from a JSON body.
+pub trait JsonBody: Sized {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError>;
+}
+
+impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -36,7 +41,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| body_error(e, limit))?;
-        parse(&bytes).map(ApiJson)
+        T::from_json(&bytes).map(ApiJson)
     }
 }
 
@@ -65,6 +70,30 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
             ApiError::InvalidRequest {
                 message: format!("{what}: {inner}"),
+                param: None,
+            }
+        } else {
+            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// Decodes one part of a request from the already-parsed body, reporting
+/// the JSON path of a type error (`messages[0].content`) as `param`. A
+/// missing required field is reported at the top level with its name.
+pub fn parse_part<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::InvalidRequest {
+            message: "the request body must be a JSON object".into(),
+            param: None,
+        });
+    }
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::InvalidRequest {
+                message: format!("invalid request body: {inner}"),
                 param: None,
             }
         } else {

@@ -53,6 +53,11 @@ pub struct ValidCompletionRequest {
 }
 
 pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatRequest, ApiError> {
+    let ChatCompletionRequest {
+        chat: req,
+        sampling,
+        vendor,
+    } = req;
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must contain at least one message"));
     }
@@ -83,8 +88,8 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
     let top_logprobs = req.top_logprobs.unwrap_or(0);
     let common = common(
         req.model,
-        &req.sampling,
-        &req.vendor,
+        &sampling,
+        &vendor,
         (max_tokens, param),
         (logprobs, top_logprobs),
         None,
@@ -93,7 +98,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
     Ok(ValidChatRequest {
         common,
         messages,
-        kwargs: req.vendor.chat_template_kwargs.unwrap_or_default(),
+        kwargs: vendor.chat_template_kwargs.unwrap_or_default(),
     })
 }
 
@@ -101,6 +106,11 @@ pub fn completion(
     req: CompletionRequest,
     cfg: &ServerConfig,
 ) -> Result<ValidCompletionRequest, ApiError> {
+    let CompletionRequest {
+        completion: req,
+        sampling,
+        vendor,
+    } = req;
     let prompt = prompt(&req.prompt)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid("suffix", "suffix is not supported"));
@@ -108,8 +118,8 @@ pub fn completion(
     let top = req.logprobs.unwrap_or(0);
     let common = common(
         req.model,
-        &req.sampling,
-        &req.vendor,
+        &sampling,
+        &vendor,
         // OpenAI's legacy default budget is 16 tokens.
         (Some(req.max_tokens.unwrap_or(16)), "max_tokens"),
         (req.logprobs.is_some(), top),

@@ -1,8 +1,8 @@
 use super::*;
-use crate::server::extract::parse;
+use crate::server::extract::JsonBody;
 
 fn chat_req(body: &str) -> Result<ValidChatRequest, ApiError> {
-    chat(parse(body.as_bytes())?, &ServerConfig::default())
+    chat(ChatCompletionRequest::from_json(body.as_bytes())?, &ServerConfig::default())
 }
 
 fn param(e: ApiError) -> String {

@@ -1,19 +1,43 @@
 //! Request bodies of `/v1/chat/completions` and `/v1/completions`.
 //!
 //! Fields shared by both endpoints live in [`SamplingFields`] and
-//! [`VendorFields`], flattened into each request, so one definition serves
-//! both. Values that need more than a type check (message content parts,
-//! `prompt` shapes, `logit_bias` keys) are kept as JSON here and checked by
-//! the validator, which can then name the exact field.
+//! [`VendorFields`], so one definition serves both. Each part is decoded
+//! from the same parsed JSON object (not with `#[serde(flatten)]`, which
+//! buffers values and loses the path of a type error), so every type error
+//! names its field. Values that need more than a type check (message content
+//! parts, `prompt` shapes, `logit_bias` keys) are kept as JSON here and
+//! checked by the validator, which can then name the exact field.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::server::error::ApiError;
+use crate::server::extract::{parse, parse_part, JsonBody};
+
 /// `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ChatCompletionRequest {
+    pub chat: ChatFields,
+    pub sampling: SamplingFields,
+    pub vendor: VendorFields,
+}
+
+impl JsonBody for ChatCompletionRequest {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        let v: Value = parse(bytes)?;
+        Ok(Self {
+            chat: parse_part(&v)?,
+            sampling: parse_part(&v)?,
+            vendor: parse_part(&v)?,
+        })
+    }
+}
+
+/// Chat-only fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatFields {
     pub model: String,
     pub messages: Vec<WireMessage>,
     /// OpenAI's older name of the completion budget.
@@ -23,10 +47,6 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<usize>,
     pub response_format: Option<ResponseFormat>,
-    #[serde(flatten)]
-    pub sampling: SamplingFields,
-    #[serde(flatten)]
-    pub vendor: VendorFields,
 }
 
 /// One chat message as sent; `content` is a string, an array of parts or null.
@@ -49,8 +69,27 @@ pub struct ResponseFormat {
 }
 
 /// `POST /v1/completions` (legacy text completions).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct CompletionRequest {
+    pub completion: CompletionFields,
+    pub sampling: SamplingFields,
+    pub vendor: VendorFields,
+}
+
+impl JsonBody for CompletionRequest {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        let v: Value = parse(bytes)?;
+        Ok(Self {
+            completion: parse_part(&v)?,
+            sampling: parse_part(&v)?,
+            vendor: parse_part(&v)?,
+        })
+    }
+}
+
+/// Completions-only fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionFields {
     pub model: String,
     /// A string, a list of one string, a list of token ids, or a list of one
     /// list of token ids.
@@ -64,10 +103,6 @@ pub struct CompletionRequest {
     /// OpenAI's server-side best-of; here it means `rollouts`.
     pub best_of: Option<usize>,
     pub suffix: Option<String>,
-    #[serde(flatten)]
-    pub sampling: SamplingFields,
-    #[serde(flatten)]
-    pub vendor: VendorFields,
 }
 
 /// Sampling and streaming fields common to both endpoints (OpenAI names,
@@ -134,10 +169,12 @@ pub struct VendorFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::extract::parse;
+    fn parse<T: JsonBody>(b: &[u8]) -> Result<T, ApiError> {
+        T::from_json(b)
+    }
 
     #[test]
-    fn flattened_fields_parse_and_unknown_fields_are_ignored() {
+    fn shared_fields_parse_and_unknown_fields_are_ignored() {
         let r: ChatCompletionRequest = parse(
             br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}],
                  "n": 2, "stop": "x", "rollouts": 4, "whatever": {"a": 1},
@@ -151,13 +188,17 @@ mod tests {
     }
 
     #[test]
-    fn flattened_type_errors_still_name_a_field() {
+    fn type_errors_name_the_field() {
         let e = parse::<ChatCompletionRequest>(
             br#"{"model": "m", "messages": [], "temperature": "hot"}"#,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("temperature") || e.to_string().contains("f32"), "{e}");
+        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "temperature"), "{e}");
         let e = parse::<ChatCompletionRequest>(br#"{"model": "m", "messages": "hi"}"#).unwrap_err();
-        assert!(e.to_string().contains("messages"), "{e}");
+        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages"), "{e}");
+        let e = parse::<ChatCompletionRequest>(br#"{"messages": []}"#).unwrap_err();
+        assert!(e.to_string().contains("model"), "{e}");
+        let e = parse::<CompletionRequest>(br#"[1]"#).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
     }
 }
