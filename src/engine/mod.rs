@@ -13,10 +13,13 @@ pub mod sampler;
 pub mod scheduler;
 pub mod sequence;
 pub mod stop;
+pub mod think;
 pub mod worker;
 
 #[cfg(test)]
 mod batching_tests;
+#[cfg(test)]
+mod engine_handle_tests;
 
 pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
 pub use batch::{BatchConfig, Batcher};

@@ -1,0 +1,8 @@
+//! Think mode: per-rollout budget control ([`budget`]) and the streaming
+//! reasoning/content split ([`split`]).
+
+pub mod budget;
+pub mod split;
+
+pub use budget::{ThinkAction, ThinkControl, ThinkLimits, ThinkTokens};
+pub use split::{split_all, Field, ReasoningSplitter, SplitDelta};
