@@ -35,7 +35,8 @@ fn ours(bundle: &ModelBundle, prompt: &[u32], gen: usize) -> Run {
         },
         eos_token_ids: vec![],
     };
-    let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |_| true).expect("generate");
+    let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |_| true)
+        .expect("generate");
     Run {
         prefill_tps: out.timings.prefill_tokens_per_s,
         decode_tps: out.timings.decode_tokens_per_s,
@@ -48,13 +49,25 @@ fn reference(model: &mut qwen3::ModelForCausalLM, prompt: &[u32], gen: usize) ->
     let t = Instant::now();
     let input = Tensor::new(prompt, &dev).unwrap().unsqueeze(0).unwrap();
     let logits = model.forward(&input, 0).unwrap();
-    let mut next = logits.flatten_all().unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    let mut next = logits
+        .flatten_all()
+        .unwrap()
+        .argmax(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap();
     let prefill = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for i in 0..gen - 1 {
         let input = Tensor::new(&[next], &dev).unwrap().unsqueeze(0).unwrap();
         let logits = model.forward(&input, prompt.len() + i).unwrap();
-        next = logits.flatten_all().unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        next = logits
+            .flatten_all()
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
     }
     Run {
         prefill_tps: prompt.len() as f64 / prefill,
@@ -64,7 +77,11 @@ fn reference(model: &mut qwen3::ModelForCausalLM, prompt: &[u32], gen: usize) ->
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let Some(dir) = args.iter().position(|a| a == "--model").and_then(|i| args.get(i + 1)) else {
+    let Some(dir) = args
+        .iter()
+        .position(|a| a == "--model")
+        .and_then(|i| args.get(i + 1))
+    else {
         eprintln!("usage: cargo bench --bench decode -- --model DIR [--prompt-tokens 128] [--gen-tokens 128] [--rounds 2]");
         return;
     };
@@ -74,7 +91,8 @@ fn main() {
         arg(&args, "--gen-tokens", 128),
         arg(&args, "--rounds", 2),
     );
-    let bundle = ModelBundle::load(&dir, Some(quorum::model::WeightDType::F32), &Device::Cpu).expect("load");
+    let bundle =
+        ModelBundle::load(&dir, Some(quorum::model::WeightDType::F32), &Device::Cpu).expect("load");
     let cfg = &bundle.loaded.config;
     let ref_cfg = qwen3::Config {
         vocab_size: cfg.vocab_size,
@@ -95,14 +113,24 @@ fn main() {
         hidden_act: candle_nn::Activation::Silu,
     };
     let files = quorum::model::loader::weight_files(&dir).expect("weights");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu).unwrap() };
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu).unwrap() };
     let mut theirs = qwen3::ModelForCausalLM::new(&ref_cfg, vb).expect("reference model");
     let prompt = quorum::cli::synthetic_prompt(prompt_len, cfg.vocab_size);
 
     // Warm both (page weights in).
     ours(&bundle, &prompt[..8], 4);
     reference(&mut theirs, &prompt[..8], 4);
-    let (mut best_ours, mut best_ref) = (Run { prefill_tps: 0.0, decode_tps: 0.0 }, Run { prefill_tps: 0.0, decode_tps: 0.0 });
+    let (mut best_ours, mut best_ref) = (
+        Run {
+            prefill_tps: 0.0,
+            decode_tps: 0.0,
+        },
+        Run {
+            prefill_tps: 0.0,
+            decode_tps: 0.0,
+        },
+    );
     for r in 0..rounds {
         let a = ours(&bundle, &prompt, gen);
         let b = reference(&mut theirs, &prompt, gen);

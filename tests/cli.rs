@@ -17,15 +17,36 @@ fn model_init_then_generate_json_reports_completions_and_timings() {
         .status()
         .unwrap();
     assert!(st.success());
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let out = quorum()
-        .args(["generate", "--prompt", "Hi", "--n", "2", "--max-tokens", "5", "--ignore-eos", "--json", "--model"])
+        .args([
+            "generate",
+            "--prompt",
+            "Hi",
+            "--n",
+            "2",
+            "--max-tokens",
+            "5",
+            "--ignore-eos",
+            "--json",
+            "--model",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let completions = v["completions"].as_array().unwrap();
     assert_eq!(completions.len(), 2);
@@ -49,10 +70,19 @@ fn model_init_refuses_to_overwrite_and_generate_names_missing_dir() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_eq!(std::fs::read_to_string(tmp.path().join("x")).unwrap(), "keep");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("x")).unwrap(),
+        "keep"
+    );
 
     let out = quorum()
-        .args(["generate", "--prompt", "Hi", "--model", "/nonexistent/model"])
+        .args([
+            "generate",
+            "--prompt",
+            "Hi",
+            "--model",
+            "/nonexistent/model",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -61,7 +91,16 @@ fn model_init_refuses_to_overwrite_and_generate_names_missing_dir() {
 
 #[test]
 fn verify_compares_one_pair() {
-    let out = quorum().args(["verify", "--gold", "\\frac{1}{2}", "--pred", "The answer is 0.5"]).output().unwrap();
+    let out = quorum()
+        .args([
+            "verify",
+            "--gold",
+            "\\frac{1}{2}",
+            "--pred",
+            "The answer is 0.5",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["equal"], true);

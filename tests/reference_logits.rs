@@ -213,3 +213,50 @@ fn qwen2_logits_match_candle_transformers_for_prefill_and_decode() {
 fn llama3_logits_match_candle_transformers_for_prefill_and_decode() {
     check_against_reference("tiny-llama");
 }
+
+/// A bf16 checkpoint is served with bf16 weights by default (half the bytes
+/// per step) and gives the same logits as upcasting it to f32 at load.
+#[test]
+fn bf16_checkpoint_keeps_bf16_weights_and_matches_f32_upcast() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = InitOptions::new(preset("tiny").unwrap(), tmp.path().join("m"));
+    opts.dtype = quorum::model::init::InitDType::Bf16;
+    init_model(&opts, &|_| {}).unwrap();
+    let dir = tmp.path().join("m");
+    let dev = Device::Cpu;
+    let native = load_model(&dir, None, &dev).unwrap();
+    assert_eq!(native.weight_dtype, quorum::model::WeightDType::Bf16);
+    let upcast = load_model(&dir, Some(quorum::model::WeightDType::F32), &dev).unwrap();
+    let prompt = tokens(9, 12, 151_000);
+    let run = |m: &quorum::model::LoadedModel| {
+        let mut cache = m.model.new_cache();
+        let mut logits = Vec::new();
+        let mut next = prompt.clone();
+        for _ in 0..4 {
+            let mut seqs = [SeqInput {
+                tokens: &next,
+                cache: Some(&mut cache),
+            }];
+            let l = m
+                .model
+                .forward(&mut seqs, Positions::Last, Mode::Inference)
+                .unwrap();
+            next = vec![l
+                .flatten_all()
+                .unwrap()
+                .argmax(0)
+                .unwrap()
+                .to_scalar::<u32>()
+                .unwrap()];
+            logits.push(l);
+        }
+        logits
+    };
+    for (a, b) in run(&native).iter().zip(run(&upcast).iter()) {
+        let d = max_abs_diff(a, b);
+        assert!(
+            d < 1e-4,
+            "bf16-weight logits differ from f32-upcast logits by {d}"
+        );
+    }
+}

@@ -18,10 +18,17 @@ fn reward_model(seed: u64) -> (tempfile::TempDir, RewardModel) {
 }
 
 fn completions() -> Vec<String> {
-    ["The answer is 4.", "5", "Let me think... \\boxed{4}", "I don't know", "four", "4"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "The answer is 4.",
+        "5",
+        "Let me think... \\boxed{4}",
+        "I don't know",
+        "four",
+        "4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 #[test]
@@ -33,20 +40,30 @@ fn reward_scores_are_deterministic_and_distinct() {
     assert_eq!(a, b);
     assert_eq!(a.len(), 6);
     assert!(a.iter().all(|s| s.is_finite()));
-    let distinct: std::collections::BTreeSet<String> = a.iter().map(|s| format!("{s:.6}")).collect();
-    assert!(distinct.len() > 1, "a random head should not score everything alike: {a:?}");
+    let distinct: std::collections::BTreeSet<String> =
+        a.iter().map(|s| format!("{s:.6}")).collect();
+    assert!(
+        distinct.len() > 1,
+        "a random head should not score everything alike: {a:?}"
+    );
 }
 
 #[test]
 fn batched_scores_equal_one_by_one() {
     let (_t, mut rm) = reward_model(2);
-    let conv = [ChatMessage::system("Be brief."), ChatMessage::user("What is 2+2?")];
+    let conv = [
+        ChatMessage::system("Be brief."),
+        ChatMessage::user("What is 2+2?"),
+    ];
     rm.max_batch = 6;
     let batched = rm.score(&conv, &completions()).unwrap();
     rm.max_batch = 1;
     let single = rm.score(&conv, &completions()).unwrap();
     for (i, (x, y)) in batched.iter().zip(&single).enumerate() {
-        assert!((x - y).abs() < 1e-5, "completion {i}: batched {x} vs single {y}");
+        assert!(
+            (x - y).abs() < 1e-5,
+            "completion {i}: batched {x} vs single {y}"
+        );
     }
 }
 
@@ -81,7 +98,13 @@ fn best_of_n_with_reward_scores_picks_the_argmax() {
 #[test]
 fn a_policy_model_is_not_a_reward_model() {
     let tmp = tempfile::tempdir().unwrap();
-    init_model(&InitOptions::new(preset("tiny").unwrap(), tmp.path().join("m")), &|_| {}).unwrap();
-    let err = RewardModel::load(&tmp.path().join("m"), None, &Device::Cpu).err().unwrap();
+    init_model(
+        &InitOptions::new(preset("tiny").unwrap(), tmp.path().join("m")),
+        &|_| {},
+    )
+    .unwrap();
+    let err = RewardModel::load(&tmp.path().join("m"), None, &Device::Cpu)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("score"), "{err}");
 }

@@ -54,17 +54,28 @@ async fn bad_requests_get_openai_errors() {
     let cases: Vec<(Value, &str)> = vec![
         (chat_body(json!({"n": "two"})), "n"),
         (chat_body(json!({"n": 100000})), "n"),
-        (chat_body(json!({"max_tokens": 1_000_000_000u64})), "max_tokens"),
+        (
+            chat_body(json!({"max_tokens": 1_000_000_000u64})),
+            "max_tokens",
+        ),
         (chat_body(json!({"messages": []})), "messages"),
         (chat_body(json!({"temperature": -1})), "temperature"),
         (chat_body(json!({"top_logprobs": 3})), "top_logprobs"),
         (chat_body(json!({"rollouts": 1, "n": 2})), "rollouts"),
-        (chat_body(json!({"response_format": {"type": "json_schema"}})), "response_format"),
         (
-            chat_body(json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})),
+            chat_body(json!({"response_format": {"type": "json_schema"}})),
+            "response_format",
+        ),
+        (
+            chat_body(
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+            ),
             "messages[0].content[0].type",
         ),
-        (chat_body(json!({"logit_bias": {"999999999": 1}})), "logit_bias"),
+        (
+            chat_body(json!({"logit_bias": {"999999999": 1}})),
+            "logit_bias",
+        ),
     ];
     for (body, param) in cases {
         let (status, v) = post(body.clone()).await;
@@ -82,7 +93,8 @@ async fn bad_requests_get_openai_errors() {
     for raw in [
         b"{\"model\": \"tiny\", ".to_vec(),
         br#"{"messages": []}"#.to_vec(),
-        b"{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(),
+        b"{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}"
+            .to_vec(),
     ] {
         let (status, v) = post_raw(&c, &chat, json_ct, raw).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
@@ -90,12 +102,19 @@ async fn bad_requests_get_openai_errors() {
     }
 
     // Wrong content type.
-    let (status, v) = post_raw(&c, &chat, "text/plain", chat_body(json!({})).to_string().into()).await;
+    let (status, v) = post_raw(
+        &c,
+        &chat,
+        "text/plain",
+        chat_body(json!({})).to_string().into(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_openai_error(&v);
 
     // 10 MB body.
-    let big = json!({"model": "tiny", "messages": [{"role": "user", "content": "x".repeat(10 << 20)}]});
+    let big =
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "x".repeat(10 << 20)}]});
     let (status, v) = post_raw(&c, &chat, json_ct, big.to_string().into_bytes()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_openai_error(&v);
@@ -113,7 +132,15 @@ async fn bad_requests_get_openai_errors() {
 
     // Completions: bad prompt shapes.
     let comp = format!("{}/v1/completions", srv.base);
-    let (status, v) = post_raw(&c, &comp, json_ct, json!({"model": "tiny", "prompt": ["a", "b"]}).to_string().into()).await;
+    let (status, v) = post_raw(
+        &c,
+        &comp,
+        json_ct,
+        json!({"model": "tiny", "prompt": ["a", "b"]})
+            .to_string()
+            .into(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"]["param"], "prompt");
 
@@ -135,7 +162,12 @@ async fn api_keys_are_enforced_except_on_health() {
     let srv = server_common::start(cfg).await;
     let c = Client::new();
     let url = format!("{}/v1/models", srv.base);
-    for auth in [None, Some("Bearer sk-wrong"), Some("Bearer sk-righ"), Some("sk-right")] {
+    for auth in [
+        None,
+        Some("Bearer sk-wrong"),
+        Some("Bearer sk-righ"),
+        Some("sk-right"),
+    ] {
         let mut req = c.get(&url);
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -183,7 +215,13 @@ async fn overload_is_429_never_5xx() {
     assert!(ok >= 1 && limited >= 1, "ok {ok}, 429 {limited}");
     let res = c.get(format!("{}/health", srv.base)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = c.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+    let res = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     srv.running.shutdown().await.unwrap();
 }
@@ -208,17 +246,57 @@ async fn disconnect_mid_stream_releases_the_engine() {
     }
     drop(stream);
 
+    let text = wait_idle(&c, &srv.base).await;
+    assert_eq!(
+        server_common::metric(&text, "quorum_client_disconnects_total"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // Non-streaming: the handler future owns the receiver; a client that
+    // times out drops it. 8 x 4000 tokens would take far longer than the
+    // poll below; the engine must stop early.
+    let body = chat_body(json!({"max_tokens": 4000, "ignore_eos": true, "n": 8}));
+    let err = c
+        .post(format!("{}/v1/chat/completions", srv.base))
+        .json(&body)
+        .timeout(Duration::from_millis(400))
+        .send()
+        .await
+        .expect_err("client timeout");
+    assert!(err.is_timeout(), "{err}");
+    let text = wait_idle(&c, &srv.base).await;
+    let generated = server_common::metric(&text, "quorum_completion_tokens_total{model=\"tiny\"}");
+    assert!(generated.is_some_and(|g| g < 8.0 * 4000.0), "{text}");
+    assert_eq!(
+        server_common::metric(&text, "quorum_client_disconnects_total"),
+        Some(2.0),
+        "{text}"
+    );
+    srv.running.shutdown().await.unwrap();
+}
+
+/// Polls `/metrics` until the engine has nothing running or queued; returns the text.
+async fn wait_idle(c: &Client, base: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = c.get(format!("{}/metrics", srv.base)).send().await.unwrap().text().await.unwrap();
+        let text = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let running = server_common::metric(&text, "quorum_running{model=\"tiny\"}");
         let queued = server_common::metric(&text, "quorum_queue_depth{model=\"tiny\"}");
         if running == Some(0.0) && queued == Some(0.0) {
-            assert_eq!(server_common::metric(&text, "quorum_client_disconnects_total"), Some(1.0), "{text}");
-            break;
+            return text;
         }
-        assert!(Instant::now() < deadline, "engine still busy after disconnect:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "engine still busy after disconnect:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    srv.running.shutdown().await.unwrap();
 }

@@ -58,7 +58,10 @@ async fn openai_client_end_to_end() {
     let usage = r.usage.expect("usage");
     assert!(usage.prompt_tokens > 5);
     assert!(usage.completion_tokens >= 1 && usage.completion_tokens <= 6);
-    assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    assert_eq!(
+        usage.total_tokens,
+        usage.prompt_tokens + usage.completion_tokens
+    );
     assert!(r.choices[0].finish_reason.is_some());
 
     // n > 1: distinct indices, usage over all rollouts.
@@ -101,7 +104,10 @@ async fn openai_client_end_to_end() {
     // Same seed and params without streaming give the same text.
     let r = c.chat().create(chat_request(2, 5)).await.unwrap();
     for ch in &r.choices {
-        assert_eq!(ch.message.content.as_deref().unwrap_or(""), text[ch.index as usize]);
+        assert_eq!(
+            ch.message.content.as_deref().unwrap_or(""),
+            text[ch.index as usize]
+        );
     }
 
     // Legacy completions.

@@ -49,8 +49,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let pair: Pair = serde_json::from_str(&line)
-            .with_context(|| format!("line {}: expected {{\"gold\": ..., \"pred\": ...}}", n + 1))?;
+        let pair: Pair = serde_json::from_str(&line).with_context(|| {
+            format!("line {}: expected {{\"gold\": ..., \"pred\": ...}}", n + 1)
+        })?;
         let c = quorum_scoring::compare(&as_text(&pair.gold), &as_text(&pair.pred));
         writeln!(out, "{}", serde_json::to_string(&c)?)?;
     }

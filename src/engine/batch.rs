@@ -6,16 +6,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::group::{ActiveGroup, GroupSink};
 use super::prefix_cache::PrefixCache;
 use super::rollout::GroupOutput;
-use super::sampler::{Sampled, SamplingError, SamplingParams};
+use super::sampler::SamplingParams;
 use super::scheduler::{GroupId, GroupShape, ScheduleError, Scheduler, SchedulerConfig, Work};
 use super::worker::EngineMetrics;
+
+mod step;
 use super::EngineError;
-use crate::model::{Mode, Positions, SeqInput, Transformer};
+use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
 
 /// Settings of a [`Batcher`].
@@ -64,9 +64,8 @@ pub struct Batcher<'a> {
     next_id: GroupId,
     /// Groups that failed or left outside a step, reported by the next one.
     done: Vec<Completion>,
-    /// Reused across steps: logits of one forward, and one row of scratch.
+    /// Logits of one forward, reused across steps.
     logits: Vec<f32>,
-    scratch: Vec<f32>,
 }
 
 impl<'a> Batcher<'a> {
@@ -90,7 +89,6 @@ impl<'a> Batcher<'a> {
             next_id: 0,
             done: Vec::new(),
             logits: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -279,106 +277,6 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// Run one planned forward, then sample and stream its tokens.
-    fn run(&mut self, work: &[Work]) -> Result<(), EngineError> {
-        // Per admitted group: its prefill span and how many rollouts decode.
-        let mut prefill: Vec<Option<(usize, usize, bool)>> = vec![None; self.groups.len()];
-        let mut masks: Vec<Vec<bool>> = vec![Vec::new(); self.groups.len()];
-        for w in work {
-            let (Work::Prefill { group, .. } | Work::Decode { group, .. }) = *w;
-            let Some(gi) = self.groups.iter().position(|g| g.id == group) else {
-                continue;
-            };
-            match *w {
-                Work::Prefill {
-                    start, len, last, ..
-                } => prefill[gi] = Some((start, len, last)),
-                Work::Decode { count, .. } => self.groups[gi].pick_decode(count, &mut masks[gi]),
-            }
-        }
-        let mut pending: Vec<[u32; 1]> = Vec::new();
-        let mut spans = Vec::with_capacity(self.groups.len());
-        for (g, mask) in self.groups.iter().zip(&masks) {
-            let start = pending.len();
-            for (s, _) in g.seqs.iter().zip(mask).filter(|(_, m)| **m) {
-                pending.push([s.pending.unwrap_or_default()]);
-            }
-            spans.push(start..pending.len());
-        }
-        let logits = {
-            let mut inputs: Vec<SeqInput> = Vec::with_capacity(pending.len() + 4);
-            for (gi, g) in self.groups.iter_mut().enumerate() {
-                let span = prefill[gi].map(|(s, l, _)| (s, l));
-                g.push_inputs(span, &masks[gi], &pending[spans[gi].clone()], &mut inputs);
-            }
-            if inputs.is_empty() {
-                return Ok(());
-            }
-            self.model
-                .forward(&mut inputs, Positions::Last, Mode::Inference)?
-        };
-        let vocab = logits.dim(1)?;
-        copy_logits(&logits, &mut self.logits)?;
-
-        // Pair each row with its consumer, in input order.
-        let mut rows = self.logits.chunks_mut(vocab);
-        let mut forks = Vec::new();
-        let mut jobs = Vec::with_capacity(pending.len());
-        for (gi, g) in self.groups.iter_mut().enumerate() {
-            if let Some((_, _, last)) = prefill[gi] {
-                let row = rows.next();
-                if let (true, Some(row)) = (last, row) {
-                    forks.push((gi, row));
-                }
-            }
-            let marked = g.seqs.iter_mut().enumerate().zip(&masks[gi]);
-            for ((si, seq), _) in marked.filter(|(_, m)| **m) {
-                if let Some(row) = rows.next() {
-                    jobs.push((gi, si, &mut seq.sampler, row));
-                }
-            }
-        }
-        let sampled: Vec<(usize, usize, Result<Sampled, SamplingError>)> = if jobs.len() >= 2 {
-            jobs.into_par_iter()
-                .map(|(gi, si, s, row)| (gi, si, s.sample(row)))
-                .collect()
-        } else {
-            jobs.into_iter()
-                .map(|(gi, si, s, row)| (gi, si, s.sample(row)))
-                .collect()
-        };
-        let mut failed: Vec<(GroupId, EngineError)> = Vec::new();
-        for (gi, si, res) in sampled {
-            let g = &mut self.groups[gi];
-            if g.cancelled || failed.iter().any(|(id, _)| *id == g.id) {
-                continue;
-            }
-            match res
-                .map_err(EngineError::from)
-                .and_then(|s| g.accept(si, s, self.tok))
-            {
-                Ok(true) => {}
-                Ok(false) => g.cancelled = true,
-                Err(e) => failed.push((g.id, e)),
-            }
-        }
-        for (gi, row) in forks {
-            let g = &mut self.groups[gi];
-            if let Err(e) = g.fork_rollouts(self.tok, row, &mut self.scratch, &mut self.prefix) {
-                failed.push((g.id, e));
-            }
-        }
-        for g in &self.groups {
-            if g.cache.is_none() {
-                self.sched.set_live(g.id, g.live());
-            }
-        }
-        for (id, e) in failed {
-            self.fail(id, e);
-        }
-        Ok(())
-    }
-
     fn publish_gauges(&self) {
         let m = &self.metrics;
         let r = Ordering::Relaxed;
@@ -390,24 +288,4 @@ impl<'a> Batcher<'a> {
         m.kv_reserved_bytes.store(bytes, r);
         m.prefix_cache_bytes.store(self.prefix.bytes(), r);
     }
-}
-
-/// Copy a forward's (rows, vocab) f32 logits into a reused buffer: one
-/// memcpy, no per-step allocation of rows × vocab floats.
-fn copy_logits(t: &candle_core::Tensor, buf: &mut Vec<f32>) -> candle_core::Result<()> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    buf.clear();
-    match &*storage {
-        candle_core::Storage::Cpu(cpu) => {
-            let all = cpu.as_slice::<f32>()?;
-            let start = layout.start_offset();
-            buf.extend_from_slice(&all[start..start + t.elem_count()]);
-        }
-        _ => {
-            drop(storage);
-            buf.extend(t.flatten_all()?.to_vec1::<f32>()?);
-        }
-    }
-    Ok(())
 }

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::prefix_cache::PrefixCache;
 use super::rollout::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
 use super::sampler::{Sampler, SamplingParams};
@@ -163,15 +165,15 @@ impl<'s> ActiveGroup<'s> {
     /// The prompt is complete: fan its KV out to the rollouts and sample each
     /// first token from `row` (the prompt's last logits). Each rollout gets
     /// one copy of the prompt KV; the original goes to the prefix cache, or
-    /// to the last rollout when that cache is off.
+    /// to the last rollout when that cache is off. Copies and first samples
+    /// run in parallel: they are most of what N rollouts add to the TTFT.
     pub fn fork_rollouts(
         &mut self,
         tok: &Tokenizer,
         row: &[f32],
-        scratch: &mut Vec<f32>,
         prefix: &mut PrefixCache,
     ) -> Result<(), EngineError> {
-        let Some(mut prompt_cache) = self.cache.take() else {
+        let Some(prompt_cache) = self.cache.take() else {
             return Ok(());
         };
         self.prefilled = Some(Instant::now());
@@ -179,33 +181,43 @@ impl<'s> ActiveGroup<'s> {
             self.cancelled = true;
             return Ok(());
         }
-        for i in 0..self.n {
-            let cache = if i + 1 == self.n && !prefix.is_enabled() {
-                std::mem::replace(&mut prompt_cache, KvCache::new(0))
-            } else {
-                prompt_cache.fork()?
-            };
+        let copies = if prefix.is_enabled() {
+            self.n
+        } else {
+            self.n - 1
+        };
+        let mut caches = (0..copies)
+            .into_par_iter()
+            .map(|_| prompt_cache.fork())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        if prefix.is_enabled() {
+            prefix.insert(&self.prompt, prompt_cache);
+        } else {
+            caches.push(prompt_cache);
+        }
+        for (i, cache) in caches.into_iter().enumerate() {
             let mut sampler = Sampler::new(self.params.clone(), i as u64);
             sampler.observe_prompt(&self.prompt);
-            let seq = Sequence::new(
+            self.seqs.push(Sequence::new(
                 i,
                 cache,
                 sampler,
                 self.max_new,
                 self.stop_ids.clone(),
                 &self.prompt,
-            );
-            self.seqs.push(seq);
-            scratch.clear();
-            scratch.extend_from_slice(row);
-            let sampled = self.seqs[i].sampler.sample(scratch)?;
+            ));
+        }
+        // Each sampler uses its row as scratch, so each gets its own copy.
+        let sampled = self
+            .seqs
+            .par_iter_mut()
+            .map(|s| s.sampler.sample(&mut row.to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, sampled) in sampled.into_iter().enumerate() {
             if !self.accept(i, sampled, tok)? {
-                self.cancelled = true;
+                self.cancel();
                 break;
             }
-        }
-        if prefix.is_enabled() {
-            prefix.insert(&self.prompt, prompt_cache);
         }
         self.first_tokens = Some(Instant::now());
         Ok(())

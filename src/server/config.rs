@@ -245,7 +245,9 @@ impl ServeSettings {
                     .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
             ),
             keepalive: Duration::from_secs(
-                self.keepalive_secs.unwrap_or(defaults::KEEPALIVE_SECS).max(1),
+                self.keepalive_secs
+                    .unwrap_or(defaults::KEEPALIVE_SECS)
+                    .max(1),
             ),
             retry_after_secs: self.retry_after_secs.unwrap_or(defaults::RETRY_AFTER_SECS),
         };
@@ -299,7 +301,10 @@ mod tests {
     #[test]
     fn model_spec_parses_dir_and_id_forms() {
         let m: ModelSpec = "models/qwen".parse().unwrap();
-        assert_eq!((m.id.as_str(), m.dir), ("qwen", PathBuf::from("models/qwen")));
+        assert_eq!(
+            (m.id.as_str(), m.dir),
+            ("qwen", PathBuf::from("models/qwen"))
+        );
         let m: ModelSpec = "small=/x/y".parse().unwrap();
         assert_eq!((m.id.as_str(), m.dir), ("small", PathBuf::from("/x/y")));
         assert!("=dir".parse::<ModelSpec>().is_err());

@@ -89,9 +89,7 @@ impl ApiError {
     /// The body's error object.
     pub fn object(&self) -> ErrorObject<'_> {
         let (kind, code, param) = match self {
-            Self::InvalidRequest { param, .. } => {
-                ("invalid_request_error", None, param.as_deref())
-            }
+            Self::InvalidRequest { param, .. } => ("invalid_request_error", None, param.as_deref()),
             Self::ContextLength(_) => (
                 "invalid_request_error",
                 Some("context_length_exceeded"),
@@ -104,9 +102,7 @@ impl ApiError {
                 Some("model"),
             ),
             Self::NotFound(_) => ("invalid_request_error", Some("not_found"), None),
-            Self::MethodNotAllowed => {
-                ("invalid_request_error", Some("method_not_allowed"), None)
-            }
+            Self::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed"), None),
             Self::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("payload_too_large"), None)
             }

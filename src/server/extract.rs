@@ -3,10 +3,9 @@
 //! for every failure, so this one maps content-type, size, syntax and type
 //! errors to [`ApiError`], naming the offending field path when serde knows it.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::header;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -37,23 +36,46 @@ impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = state.config.max_body_bytes;
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| body_error(e, limit))?;
+        let bytes = read_body(req, state.config.max_body_bytes).await?;
         T::from_json(&bytes).map(ApiJson)
     }
 }
 
-fn body_error(e: BytesRejection, limit: usize) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit }
-    } else {
-        ApiError::InvalidRequest {
+/// Bodies over the limit are still read (and discarded) up to this many
+/// bytes before answering 413: a server that answers while the client is
+/// still sending and then closes the socket makes most HTTP clients report
+/// a broken connection instead of the 413. Beyond it the connection is cut.
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
+async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAIN_BYTES) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidRequest {
             message: format!("could not read the request body: {e}"),
             param: None,
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
         }
     }
+    if seen > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(buf)
 }
 
 /// Deserializes `bytes`, reporting the JSON path of a type error as `param`.
@@ -127,9 +149,15 @@ mod tests {
         assert!(matches!(e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages[0]"));
     }
 
+    use axum::http::StatusCode;
+
     #[test]
     fn syntax_errors_and_bad_utf8_are_invalid_requests() {
-        for body in [&b"{\"n\": 1,"[..], b"not json", b"{\"n\": 1, \"messages\": [\"\xff\"]}"] {
+        for body in [
+            &b"{\"n\": 1,"[..],
+            b"not json",
+            b"{\"n\": 1, \"messages\": [\"\xff\"]}",
+        ] {
             let e = parse::<Req>(body).unwrap_err();
             assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e}");
         }

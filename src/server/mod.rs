@@ -35,7 +35,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 pub use config::{ServeSettings, ServerConfig};
 pub use error::ApiError;
@@ -65,7 +66,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::count_status,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Request spans at debug level; 5xx are already in the per-request
+        // log line, and a 503 while loading is expected, not an error.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .with_state(state)
 }
 
@@ -112,10 +115,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             addr: bind.clone(),
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: bind,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let state = AppState::new(config);
     let (stop, mut stop_rx) = watch::channel(false);
     let router = app(state.clone());
@@ -182,7 +184,10 @@ impl RunningServer {
             Ok(Ok(Err(e))) => Err(ServerError::Serve(e.to_string())),
             Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
             Err(_) => {
-                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping open connections");
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "grace period over; dropping open connections"
+                );
                 self.serve.abort();
                 Ok(())
             }

@@ -74,12 +74,15 @@ fn events<W: ChunkWriter>(
             None => {
                 st.done = true;
                 st.record.outcome = Outcome::Error;
-                let e = ApiError::Unavailable("the engine stopped before finishing the request".into());
+                let e =
+                    ApiError::Unavailable("the engine stopped before finishing the request".into());
                 vec![e.to_json()]
             }
         };
-        let events: Vec<Result<Event, Infallible>> =
-            out.into_iter().map(|d| Ok(Event::default().data(d))).collect();
+        let events: Vec<Result<Event, Infallible>> = out
+            .into_iter()
+            .map(|d| Ok(Event::default().data(d)))
+            .collect();
         Some((stream::iter(events), st))
     })
     .flatten()
@@ -96,11 +99,19 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
             text,
             logprob,
             ..
-        } => st.writer.token(rollout, &text, &logprob).into_iter().collect(),
+        } => st
+            .writer
+            .token(rollout, &text, &logprob)
+            .into_iter()
+            .collect(),
         EngineEvent::RolloutFinished {
             rollout,
             finish_reason,
-        } => st.writer.finish(rollout, finish_reason).into_iter().collect(),
+        } => st
+            .writer
+            .finish(rollout, finish_reason)
+            .into_iter()
+            .collect(),
         EngineEvent::Finished(out) => {
             st.done = true;
             st.record.finished(&out);

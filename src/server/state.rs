@@ -103,9 +103,7 @@ impl AppState {
             Phase::Loading => Err(ApiError::Unavailable(
                 "the server is still loading its models; retry shortly".into(),
             )),
-            Phase::ShuttingDown => Err(ApiError::Unavailable(
-                "the server is shutting down".into(),
-            )),
+            Phase::ShuttingDown => Err(ApiError::Unavailable("the server is shutting down".into())),
         }
     }
 

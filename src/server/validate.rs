@@ -59,7 +59,10 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         vendor,
     } = req;
     if req.messages.is_empty() {
-        return Err(ApiError::invalid("messages", "messages must contain at least one message"));
+        return Err(ApiError::invalid(
+            "messages",
+            "messages must contain at least one message",
+        ));
     }
     let messages = req
         .messages
@@ -207,7 +210,11 @@ fn prompt(v: &Value) -> Result<PromptInput, ApiError> {
     let ids = |items: &[Value]| -> Result<Vec<u32>, ApiError> {
         items
             .iter()
-            .map(|x| x.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(bad))
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|id| u32::try_from(id).ok())
+                    .ok_or_else(bad)
+            })
             .collect()
     };
     let input = match v {
@@ -267,7 +274,10 @@ fn common(
         if m == 0 || m > cfg.max_tokens {
             return Err(ApiError::invalid(
                 max_param,
-                format!("{max_param} must be between 1 and {}, got {m}", cfg.max_tokens),
+                format!(
+                    "{max_param} must be between 1 and {}, got {m}",
+                    cfg.max_tokens
+                ),
             ));
         }
     }
@@ -320,9 +330,8 @@ fn common(
 pub fn check_sampling(p: &SamplingParams, vocab_size: usize) -> Result<(), ApiError> {
     p.validate(vocab_size).map_err(|e| {
         let field = match &e {
-            SamplingError::OutOfRange { field, .. } | SamplingError::TokenOutOfVocab { field, .. } => {
-                *field
-            }
+            SamplingError::OutOfRange { field, .. }
+            | SamplingError::TokenOutOfVocab { field, .. } => *field,
             SamplingError::TopLogprobsWithoutLogprobs(_) => "top_logprobs",
             _ => "sampling",
         };

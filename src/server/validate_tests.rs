@@ -2,7 +2,10 @@ use super::*;
 use crate::server::extract::JsonBody;
 
 fn chat_req(body: &str) -> Result<ValidChatRequest, ApiError> {
-    chat(ChatCompletionRequest::from_json(body.as_bytes())?, &ServerConfig::default())
+    chat(
+        ChatCompletionRequest::from_json(body.as_bytes())?,
+        &ServerConfig::default(),
+    )
 }
 
 fn param(e: ApiError) -> String {
@@ -33,16 +36,35 @@ fn bad_fields_are_named() {
     let cases = [
         (r#"{"model": "m", "messages": []}"#.to_string(), "messages"),
         (format!(r#"{{"model": "m", {m}, "n": 1000}}"#), "n"),
-        (format!(r#"{{"model": "m", {m}, "n": 2, "rollouts": 1}}"#), "rollouts"),
-        (format!(r#"{{"model": "m", {m}, "max_tokens": 0}}"#), "max_tokens"),
-        (format!(r#"{{"model": "m", {m}, "max_completion_tokens": 99999999}}"#), "max_completion_tokens"),
-        (format!(r#"{{"model": "m", {m}, "response_format": {{"type": "json_object"}}}}"#), "response_format"),
-        (format!(r#"{{"model": "m", {m}, "logit_bias": {{"x": 1}}}}"#), "logit_bias"),
         (
-            r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#.into(),
+            format!(r#"{{"model": "m", {m}, "n": 2, "rollouts": 1}}"#),
+            "rollouts",
+        ),
+        (
+            format!(r#"{{"model": "m", {m}, "max_tokens": 0}}"#),
+            "max_tokens",
+        ),
+        (
+            format!(r#"{{"model": "m", {m}, "max_completion_tokens": 99999999}}"#),
+            "max_completion_tokens",
+        ),
+        (
+            format!(r#"{{"model": "m", {m}, "response_format": {{"type": "json_object"}}}}"#),
+            "response_format",
+        ),
+        (
+            format!(r#"{{"model": "m", {m}, "logit_bias": {{"x": 1}}}}"#),
+            "logit_bias",
+        ),
+        (
+            r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#
+                .into(),
             "messages[0].content[0].type",
         ),
-        (r#"{"model": "m", "messages": [{"role": "robot", "content": "x"}]}"#.into(), "messages[0].role"),
+        (
+            r#"{"model": "m", "messages": [{"role": "robot", "content": "x"}]}"#.into(),
+            "messages[0].role",
+        ),
     ];
     for (body, field) in cases {
         assert_eq!(param(chat_req(&body).unwrap_err()), field, "{body}");
@@ -62,10 +84,21 @@ fn sampling_errors_name_the_field() {
 fn prompt_shapes() {
     let ok = |v: serde_json::Value| prompt(&v).unwrap();
     assert_eq!(ok(serde_json::json!("hi")), PromptInput::Text("hi".into()));
-    assert_eq!(ok(serde_json::json!(["hi"])), PromptInput::Text("hi".into()));
-    assert_eq!(ok(serde_json::json!([1, 2])), PromptInput::Tokens(vec![1, 2]));
+    assert_eq!(
+        ok(serde_json::json!(["hi"])),
+        PromptInput::Text("hi".into())
+    );
+    assert_eq!(
+        ok(serde_json::json!([1, 2])),
+        PromptInput::Tokens(vec![1, 2])
+    );
     assert_eq!(ok(serde_json::json!([[3]])), PromptInput::Tokens(vec![3]));
-    for bad in [serde_json::json!(["a", "b"]), serde_json::json!(""), serde_json::json!([-1]), serde_json::json!(3)] {
+    for bad in [
+        serde_json::json!(["a", "b"]),
+        serde_json::json!(""),
+        serde_json::json!([-1]),
+        serde_json::json!(3),
+    ] {
         assert!(prompt(&bad).is_err(), "{bad}");
     }
 }

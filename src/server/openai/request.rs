@@ -193,9 +193,15 @@ mod tests {
             br#"{"model": "m", "messages": [], "temperature": "hot"}"#,
         )
         .unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "temperature"), "{e}");
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "temperature"),
+            "{e}"
+        );
         let e = parse::<ChatCompletionRequest>(br#"{"model": "m", "messages": "hi"}"#).unwrap_err();
-        assert!(matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages"), "{e}");
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages"),
+            "{e}"
+        );
         let e = parse::<ChatCompletionRequest>(br#"{"messages": []}"#).unwrap_err();
         assert!(e.to_string().contains("model"), "{e}");
         let e = parse::<CompletionRequest>(br#"[1]"#).unwrap_err();

@@ -46,10 +46,24 @@ pub async fn chat_completions(
             tokenizer: entry.tokenizer.clone(),
         };
         let keepalive = state.config.keepalive;
-        return Ok(sse::respond(rx, writer, record, common.include_usage, keepalive));
+        return Ok(sse::respond(
+            rx,
+            writer,
+            record,
+            common.include_usage,
+            keepalive,
+        ));
     }
     let out = collect(rx, &mut record).await?;
-    let body = response(id, created, &common.model, common.n, common.params.logprobs, &entry.tokenizer, out);
+    let body = response(
+        id,
+        created,
+        &common.model,
+        common.n,
+        common.params.logprobs,
+        &entry.tokenizer,
+        out,
+    );
     Ok(Json(body).into_response())
 }
 
@@ -60,14 +74,16 @@ fn render(
     messages: &[ChatMessage],
     kwargs: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Vec<u32>, ApiError> {
-    let text = template.render(messages, true, kwargs).map_err(|e| match e {
-        ChatTemplateError::Raised(m) => ApiError::invalid("messages", m),
-        ChatTemplateError::Render(m) => ApiError::invalid(
-            "messages",
-            format!("the chat template could not render these messages: {m}"),
-        ),
-        ChatTemplateError::Compile(m) => ApiError::Internal(m),
-    })?;
+    let text = template
+        .render(messages, true, kwargs)
+        .map_err(|e| match e {
+            ChatTemplateError::Raised(m) => ApiError::invalid("messages", m),
+            ChatTemplateError::Render(m) => ApiError::invalid(
+                "messages",
+                format!("the chat template could not render these messages: {m}"),
+            ),
+            ChatTemplateError::Compile(m) => ApiError::Internal(m),
+        })?;
     tok.encode(&text, false)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -65,7 +65,13 @@ pub async fn completions(
     };
     if common.stream {
         let keepalive = state.config.keepalive;
-        return Ok(sse::respond(rx, writer, record, common.include_usage, keepalive));
+        return Ok(sse::respond(
+            rx,
+            writer,
+            record,
+            common.include_usage,
+            keepalive,
+        ));
     }
     let out = collect(rx, &mut record).await?;
     Ok(Json(writer.response(out)).into_response())

@@ -15,26 +15,63 @@ use crate::engine::EngineMetrics;
 use crate::server::state::AppState;
 
 /// `(name, type, help, read)` for every per-engine series.
-type Series = (&'static str, &'static str, &'static str, fn(&EngineMetrics) -> u64);
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&EngineMetrics) -> u64,
+);
 
 fn engine_series() -> [Series; 8] {
     [
-        ("quorum_requests_total", "counter", "Requests admitted by the engine.",
-            |m| m.requests_total.load(Ordering::Relaxed)),
-        ("quorum_rollouts_total", "counter", "Rollouts started.",
-            |m| m.rollouts_total.load(Ordering::Relaxed)),
-        ("quorum_prompt_tokens_total", "counter", "Prompt tokens processed.",
-            |m| m.prompt_tokens_total.load(Ordering::Relaxed)),
-        ("quorum_completion_tokens_total", "counter", "Tokens generated over all rollouts.",
-            |m| m.completion_tokens_total.load(Ordering::Relaxed)),
-        ("quorum_requests_rejected_total", "counter", "Requests refused because the engine queue was full.",
-            |m| m.requests_rejected.load(Ordering::Relaxed)),
-        ("quorum_requests_cancelled_total", "counter", "Requests cancelled (client gone).",
-            |m| m.requests_cancelled.load(Ordering::Relaxed)),
-        ("quorum_queue_depth", "gauge", "Requests waiting for the engine.",
-            |m| m.queue_depth.load(Ordering::Relaxed) as u64),
-        ("quorum_running", "gauge", "Requests the engine is decoding.",
-            |m| m.running.load(Ordering::Relaxed) as u64),
+        (
+            "quorum_requests_total",
+            "counter",
+            "Requests admitted by the engine.",
+            |m| m.requests_total.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_rollouts_total",
+            "counter",
+            "Rollouts started.",
+            |m| m.rollouts_total.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_prompt_tokens_total",
+            "counter",
+            "Prompt tokens processed.",
+            |m| m.prompt_tokens_total.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_completion_tokens_total",
+            "counter",
+            "Tokens generated over all rollouts.",
+            |m| m.completion_tokens_total.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_requests_rejected_total",
+            "counter",
+            "Requests refused because the engine queue was full.",
+            |m| m.requests_rejected.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_requests_cancelled_total",
+            "counter",
+            "Requests cancelled (client gone).",
+            |m| m.requests_cancelled.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_queue_depth",
+            "gauge",
+            "Requests waiting for the engine.",
+            |m| m.queue_depth.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "quorum_running",
+            "gauge",
+            "Requests the engine is decoding.",
+            |m| m.running.load(Ordering::Relaxed) as u64,
+        ),
     ]
 }
 
@@ -52,7 +89,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP quorum_http_responses_total HTTP responses by status code.\n# TYPE quorum_http_responses_total counter"
     );
     for (code, count) in m.statuses() {
-        let _ = writeln!(out, "quorum_http_responses_total{{code=\"{code}\"}} {count}");
+        let _ = writeln!(
+            out,
+            "quorum_http_responses_total{{code=\"{code}\"}} {count}"
+        );
     }
     let _ = writeln!(
         out,
@@ -70,7 +110,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "End-to-end latency of generation requests.",
     );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }
