@@ -154,3 +154,32 @@ async fn openai_client_end_to_end() {
 
     srv.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_models_are_addressed_by_id() {
+    let mut cfg = server_common::config();
+    let second = quorum::server::config::ModelSpec {
+        id: "tiny-b".into(),
+        dir: server_common::tiny_model_dir(),
+    };
+    cfg.models.push(second);
+    let srv = server_common::start(cfg).await;
+    let c = client(&srv.base);
+    let mut ids: Vec<String> = c
+        .models()
+        .list()
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["tiny", "tiny-b"]);
+    for id in ["tiny", "tiny-b"] {
+        let mut req = chat_request(1, 2);
+        req.model = id.into();
+        assert_eq!(c.chat().create(req).await.unwrap().model, id);
+    }
+    srv.running.shutdown().await.unwrap();
+}

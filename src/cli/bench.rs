@@ -69,16 +69,9 @@ pub fn synthetic_prompt(len: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Bytes of weights one decode step streams: every matrix once; an untied
-/// input embedding is only gathered, so it does not count.
+/// Bytes of weights one decode step streams (see [`crate::model::Transformer::weight_bytes_per_step`]).
 pub fn weight_bytes_per_step(bundle: &ModelBundle) -> u64 {
-    let m = &bundle.loaded.model;
-    let tied = m
-        .lm_head
-        .as_ref()
-        .is_some_and(|h| h.weight.id() == m.embed_tokens.id());
-    let embed = (m.embed_tokens.elem_count() * m.embed_tokens.dtype().size_in_bytes()) as u64;
-    bundle.loaded.weight_bytes - if tied { 0 } else { embed }
+    bundle.loaded.model.weight_bytes_per_step()
 }
 
 fn decode(args: DecodeArgs) -> anyhow::Result<()> {

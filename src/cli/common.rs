@@ -26,6 +26,9 @@ pub struct ModelArgs {
     pub dtype: Option<WeightDType>,
     #[arg(long, env = "QUORUM_DEVICE", value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Quantize weight matrices at load (inference only): q8_0 or q4k.
+    #[arg(long, env = "QUORUM_QUANTIZE", value_enum)]
+    pub quantize: Option<crate::model::Quantization>,
 }
 
 impl ModelArgs {
@@ -39,7 +42,13 @@ impl ModelArgs {
 
     pub fn load(&self) -> anyhow::Result<ModelBundle> {
         let device = self.device()?;
-        ModelBundle::load(&self.model, self.dtype, &device)
-            .with_context(|| format!("loading model from {}", self.model.display()))
+        let mut bundle = ModelBundle::load(&self.model, self.dtype, &device)
+            .with_context(|| format!("loading model from {}", self.model.display()))?;
+        if let Some(q) = self.quantize {
+            bundle
+                .quantize(q)
+                .with_context(|| format!("quantizing {} to {q:?}", self.model.display()))?;
+        }
+        Ok(bundle)
     }
 }

@@ -50,6 +50,17 @@ impl ModelBundle {
         })
     }
 
+    /// Quantize the weight matrices for serving (see
+    /// [`crate::model::Transformer::quantize`]).
+    pub fn quantize(&mut self, q: crate::model::Quantization) -> Result<(), BundleError> {
+        self.loaded
+            .model
+            .quantize(q.ggml())
+            .map_err(|e| BundleError::Model(crate::model::ModelError::Candle(e)))?;
+        self.loaded.weight_bytes = self.loaded.model.weight_bytes_per_step();
+        Ok(())
+    }
+
     /// Render a conversation with the chat template and tokenize it.
     pub fn chat_prompt(
         &self,

@@ -1,32 +1,79 @@
-//! `nn.Linear` (`y = x·Wᵀ + b`) with an inference path through Quorum's
-//! small-m kernels and a differentiable path through candle's matmul.
+//! `nn.Linear` (`y = x·Wᵀ + b`): dense weights run through Quorum's small-m
+//! kernels for inference and candle's differentiable matmul for training;
+//! quantized weights (Q8_0 / Q4K, candle's `QMatMul`) are inference only.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 
 use super::Mode;
 
+/// Storage of a linear layer's weight (n × k).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized { matmul: Arc<QMatMul>, bytes: usize },
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight: Weight::Dense(weight),
+            bias,
+        }
+    }
+
+    /// The dense weight, if not quantized.
+    pub fn dense(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Some(w),
+            Weight::Quantized { .. } => None,
+        }
+    }
+
+    /// Bytes of weight streamed per forward.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Quantized { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Replace a dense weight by its quantized form (GGML block format).
+    pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
+        if let Weight::Dense(w) = &self.weight {
+            let q = QTensor::quantize(&w.to_dtype(candle_core::DType::F32)?, dtype)?;
+            let bytes = q.storage_size_in_bytes();
+            self.weight = Weight::Quantized {
+                matmul: Arc::new(QMatMul::from_qtensor(q)?),
+                bytes,
+            };
+        }
+        Ok(())
     }
 
     /// `x`: (rows, in) → (rows, out).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = match mode {
-            Mode::Inference => crate::kernels::linear(x, &self.weight)?,
-            Mode::Train => {
-                let w = if self.weight.dtype() == x.dtype() {
-                    self.weight.clone()
+        let y = match (&self.weight, mode) {
+            (Weight::Dense(w), Mode::Inference) => crate::kernels::linear(x, w)?,
+            (Weight::Dense(w), Mode::Train) => {
+                let w = if w.dtype() == x.dtype() {
+                    w.clone()
                 } else {
-                    self.weight.to_dtype(x.dtype())?
+                    w.to_dtype(x.dtype())?
                 };
                 candle_nn::Linear::new(w, None).forward(x)?
+            }
+            (Weight::Quantized { matmul, .. }, Mode::Inference) => matmul.forward(x)?,
+            (Weight::Quantized { .. }, Mode::Train) => {
+                candle_core::bail!("quantized weights cannot be trained")
             }
         };
         match &self.bias {

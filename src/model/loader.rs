@@ -218,11 +218,7 @@ pub fn load_model(
             message: e.to_string(),
         }
     })?;
-    let weight_bytes = model
-        .named_weights()
-        .iter()
-        .map(|(_, t)| (t.elem_count() * t.dtype().size_in_bytes()) as u64)
-        .sum();
+    let weight_bytes = model.weight_bytes_per_step();
     Ok(LoadedModel {
         model,
         config,

@@ -16,6 +16,30 @@ pub use kv_cache::KvCache;
 pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};
 pub use transformer::{Positions, SeqInput, Transformer};
 
+/// Weight quantization applied at load for serving (`--quantize`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    /// 8-bit blocks of 32 with an f16 scale (GGML Q8_0): ~1.06 bytes/weight.
+    #[value(name = "q8_0")]
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// 4-bit k-quants in super-blocks of 256 (GGML Q4_K): ~0.56 bytes/weight.
+    #[value(name = "q4k")]
+    Q4k,
+}
+
+impl Quantization {
+    pub fn ggml(self) -> candle_core::quantized::GgmlDType {
+        match self {
+            Self::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+            Self::Q4k => candle_core::quantized::GgmlDType::Q4K,
+        }
+    }
+}
+
 /// Which kernels a forward uses: fused, gradient-free ones for serving, or
 /// composed differentiable ones for training (candle's fused rms_norm,
 /// softmax_last_dim and rope produce no gradient).

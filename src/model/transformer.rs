@@ -484,6 +484,80 @@ impl Transformer {
         widen(head.forward(&h, mode)?)
     }
 
+    /// Whether the LM head is the (still dense) input embedding.
+    pub fn tied_embeddings(&self) -> bool {
+        self.lm_head
+            .as_ref()
+            .and_then(Linear::dense)
+            .is_some_and(|w| w.id() == self.embed_tokens.id())
+    }
+
+    /// Every linear layer (projections, MLP, heads).
+    fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| {
+                let a = &mut l.self_attn;
+                let m = &mut l.mlp;
+                [
+                    &mut a.q_proj,
+                    &mut a.k_proj,
+                    &mut a.v_proj,
+                    &mut a.o_proj,
+                    &mut m.gate_proj,
+                    &mut m.up_proj,
+                    &mut m.down_proj,
+                ]
+            })
+            .chain(self.lm_head.iter_mut())
+            .chain(self.score.iter_mut())
+    }
+
+    /// Quantize every linear layer (and the LM head; a tied head gets its own
+    /// quantized copy while the embedding table stays dense for lookups).
+    /// Inference only. Every input dimension must be a multiple of the
+    /// format's block size (32 for Q8_0, 256 for Q4K).
+    pub fn quantize(&mut self, dtype: candle_core::quantized::GgmlDType) -> Result<()> {
+        let block = dtype.block_size();
+        for l in self.linears_mut() {
+            if let Some(w) = l.dense() {
+                let k = w.dim(1)?;
+                if k % block != 0 {
+                    candle_core::bail!(
+                        "cannot quantize to {dtype:?}: input dimension {k} is not a multiple of the block size {block}"
+                    );
+                }
+            }
+        }
+        for l in self.linears_mut() {
+            l.quantize(dtype)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of weights one decode step streams: every linear layer once
+    /// (a tied LM head is the embedding table; an untied input embedding is
+    /// only gathered, so it does not count).
+    pub fn weight_bytes_per_step(&self) -> u64 {
+        let layers = self.layers.iter().flat_map(|l| {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
+        });
+        layers
+            .chain(self.lm_head.iter())
+            .chain(self.score.iter())
+            .map(|l| l.weight_bytes() as u64)
+            .sum()
+    }
+
     fn num_kv_groups(&self) -> usize {
         self.cfg.num_attention_heads / self.cfg.num_kv_heads()
     }
@@ -495,7 +569,9 @@ impl Transformer {
             self.embed_tokens.clone(),
         )];
         let lin = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
-            out.push((format!("{name}.weight"), l.weight.clone()));
+            if let Some(w) = l.dense() {
+                out.push((format!("{name}.weight"), w.clone()));
+            }
             if let Some(b) = &l.bias {
                 out.push((format!("{name}.bias"), b.clone()));
             }
@@ -534,11 +610,7 @@ impl Transformer {
             ));
         }
         out.push(("model.norm.weight".into(), self.norm.weight.clone()));
-        let tied = self
-            .lm_head
-            .as_ref()
-            .is_some_and(|h| h.weight.id() == self.embed_tokens.id());
-        if let (Some(h), false) = (&self.lm_head, tied) {
+        if let (Some(h), false) = (&self.lm_head, self.tied_embeddings()) {
             lin(&mut out, "lm_head".into(), h);
         }
         if let Some(s) = &self.score {

@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn flags_beat_env_beat_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: ServeSettings,
+        }
+        // Only this test reads these variables.
+        std::env::set_var("QUORUM_MAX_ROLLOUTS", "7");
+        std::env::set_var("QUORUM_KEEPALIVE_SECS", "4");
+        let cli = Cli::try_parse_from(["t", "--max-n", "3", "--keepalive-secs", "5"]).unwrap();
+        std::env::remove_var("QUORUM_MAX_ROLLOUTS");
+        std::env::remove_var("QUORUM_KEEPALIVE_SECS");
+        let file: ConfigFile =
+            toml::from_str("[server]\nmax_n = 5\nmax_rollouts = 9\nmax_tokens = 11\n").unwrap();
+        let cfg = cli.s.or(file.server).resolve().unwrap();
+        assert_eq!(cfg.max_n, 3);
+        assert_eq!(cfg.max_rollouts, 7);
+        assert_eq!(cfg.max_tokens, 11);
+        assert_eq!(cfg.keepalive, Duration::from_secs(5));
+    }
+
+    #[test]
     fn shipped_config_file_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/server.toml");
         ServeSettings::from_file(&path).unwrap().resolve().unwrap();

@@ -194,3 +194,7 @@ impl RunningServer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod app_tests;

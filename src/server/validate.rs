@@ -98,10 +98,14 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         None,
         cfg,
     )?;
+    let mut kwargs = vendor.chat_template_kwargs.unwrap_or_default();
+    if let Some(tools) = req.tools.filter(|t| !t.is_null()) {
+        kwargs.entry("tools").or_insert(tools);
+    }
     Ok(ValidChatRequest {
         common,
         messages,
-        kwargs: vendor.chat_template_kwargs.unwrap_or_default(),
+        kwargs,
     })
 }
 

@@ -47,6 +47,10 @@ pub struct ChatFields {
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<usize>,
     pub response_format: Option<ResponseFormat>,
+    /// Tool definitions, handed to the chat template as `tools` (as HF and
+    /// vLLM do). Tool calls in the output are not parsed yet: they arrive
+    /// as text in `content`.
+    pub tools: Option<Value>,
 }
 
 /// One chat message as sent; `content` is a string, an array of parts or null.
