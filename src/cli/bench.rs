@@ -113,7 +113,10 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     let t = &out.timings;
     let report = DecodeReport {
         n: args.n,
-        weight_dtype: format!("{:?}", bundle.loaded.weight_dtype).to_lowercase(),
+        weight_dtype: match args.model.quantize {
+            Some(q) => format!("{q:?}").to_lowercase(),
+            None => format!("{:?}", bundle.loaded.weight_dtype).to_lowercase(),
+        },
         prompt_tokens: out.prompt_tokens,
         gen_tokens: args.gen_tokens,
         prefill_tokens_per_s: t.prefill_tokens_per_s,

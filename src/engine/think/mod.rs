@@ -2,7 +2,11 @@
 //! reasoning/content split ([`split`]).
 
 pub mod budget;
+pub mod resolve;
 pub mod split;
 
 pub use budget::{ThinkAction, ThinkControl, ThinkLimits, ThinkTokens};
+pub use resolve::{
+    resolve, soft_switch, EffortBudgets, ThinkConfig, ThinkError, ThinkPlan, ThinkRequest,
+};
 pub use split::{split_all, Field, ReasoningSplitter, SplitDelta};
