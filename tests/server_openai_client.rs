@@ -183,3 +183,53 @@ async fn several_models_are_addressed_by_id() {
     }
     srv.running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_stream_and_token_prompts() {
+    let srv = server_common::start(server_common::config()).await;
+    let c = client(&srv.base);
+    let req = CreateCompletionRequestArgs::default()
+        .model("tiny")
+        .prompt("Hello there")
+        .max_tokens(4u32)
+        .n(2)
+        .echo(true)
+        .seed(5)
+        .build()
+        .unwrap();
+    let mut stream = c
+        .completions()
+        .create_stream(req.clone())
+        .await
+        .expect("stream");
+    let mut text = [String::new(), String::new()];
+    let mut finished = [false, false];
+    while let Some(chunk) = stream.next().await {
+        for ch in chunk.expect("chunk").choices {
+            text[ch.index as usize].push_str(&ch.text);
+            finished[ch.index as usize] |= ch.finish_reason.is_some();
+        }
+    }
+    assert_eq!(finished, [true, true]);
+    let mut whole = req;
+    whole.stream = None;
+    let r = c.completions().create(whole).await.expect("completions");
+    for ch in &r.choices {
+        assert!(ch.text.starts_with("Hello there"), "{}", ch.text);
+        assert_eq!(ch.text, text[ch.index as usize]);
+    }
+
+    // A token-id prompt is used as given.
+    let body = serde_json::json!({"model": "tiny", "prompt": [9707, 1879], "max_tokens": 2});
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/completions", srv.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 2, "{v}");
+    srv.running.shutdown().await.unwrap();
+}

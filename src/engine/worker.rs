@@ -299,6 +299,11 @@ fn run(bundle: ModelBundle, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<En
             match job {
                 Ok(job) => {
                     metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    if job.events.is_closed() {
+                        // Cancelled while queued: never admitted.
+                        metrics.requests_cancelled.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     accept(&mut batcher, &mut senders, job, &eos);
                 }
                 Err(TryRecvError::Empty) => break,
@@ -317,9 +322,6 @@ fn accept(
     job: Job,
     eos: &Arc<[u32]>,
 ) {
-    if job.events.is_closed() {
-        return;
-    }
     let sink = ChannelSink {
         events: job.events.clone(),
     };

@@ -134,3 +134,103 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::ServerConfig;
+    use crate::server::state::AppState;
+    use crate::server::validate::ValidRequest;
+
+    /// Writes `tok:<rollout>:<text>` and `fin:<rollout>` so the order is visible.
+    struct Echo;
+
+    impl ChunkWriter for Echo {
+        fn start(&mut self) -> Vec<String> {
+            vec!["start".into()]
+        }
+        fn token(&mut self, r: usize, text: &str, _: &TokenLogprob) -> Option<String> {
+            Some(format!("tok:{r}:{text}"))
+        }
+        fn finish(&mut self, r: usize, _: FinishReason) -> Option<String> {
+            Some(format!("fin:{r}"))
+        }
+        fn usage(&mut self, u: Usage) -> String {
+            format!("usage:{}", u.total_tokens)
+        }
+    }
+
+    async fn body_of(events: Vec<EngineEvent>) -> String {
+        let state = AppState::new(ServerConfig::default());
+        let req = ValidRequest {
+            model: "m".into(),
+            n: 1,
+            rollouts: 1,
+            max_tokens: None,
+            params: Default::default(),
+            stream: true,
+            include_usage: true,
+            user: None,
+        };
+        let permit = state.admit().unwrap();
+        let record = RequestRecord::new(&state, permit, "id".into(), "test", &req);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for ev in events {
+            tx.send(ev).unwrap();
+        }
+        drop(tx);
+        let res = respond(rx, Echo, record, true, Duration::from_secs(60));
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn token(text: &str) -> EngineEvent {
+        EngineEvent::Token {
+            rollout: 0,
+            token: 1,
+            text: text.into(),
+            logprob: TokenLogprob {
+                token: 1,
+                logprob: 0.0,
+                top_logprobs: Vec::new(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn engine_error_mid_stream_is_an_error_event_without_done() {
+        let body = body_of(vec![
+            EngineEvent::Started {
+                prompt_tokens: 3,
+                cached_tokens: 0,
+            },
+            token("a"),
+            EngineEvent::Error("boom".into()),
+            token("never sent"),
+        ])
+        .await;
+        assert!(
+            body.starts_with("data: start\n\ndata: tok:0:a\n\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"data: {"error":{"message":"boom","type":"server_error""#),
+            "{body}"
+        );
+        assert!(
+            !body.contains("[DONE]") && !body.contains("never sent"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_vanished_engine_ends_the_stream_with_an_error() {
+        let body = body_of(vec![token("a")]).await;
+        assert!(
+            body.contains("service_unavailable") && !body.contains("[DONE]"),
+            "{body}"
+        );
+    }
+}

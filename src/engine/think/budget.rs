@@ -16,6 +16,28 @@ pub struct ThinkTokens {
     pub continuation: Vec<u32>,
 }
 
+impl ThinkTokens {
+    /// Encode a model's think texts: the budget text is
+    /// `{message}\n{end}\n\n` (Qwen3's convention: the answer follows a blank line).
+    pub fn encode(
+        tok: &crate::tokenizer::Tokenizer,
+        end_tag: &str,
+        budget_message: &str,
+        continuation: &str,
+    ) -> Result<Self, crate::tokenizer::TokenizerError> {
+        Ok(Self {
+            end: tok.encode(end_tag, false)?,
+            budget_forced: tok.encode(&format!("{budget_message}\n{end_tag}\n\n"), false)?,
+            continuation: tok.encode(continuation, false)?,
+        })
+    }
+}
+
+/// Whether a tokenizer knows both think tags as single tokens.
+pub fn tokenizer_supports_think(tok: &crate::tokenizer::Tokenizer, start: &str, end: &str) -> bool {
+    tok.token_to_id(start).is_some() && tok.token_to_id(end).is_some()
+}
+
 /// The limits of one rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThinkLimits {

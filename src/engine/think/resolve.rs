@@ -361,3 +361,80 @@ mod tests {
         assert_eq!(e.param, "min_thinking_tokens");
     }
 }
+
+/// Make the rendered prompt agree with the plan: thinking on means the
+/// think block is open when generation starts (the start tag is appended if
+/// the template did not open it, as DeepSeek-R1's template does), so thinking
+/// always starts and budgets count from the first token; thinking off on a
+/// think-capable model means an empty, closed block (what Qwen3's template
+/// writes for `enable_thinking=false`) if the template did not write one.
+pub fn apply_to_prompt(
+    prompt: &str,
+    plan: &ThinkPlan,
+    cfg: &ThinkConfig,
+    model_supports: bool,
+) -> String {
+    if !model_supports {
+        return prompt.to_string();
+    }
+    let (start, end) = (cfg.start_tag.as_str(), cfg.end_tag.as_str());
+    let open = match (prompt.rfind(start), prompt.rfind(end)) {
+        (Some(s), Some(e)) => s > e,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    // Only the tail after the generation prompt matters: look at what follows
+    // the last end tag (or the whole prompt).
+    let closed_empty_at_end = prompt.trim_end().ends_with(end)
+        && prompt
+            .rfind(start)
+            .is_some_and(|s| prompt[s + start.len()..].trim_start().starts_with(end));
+    match (plan.enabled, open) {
+        (true, true) => prompt.to_string(),
+        (true, false) => format!("{prompt}{start}\n"),
+        (false, true) => format!("{prompt}\n{end}\n\n"),
+        (false, false) if closed_empty_at_end => prompt.to_string(),
+        (false, false) => format!("{prompt}{start}\n\n{end}\n\n"),
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    fn plan(enabled: bool) -> ThinkPlan {
+        ThinkPlan {
+            enabled,
+            budget: None,
+            min_thinking_tokens: 0,
+            budget_message: String::new(),
+        }
+    }
+
+    #[test]
+    fn thinking_on_opens_the_block_once() {
+        let cfg = ThinkConfig::default();
+        let p = "<|im_start|>assistant\n";
+        assert_eq!(
+            apply_to_prompt(p, &plan(true), &cfg, true),
+            "<|im_start|>assistant\n<think>\n"
+        );
+        let opened = "<|im_start|>assistant\n<think>\n";
+        assert_eq!(apply_to_prompt(opened, &plan(true), &cfg, true), opened);
+    }
+
+    #[test]
+    fn thinking_off_keeps_the_templates_empty_block_or_adds_one() {
+        let cfg = ThinkConfig::default();
+        let qwen_off = "<|im_start|>assistant\n<think>\n\n</think>\n\n";
+        assert_eq!(
+            apply_to_prompt(qwen_off, &plan(false), &cfg, true),
+            qwen_off
+        );
+        assert_eq!(
+            apply_to_prompt("A: ", &plan(false), &cfg, true),
+            "A: <think>\n\n</think>\n\n"
+        );
+        assert_eq!(apply_to_prompt("A: ", &plan(false), &cfg, false), "A: ");
+    }
+}
