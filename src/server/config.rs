@@ -86,7 +86,12 @@ pub struct ServeSettings {
     #[arg(long, env = "QUORUM_DTYPE", value_enum)]
     pub dtype: Option<WeightDType>,
     /// Accepted API key (repeatable; env: comma-separated). With none, no auth.
-    #[arg(long = "api-key", env = "QUORUM_API_KEY", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        env = "QUORUM_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     #[serde(rename = "api_key")]
     pub api_keys: Option<Vec<String>>,
     /// File with one API key per line (`#` comments allowed).
