@@ -125,11 +125,94 @@ fn round_up(n: usize) -> usize {
     n.div_ceil(GROW_STEP) * GROW_STEP
 }
 
+/// A (heads, capacity, d) tensor whose first `len` positions per head are
+/// `t`'s. On CPU this is one pass over the prefix (no zero-fill of the copied
+/// part, no intermediate contiguous copy): forking a prompt's KV to N
+/// rollouts is on the time-to-first-token path.
 fn copy_prefix(t: &Tensor, len: usize, capacity: usize) -> Result<Tensor> {
-    let (h, _, d) = t.dims3()?;
+    let (h, old_cap, d) = t.dims3()?;
+    if t.device().is_cpu() && t.is_contiguous() {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let off = layout.start_offset();
+            macro_rules! copy {
+                ($ty:ty) => {{
+                    let src = cpu.as_slice::<$ty>()?;
+                    let mut out: Vec<$ty> = Vec::with_capacity(h * capacity * d);
+                    for head in 0..h {
+                        let start = off + head * old_cap * d;
+                        out.extend_from_slice(&src[start..start + len * d]);
+                        out.resize(
+                            (head + 1) * capacity * d,
+                            <$ty as candle_core::WithDType>::from_f64(0.0),
+                        );
+                    }
+                    return Tensor::from_vec(out, (h, capacity, d), t.device());
+                }};
+            }
+            match t.dtype() {
+                candle_core::DType::F32 => copy!(f32),
+                candle_core::DType::BF16 => copy!(half::bf16),
+                candle_core::DType::F16 => copy!(half::f16),
+                candle_core::DType::F64 => copy!(f64),
+                _ => {}
+            }
+        }
+    }
     let out = Tensor::zeros((h, capacity, d), t.dtype(), t.device())?;
     if len > 0 {
         out.slice_set(&t.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn kv(n: usize, seed: f32) -> Tensor {
+        let data: Vec<f32> = (0..2 * n * 3).map(|i| seed + i as f32).collect();
+        Tensor::from_vec(data, (2, n, 3), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fork_copies_the_committed_prefix_and_is_independent() {
+        let mut c = KvCache::new(1);
+        let (k, v) = (kv(5, 0.0), kv(5, 100.0));
+        c.append(0, &k, &v).unwrap();
+        c.commit(5);
+        let mut f = c.fork().unwrap();
+        assert_eq!(f.len(), 5);
+        let (fk, fv) = f.append(0, &kv(1, 1000.0), &kv(1, 2000.0)).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert_eq!(diff(&fk.narrow(1, 0, 5).unwrap(), &k), 0.0);
+        assert_eq!(diff(&fv.narrow(1, 0, 5).unwrap(), &v), 0.0);
+        // The original did not see the fork's token.
+        let (ok, _) = c.append(0, &kv(1, 7.0), &kv(1, 8.0)).unwrap();
+        assert_eq!(diff(&ok.narrow(1, 5, 1).unwrap(), &kv(1, 7.0)), 0.0);
+    }
+
+    #[test]
+    fn growth_keeps_contents_across_reallocations() {
+        let mut c = KvCache::new(2);
+        let mut all = Vec::new();
+        for step in 0..3 {
+            let n = 200;
+            let (k, v) = (kv(n, step as f32 * 10.0), kv(n, -(step as f32)));
+            for layer in 0..2 {
+                c.append(layer, &k, &v).unwrap();
+            }
+            c.commit(n);
+            all.push(k);
+        }
+        let expected = Tensor::cat(&all, 1).unwrap();
+        let (k, _) = c.append(0, &kv(1, 0.0), &kv(1, 0.0)).unwrap();
+        let got = k.narrow(1, 0, 600).unwrap();
+        let d = (got - expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0);
+        assert!(c.reserved_bytes() >= 2 * 2 * 601 * 3 * DType::F32.size_in_bytes());
+    }
 }
