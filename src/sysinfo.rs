@@ -38,20 +38,40 @@ pub fn read_bandwidth(bytes: usize, reps: usize) -> f64 {
         let t = Instant::now();
         let s: f32 = buf
             .par_chunks(1 << 16)
-            .map(|c| {
-                // Several accumulators so the sum is bound by loads, not the add chain.
-                let mut acc = [0f32; 16];
-                for chunk in c.chunks_exact(16) {
-                    for (a, x) in acc.iter_mut().zip(chunk) {
-                        *a += *x;
-                    }
-                }
-                acc.iter().sum::<f32>()
-            })
+            .map(sum_chunk)
             .sum();
         best = best.min(t.elapsed().as_secs_f64());
         sink += s;
     }
     std::hint::black_box(sink);
     (n * 4) as f64 / best
+}
+
+/// Sum with 16 independent accumulators, so the loop is bound by loads, not
+/// by the add chain; compiled for AVX2 when the CPU has it (the default
+/// target only vectorizes to SSE2, which would understate the bandwidth).
+fn sum_chunk(c: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available (checked just above).
+        return unsafe { sum_chunk_avx2(c) };
+    }
+    sum_chunk_generic(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_chunk_avx2(c: &[f32]) -> f32 {
+    sum_chunk_generic(c)
+}
+
+#[inline(always)]
+fn sum_chunk_generic(c: &[f32]) -> f32 {
+    let mut acc = [0f32; 32];
+    for chunk in c.chunks_exact(32) {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *a += *x;
+        }
+    }
+    acc.iter().sum::<f32>()
 }

@@ -36,23 +36,38 @@ pub(super) fn supported_bf16() -> bool {
 }
 
 /// f32 weights. See [`check_chunk`] for the argument contract.
-pub(super) fn chunk_f32(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [&mut [f32]]) {
+/// `xs` is the row stride of `x` (≥ k; see `matmul::XStride`).
+pub(super) fn chunk_f32(
+    x: &[f32],
+    xs: usize,
+    m: usize,
+    k: usize,
+    w: &[f32],
+    out: &mut [&mut [f32]],
+) {
     let rows = check_chunk(x, m, k, w, out);
     assert!(supported(), "AVX-512 path called on a CPU without AVX-512");
     // SAFETY: the CPU features were checked just above; `check_chunk`
     // guarantees `x` holds `m × k` and `w` holds `rows × k` elements, which
     // bounds every pointer the driver forms (rows `< m` of x, `< rows` of w,
     // columns `< k`).
-    unsafe { drive_f32(x.as_ptr(), m, k, w.as_ptr(), rows, out) }
+    unsafe { drive_f32(x.as_ptr(), xs, m, k, w.as_ptr(), rows, out) }
 }
 
 /// bf16 weights, widened to f32 in-register (exact: bf16 is the top half of
 /// an f32), f32 FMA accumulation.
-pub(super) fn chunk_bf16(x: &[f32], m: usize, k: usize, w: &[bf16], out: &mut [&mut [f32]]) {
+pub(super) fn chunk_bf16(
+    x: &[f32],
+    xs: usize,
+    m: usize,
+    k: usize,
+    w: &[bf16],
+    out: &mut [&mut [f32]],
+) {
     let rows = check_chunk(x, m, k, w, out);
     assert!(supported(), "AVX-512 path called on a CPU without AVX-512");
     // SAFETY: as in `chunk_f32`; `bf16` is `repr(transparent)` over `u16`.
-    unsafe { drive_bf16(x.as_ptr(), m, k, w.as_ptr().cast::<u16>(), rows, out) }
+    unsafe { drive_bf16(x.as_ptr(), xs, m, k, w.as_ptr().cast::<u16>(), rows, out) }
 }
 
 /// bf16 weights with `x` already rounded to bf16 (`xb`, `m × k`):
@@ -87,6 +102,7 @@ macro_rules! f32_lane_kernel {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
         unsafe fn $drive(
             x: *const f32,
+            xs: usize,
             m: usize,
             k: usize,
             w: *const $elem,
@@ -106,7 +122,7 @@ macro_rules! f32_lane_kernel {
                             $tile,
                             mb,
                             nb,
-                            (x.add(i * k), w.add(j * k), k, &mut *out, i, j)
+                            (x.add(i * xs), xs, w.add(j * k), k, &mut *out, i, j)
                         )
                     };
                     i += mb;
@@ -124,6 +140,7 @@ macro_rules! f32_lane_kernel {
         #[inline]
         unsafe fn $tile<const M: usize, const N: usize>(
             x: *const f32,
+            xs: usize,
             w: *const $elem,
             k: usize,
             out: &mut [&mut [f32]],
@@ -148,7 +165,7 @@ macro_rules! f32_lane_kernel {
                 }
                 for (ii, acc_i) in acc.iter_mut().enumerate() {
                     // SAFETY: p + 16 ≤ k, row ii < M.
-                    let xv = unsafe { _mm512_loadu_ps(x.add(ii * k + p)) };
+                    let xv = unsafe { _mm512_loadu_ps(x.add(ii * xs + p)) };
                     for (a, v) in acc_i.iter_mut().zip(&wv) {
                         *a = _mm512_fmadd_ps(xv, *v, *a);
                     }
@@ -164,7 +181,7 @@ macro_rules! f32_lane_kernel {
                 }
                 for (ii, acc_i) in acc.iter_mut().enumerate() {
                     // SAFETY: as above.
-                    let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(ii * k + p)) };
+                    let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(ii * xs + p)) };
                     for (a, v) in acc_i.iter_mut().zip(&wv) {
                         *a = _mm512_fmadd_ps(xv, *v, *a);
                     }

@@ -147,12 +147,13 @@ pub fn matmul_xwt_f32_with(
     out: &mut [f32],
 ) -> Result<(), KernelError> {
     validate(isa, x.len(), m, k, w.len(), n, out.len())?;
+    let (xp, xs) = padded_rows(x, m, k);
     let kernel = |wc: &[f32], rows: &mut [&mut [f32]]| match isa {
         Isa::Portable => portable::chunk_f32(x, m, k, wc, rows),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::avx2::chunk_f32(x, m, k, wc, rows),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx512Bf16 => super::avx512::chunk_f32(x, m, k, wc, rows),
+        Isa::Avx512 | Isa::Avx512Bf16 => super::avx512::chunk_f32(&xp, xs, m, k, wc, rows),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("validated as unsupported"),
     };
@@ -192,12 +193,13 @@ pub fn matmul_xwt_bf16_with(
         Vec::new()
     };
     let xb = &xb;
+    let (xp, xs) = padded_rows(x, m, k);
     let kernel = |wc: &[bf16], rows: &mut [&mut [f32]]| match isa {
         Isa::Portable => portable::chunk_bf16(x, m, k, wc, rows),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::avx2::chunk_bf16(x, m, k, wc, rows),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => super::avx512::chunk_bf16(x, m, k, wc, rows),
+        Isa::Avx512 => super::avx512::chunk_bf16(&xp, xs, m, k, wc, rows),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Bf16 => super::avx512::chunk_bf16_dp(xb, m, k, wc, rows),
         #[cfg(not(target_arch = "x86_64"))]
@@ -205,6 +207,23 @@ pub fn matmul_xwt_bf16_with(
     };
     run_split(m, k, w, n, out, &kernel);
     Ok(())
+}
+
+/// A copy of `x` whose rows are not a multiple of 4 KiB apart, with its
+/// row stride. When k·4 bytes is a multiple of 4 KiB (k = 1024, 3072, ...),
+/// the M rows of x and the N weight rows a tile reads all map to the same L1
+/// set at every step and evict each other; a 64-byte skew per row spreads
+/// them. One row (decode of a single sequence) needs no copy.
+fn padded_rows(x: &[f32], m: usize, k: usize) -> (std::borrow::Cow<'_, [f32]>, usize) {
+    if m <= 1 || k == 0 {
+        return (std::borrow::Cow::Borrowed(x), k);
+    }
+    let xs = k.next_multiple_of(16) + 16;
+    let mut out = vec![0f32; m * xs];
+    for (dst, src) in out.chunks_mut(xs).zip(x.chunks(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    (std::borrow::Cow::Owned(out), xs)
 }
 
 /// Checks the ISA and every slice length against `(m, k, n)` before any work.
