@@ -34,6 +34,7 @@ fn ours(bundle: &ModelBundle, prompt: &[u32], gen: usize) -> Run {
             ..SamplingParams::greedy()
         },
         eos_token_ids: vec![],
+        think: None,
     };
     let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |_| true)
         .expect("generate");

@@ -26,6 +26,7 @@ fn run(b: &ModelBundle, n: usize, params: SamplingParams) -> GroupOutput {
         n,
         params,
         eos_token_ids: b.eos_token_ids.clone(),
+        think: None,
     };
     generate_group(&b.loaded.model, &b.tokenizer, &req, &mut |_| true).unwrap()
 }

@@ -87,6 +87,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
             ..SamplingParams::greedy()
         },
         eos_token_ids: bundle.eos_token_ids.clone(),
+        think: None,
     };
     let model = &bundle.loaded.model;
     // Warm-up: page the weights in, size the pools.

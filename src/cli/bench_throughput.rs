@@ -151,6 +151,7 @@ fn run_requests(
                                 seed: Some(0),
                                 ..SamplingParams::greedy()
                             },
+                            think: None,
                         };
                         let sample = one_request(engine, req)?;
                         samples

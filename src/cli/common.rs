@@ -21,7 +21,7 @@ pub struct ModelArgs {
     /// HF model directory (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).
     #[arg(long, env = "QUORUM_MODEL")]
     pub model: PathBuf,
-    /// Storage dtype of weight matrices (default: f32 on CPU, the checkpoint's on GPU).
+    /// Storage dtype of weight matrices (default on CPU: bf16 checkpoints stay bf16, others f32; on GPU: the checkpoint's).
     #[arg(long, env = "QUORUM_DTYPE", value_enum)]
     pub dtype: Option<WeightDType>,
     #[arg(long, env = "QUORUM_DEVICE", value_enum, default_value_t = DeviceArg::Cpu)]

@@ -88,6 +88,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         n: args.n,
         params,
         eos_token_ids: bundle.eos_token_ids.clone(),
+        think: None,
     };
     let stream = !args.json && args.n == 1;
     let mut stdout = std::io::stdout();

@@ -10,7 +10,7 @@ use super::sampler::SamplingParams;
 use super::sequence::{FinishReason, TokenLogprob};
 
 /// One generation request: `n` rollouts of one tokenized prompt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
     /// Request id, for logs.
     pub id: String,
@@ -19,6 +19,8 @@ pub struct GenerateRequest {
     pub n: usize,
     /// Validated sampling parameters; `max_tokens` is set by the caller.
     pub params: SamplingParams,
+    /// Think mode (budgets, minimum); `None`: plain generation.
+    pub think: Option<super::think::ThinkSpec>,
 }
 
 /// Events of one request, in order: `Started`, any number of `Token` and

@@ -11,6 +11,7 @@ use super::prefix_cache::PrefixCache;
 use super::rollout::GroupOutput;
 use super::sampler::SamplingParams;
 use super::scheduler::{GroupId, GroupShape, ScheduleError, Scheduler, SchedulerConfig, Work};
+use super::think::ThinkSpec;
 use super::worker::EngineMetrics;
 
 mod step;
@@ -101,6 +102,22 @@ impl<'a> Batcher<'a> {
         stop_ids: Arc<[u32]>,
         sink: Box<dyn GroupSink + 'a>,
     ) -> Result<GroupId, EngineError> {
+        self.submit_think(prompt, n, params, stop_ids, None, sink)
+    }
+
+    /// [`Self::submit`] with think mode: each rollout gets a
+    /// [`super::think::ThinkControl`] capped at the group's `max_new`.
+    /// Forced tokens count against `max_new`, so the KV reservation of
+    /// `n · (prompt + max_new)` still holds.
+    pub fn submit_think(
+        &mut self,
+        prompt: Vec<u32>,
+        n: usize,
+        params: SamplingParams,
+        stop_ids: Arc<[u32]>,
+        think: Option<ThinkSpec>,
+        sink: Box<dyn GroupSink + 'a>,
+    ) -> Result<GroupId, EngineError> {
         let prompt_len = prompt.len();
         if prompt_len == 0 {
             return Err(EngineError::EmptyPrompt);
@@ -137,7 +154,8 @@ impl<'a> Batcher<'a> {
             }
         })?;
         self.next_id += 1;
-        let g = ActiveGroup::new(id, prompt, n, params, max_new, stop_ids, sink);
+        let mut g = ActiveGroup::new(id, prompt, n, params, max_new, stop_ids, sink);
+        g.think = think;
         self.waiting.push(g);
         self.admit();
         self.publish_gauges();
@@ -211,11 +229,15 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// Cancel groups whose consumer left (running or still queued).
+    /// Cancel groups whose consumer left (running or still queued), and
+    /// single rollouts their consumer flagged (their KV reservation is
+    /// returned to the scheduler at once).
     fn reap_closed(&mut self) {
         for g in &mut self.groups {
             if g.sink.is_closed() {
                 g.cancelled = true;
+            } else if g.cache.is_none() && g.cancel_flagged() > 0 {
+                self.sched.set_live(g.id, g.live());
             }
         }
         let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)

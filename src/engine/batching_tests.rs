@@ -64,6 +64,7 @@ fn cold(b: &ModelBundle, prompt: &[u32], n: usize, p: &SamplingParams) -> GroupO
         n,
         params: p.clone(),
         eos_token_ids: b.eos_token_ids.clone(),
+        think: None,
     };
     generate_group(&b.loaded.model, &b.tokenizer, &req, &mut |_| true).expect("generate")
 }

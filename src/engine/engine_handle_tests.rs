@@ -24,6 +24,7 @@ fn request(len: usize, salt: u32, n: usize, max_tokens: usize) -> GenerateReques
         prompt_ids: prompt(len, salt),
         n,
         params: params(None, max_tokens),
+        think: None,
     }
 }
 

@@ -11,6 +11,7 @@ use super::rollout::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::GroupId;
 use super::sequence::{FinishReason, Sequence};
+use super::think::ThinkSpec;
 use super::EngineError;
 use crate::model::{KvCache, SeqInput};
 use crate::tokenizer::Tokenizer;
@@ -24,6 +25,16 @@ pub trait GroupSink {
     fn token(&mut self, ev: TokenEvent<'_>) -> bool;
     /// Whether the consumer has left; polled between steps.
     fn is_closed(&self) -> bool;
+    /// Rollouts the consumer wants stopped (see [`super::cancel::CancelSet`]);
+    /// polled between steps. Default: none.
+    fn cancel_set(&self) -> Option<&super::cancel::CancelSet> {
+        None
+    }
+    /// Rollout `rollout` ended without a token (cancelled through the
+    /// cancel set). `false` when the consumer is gone.
+    fn rollout_finished(&mut self, _rollout: usize, _reason: FinishReason) -> bool {
+        true
+    }
 }
 
 pub struct ActiveGroup<'s> {
@@ -33,6 +44,9 @@ pub struct ActiveGroup<'s> {
     pub params: SamplingParams,
     pub max_new: usize,
     stop_ids: Arc<[u32]>,
+    /// Think mode of every rollout (one control each, capped at `max_new`);
+    /// set after [`Self::new`].
+    pub think: Option<ThinkSpec>,
     /// The prompt KV while it is being prefilled.
     pub cache: Option<KvCache>,
     pub cached_tokens: usize,
@@ -68,6 +82,7 @@ impl<'s> ActiveGroup<'s> {
             params,
             max_new,
             stop_ids,
+            think: None,
             cache: None,
             cached_tokens: 0,
             seqs: Vec::with_capacity(n),
@@ -109,8 +124,8 @@ impl<'s> ActiveGroup<'s> {
                 .sum::<usize>()
     }
 
-    /// Mark (in `mask`, indexed by rollout) up to `count` rollouts with a
-    /// pending token, rotating so that a capped group serves all in turn.
+    /// Mark (in `mask`, indexed by rollout) up to `count` rollouts with
+    /// pending tokens, rotating so that a capped group serves all in turn.
     pub fn pick_decode(&mut self, count: usize, mask: &mut Vec<bool>) {
         mask.clear();
         mask.resize(self.seqs.len(), false);
@@ -119,7 +134,7 @@ impl<'s> ActiveGroup<'s> {
         for k in 0..len {
             let i = (self.cursor + k) % len;
             let s = &self.seqs[i];
-            if left > 0 && !s.is_finished() && s.pending.is_some() {
+            if left > 0 && !s.is_finished() && !s.pending.is_empty() {
                 mask[i] = true;
                 left -= 1;
             }
@@ -133,13 +148,13 @@ impl<'s> ActiveGroup<'s> {
     }
 
     /// Add this group's inputs to a forward: the prompt tokens
-    /// `start..start + len` on the prompt cache, then one pending token per
-    /// rollout marked in `mask` (`pending` holds those tokens, in order).
+    /// `start..start + len` on the prompt cache, then the pending tokens of
+    /// each rollout marked in `mask` (one sampled token, or several forced
+    /// ones: the forward takes any number of new tokens per sequence).
     pub fn push_inputs<'a>(
         &'a mut self,
         prefill: Option<(usize, usize)>,
         mask: &[bool],
-        pending: &'a [[u32; 1]],
         out: &mut Vec<SeqInput<'a>>,
     ) {
         if let Some((start, len)) = prefill {
@@ -154,9 +169,9 @@ impl<'s> ActiveGroup<'s> {
             .zip(mask)
             .filter(|(_, m)| **m)
             .map(|(s, _)| s);
-        for (seq, token) in marked.zip(pending) {
+        for seq in marked {
             out.push(SeqInput {
-                tokens: token,
+                tokens: &seq.pending,
                 cache: Some(&mut seq.cache),
             });
         }
@@ -198,23 +213,39 @@ impl<'s> ActiveGroup<'s> {
         for (i, cache) in caches.into_iter().enumerate() {
             let mut sampler = Sampler::new(self.params.clone(), i as u64);
             sampler.observe_prompt(&self.prompt);
-            self.seqs.push(Sequence::new(
+            let mut seq = Sequence::new(
                 i,
                 cache,
                 sampler,
                 self.max_new,
                 self.stop_ids.clone(),
                 &self.prompt,
-            ));
+            );
+            seq.think = self.think.as_ref().map(|t| t.control(self.max_new));
+            self.seqs.push(seq);
+        }
+        // A zero thinking budget: the budget text replaces the first sample.
+        let mut forced = Vec::with_capacity(self.seqs.len());
+        for s in &mut self.seqs {
+            forced.push(s.initial_force(tok)?);
         }
         // Each sampler uses its row as scratch, so each gets its own copy.
         let sampled = self
             .seqs
             .par_iter_mut()
-            .map(|s| s.sampler.sample(&mut row.to_vec()))
+            .zip(&forced)
+            .map(|(s, f)| match f {
+                Some(_) => Ok(None),
+                None => s.sampler.sample(&mut row.to_vec()).map(Some),
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        for (i, sampled) in sampled.into_iter().enumerate() {
-            if !self.accept(i, sampled, tok)? {
+        for (i, (sampled, forced)) in sampled.into_iter().zip(forced).enumerate() {
+            let alive = match (sampled, forced) {
+                (Some(sampled), _) => self.accept(i, sampled, tok)?,
+                (None, Some(texts)) => self.emit(i, texts),
+                (None, None) => true,
+            };
+            if !alive {
                 self.cancel();
                 break;
             }
@@ -223,31 +254,70 @@ impl<'s> ActiveGroup<'s> {
         Ok(())
     }
 
-    /// Take rollout `i`'s sampled token and stream it; frees the rollout's KV
-    /// when it finishes. Returns `false` when the consumer is gone.
+    /// Take rollout `i`'s sampled token (or the tokens think mode forces in
+    /// its place) and stream them; frees the rollout's KV when it finishes.
+    /// Returns `false` when the consumer is gone.
     pub fn accept(
         &mut self,
         i: usize,
         sampled: super::sampler::Sampled,
         tok: &Tokenizer,
     ) -> Result<bool, EngineError> {
+        let texts = self.seqs[i].accept(sampled, tok)?;
+        Ok(self.emit(i, texts))
+    }
+
+    /// Stream the tokens rollout `i` just appended (`texts`: one per token),
+    /// one event each; the finish reason rides on the last.
+    fn emit(&mut self, i: usize, texts: Vec<String>) -> bool {
         let seq = &mut self.seqs[i];
-        seq.pending = None;
-        let text = seq.accept(sampled, tok)?;
         if seq.is_finished() {
             // Leave the batch now: the KV cache is no longer needed.
             seq.cache = KvCache::new(0);
             self.finished_ms[i] = ms(self.submitted.elapsed());
         }
-        let last = seq.logprobs.last();
-        Ok(self.sink.token(TokenEvent {
-            rollout: seq.index,
-            token: last.map_or(0, |l| l.token),
-            logprob: last.map_or(0.0, |l| l.logprob),
-            top_logprobs: last.map_or(&[][..], |l| &l.top_logprobs[..]),
-            text: &text,
-            finish: seq.finish,
-        }))
+        let appended = &seq.logprobs[seq.logprobs.len().saturating_sub(texts.len())..];
+        let count = texts.len();
+        let mut alive = true;
+        for (k, (text, lp)) in texts.iter().zip(appended).enumerate() {
+            alive = self.sink.token(TokenEvent {
+                rollout: seq.index,
+                token: lp.token,
+                logprob: lp.logprob,
+                top_logprobs: &lp.top_logprobs,
+                text,
+                finish: if k + 1 == count { seq.finish } else { None },
+            });
+            if !alive {
+                break;
+            }
+        }
+        alive
+    }
+
+    /// Stop the live rollouts flagged in the sink's cancel set (each ends
+    /// `Cancelled`, its KV freed, the consumer told); returns how many.
+    pub fn cancel_flagged(&mut self) -> usize {
+        let flagged: Vec<usize> = match self.sink.cancel_set() {
+            Some(set) if set.any() => self
+                .seqs
+                .iter()
+                .filter(|s| !s.is_finished() && set.is_cancelled(s.index))
+                .map(|s| s.index)
+                .collect(),
+            _ => return 0,
+        };
+        let elapsed = ms(self.submitted.elapsed());
+        for &i in &flagged {
+            if let Some(s) = self.seqs.iter_mut().find(|s| s.index == i) {
+                s.cancel();
+                self.finished_ms[i] = elapsed;
+            }
+            if !self.sink.rollout_finished(i, FinishReason::Cancelled) {
+                self.cancelled = true;
+            }
+        }
+        flagged.len()
     }
 
     /// End every unfinished rollout as cancelled and free all KV.
@@ -282,7 +352,10 @@ impl<'s> ActiveGroup<'s> {
             .into_iter()
             .map(|s| {
                 let total_ms = finished_ms.get(s.index).copied().unwrap_or(0.0);
+                let think = s.think.as_ref();
                 RolloutOutput {
+                    reasoning_tokens: think.map_or(0, |t| t.reasoning_tokens()),
+                    thinking_budget_cut: think.is_some_and(|t| t.budget_cut()),
                     index: s.index,
                     mean_logprob: s.mean_logprob(),
                     finish_reason: s.finish.unwrap_or(FinishReason::Length),

@@ -4,10 +4,12 @@
 pub mod api;
 pub mod batch;
 pub mod bundle;
+pub mod cancel;
 pub mod group;
 pub mod memory;
 pub mod prefix_cache;
 pub mod reward;
+pub mod reward_worker;
 pub mod rollout;
 pub mod sampler;
 pub mod scheduler;
@@ -19,11 +21,16 @@ pub mod worker;
 #[cfg(test)]
 mod batching_tests;
 #[cfg(test)]
+mod cancel_tests;
+#[cfg(test)]
 mod engine_handle_tests;
+#[cfg(test)]
+mod think_tests;
 
 pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
 pub use batch::{BatchConfig, Batcher};
 pub use bundle::{BundleError, ModelBundle};
+pub use cancel::CancelSet;
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

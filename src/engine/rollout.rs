@@ -10,13 +10,14 @@ use super::batch::{BatchConfig, Batcher};
 use super::group::GroupSink;
 use super::sampler::SamplingParams;
 use super::sequence::{FinishReason, TokenLogprob};
+use super::think::ThinkSpec;
 use super::worker::EngineMetrics;
 use super::EngineError;
 use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
 
 /// What to generate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GroupRequest {
     pub prompt_ids: Vec<u32>,
     /// Number of rollouts.
@@ -24,6 +25,8 @@ pub struct GroupRequest {
     pub params: SamplingParams,
     /// EOS ids of the model (config + generation_config + tokenizer).
     pub eos_token_ids: Vec<u32>,
+    /// Think mode (budgets, minimum); `None`: plain generation.
+    pub think: Option<ThinkSpec>,
 }
 
 /// One finished rollout.
@@ -36,6 +39,11 @@ pub struct RolloutOutput {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logprobs: Vec<TokenLogprob>,
     pub mean_logprob: Option<f64>,
+    /// Tokens spent thinking (0 without think mode); see
+    /// [`super::think::ThinkControl::reasoning_tokens`].
+    pub reasoning_tokens: usize,
+    /// Thinking was ended by the budget (or the answer reserve).
+    pub thinking_budget_cut: bool,
     /// Milliseconds from submission to this rollout's first token.
     pub ttft_ms: f64,
     /// Milliseconds from submission to this rollout's last token.
@@ -98,11 +106,12 @@ pub fn generate_group(
         on_token,
         closed: false,
     };
-    batcher.submit(
+    batcher.submit_think(
         req.prompt_ids.clone(),
         req.n,
         req.params.clone(),
         req.eos_token_ids.clone().into(),
+        req.think.clone(),
         Box::new(sink),
     )?;
     while !batcher.is_idle() {

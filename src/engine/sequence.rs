@@ -1,10 +1,17 @@
 //! One rollout: its KV cache, sampler, generated tokens and the text emitted
 //! so far (incrementally detokenized, stop strings held back and removed).
+//!
+//! With think mode, a sampled token may be replaced by several *forced*
+//! tokens (the budget text, a continuation word): they are appended to the
+//! output like sampled ones (detokenized, stop-checked, counted against
+//! `max_tokens`) with logprob 0.0 and no alternatives, and all of them are
+//! fed to the model together in the next step of the ragged batch.
 
 use serde::Serialize;
 
 use super::sampler::{Sampled, Sampler};
 use super::stop::StopMatcher;
+use super::think::{ThinkAction, ThinkControl};
 use super::EngineError;
 use crate::model::KvCache;
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
@@ -49,8 +56,11 @@ pub struct Sequence {
     /// Emitted text: stop strings removed, held-back partial matches excluded.
     pub text: String,
     pub finish: Option<FinishReason>,
-    /// Token sampled but not yet run through the model.
-    pub pending: Option<u32>,
+    /// Tokens appended but not yet run through the model: the last sampled
+    /// one, or the tokens forced in its place (empty once finished).
+    pub pending: Vec<u32>,
+    /// Think-mode control (budgets, minimum); `None` without think mode.
+    pub think: Option<ThinkControl>,
     max_tokens: usize,
     stop_ids: std::sync::Arc<[u32]>,
     detok: IncrementalDecoder,
@@ -75,7 +85,8 @@ impl Sequence {
             logprobs: Vec::new(),
             text: String::new(),
             finish: None,
-            pending: None,
+            pending: Vec::new(),
+            think: None,
             max_tokens,
             stop_ids,
             detok: IncrementalDecoder::with_context(prompt_ids, true),
@@ -88,25 +99,93 @@ impl Sequence {
     }
 
     /// Sample from this sequence's logits row and take the token.
-    /// Returns the newly emitted text.
+    /// Returns the newly emitted text of each appended token.
     pub fn sample_and_accept(
         &mut self,
         logits: &mut [f32],
         tok: &Tokenizer,
-    ) -> Result<String, EngineError> {
+    ) -> Result<Vec<String>, EngineError> {
         let sampled = self.sampler.sample(logits)?;
         self.accept(sampled, tok)
     }
 
-    /// Take a sampled token: record it, detokenize, check stop conditions.
-    pub fn accept(&mut self, sampled: Sampled, tok: &Tokenizer) -> Result<String, EngineError> {
-        let token = sampled.token;
+    /// Take a sampled token: think control decides whether it is appended as
+    /// is or replaced by forced tokens. Returns the newly emitted text of
+    /// each appended token (one entry per token; fewer than forced when the
+    /// rollout finished part-way).
+    pub fn accept(
+        &mut self,
+        sampled: Sampled,
+        tok: &Tokenizer,
+    ) -> Result<Vec<String>, EngineError> {
+        self.pending.clear();
+        let action = match &mut self.think {
+            Some(c) => c.on_sampled(sampled.token),
+            None => ThinkAction::Keep,
+        };
+        match action {
+            ThinkAction::Force(tokens) if !tokens.is_empty() => {
+                let mut texts = Vec::with_capacity(tokens.len());
+                let mut rest = &tokens[..];
+                // The sampled token keeps its logprob when it leads the forced run.
+                if tokens[0] == sampled.token {
+                    let s = sampled;
+                    texts.push(self.push(s.token, s.logprob, s.top_logprobs, tok)?);
+                    rest = &tokens[1..];
+                }
+                self.force_tokens(rest.iter().copied(), tok, texts)
+            }
+            // An empty forced run cannot happen with non-empty think texts;
+            // keeping the token is the only way to make progress.
+            ThinkAction::Force(_) | ThinkAction::Keep => Ok(vec![self.push(
+                sampled.token,
+                sampled.logprob,
+                sampled.top_logprobs,
+                tok,
+            )?]),
+        }
+    }
+
+    /// Before the first sample: a zero thinking budget forces the budget
+    /// text at once. Returns the emitted texts, or `None` (sample as usual).
+    pub fn initial_force(&mut self, tok: &Tokenizer) -> Result<Option<Vec<String>>, EngineError> {
+        let Some(tokens) = self.think.as_mut().and_then(ThinkControl::initial_force) else {
+            return Ok(None);
+        };
+        self.pending.clear();
+        self.force_tokens(tokens.into_iter(), tok, Vec::new())
+            .map(Some)
+    }
+
+    fn force_tokens(
+        &mut self,
+        tokens: impl Iterator<Item = u32>,
+        tok: &Tokenizer,
+        mut texts: Vec<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        for t in tokens {
+            if self.is_finished() {
+                break;
+            }
+            texts.push(self.push(t, 0.0, Vec::new(), tok)?);
+        }
+        Ok(texts)
+    }
+
+    /// Append one token: record it, detokenize, check stop conditions.
+    fn push(
+        &mut self,
+        token: u32,
+        logprob: f32,
+        top_logprobs: Vec<(u32, f32)>,
+        tok: &Tokenizer,
+    ) -> Result<String, EngineError> {
         self.sampler.observe(token);
         self.output_ids.push(token);
         self.logprobs.push(TokenLogprob {
             token,
-            logprob: sampled.logprob,
-            top_logprobs: sampled.top_logprobs,
+            logprob,
+            top_logprobs,
         });
         let is_stop_token = self.sampler.is_stop_token(token, &self.stop_ids);
         let mut emitted = String::new();
@@ -124,9 +203,10 @@ impl Sequence {
             self.finish = Some(FinishReason::Length);
         }
         match self.finish {
-            Some(FinishReason::Stop) if !is_stop_token => {}
+            Some(FinishReason::Stop) if !is_stop_token => self.pending.clear(),
             Some(_) => {
                 // Ended for a reason other than a stop string: release held-back text.
+                self.pending.clear();
                 let tail = self.detok.finish(tok)?;
                 let out = self.stop.push(&tail);
                 emitted.push_str(&out.emit);
@@ -134,7 +214,7 @@ impl Sequence {
                     emitted.push_str(&self.stop.flush());
                 }
             }
-            None => self.pending = Some(token),
+            None => self.pending.push(token),
         }
         self.text.push_str(&emitted);
         Ok(emitted)
@@ -145,7 +225,7 @@ impl Sequence {
         if self.finish.is_none() {
             self.finish = Some(FinishReason::Cancelled);
         }
-        self.pending = None;
+        self.pending.clear();
         self.cache = KvCache::new(0);
     }
 

@@ -18,9 +18,11 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
 use super::batch::{BatchConfig, Batcher, Completion};
 use super::bundle::ModelBundle;
+use super::cancel::CancelSet;
 use super::group::GroupSink;
 use super::rollout::TokenEvent;
 use super::scheduler::{GroupId, SchedulerConfig};
+use super::sequence::FinishReason;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -91,6 +93,8 @@ pub struct EngineMetrics {
 struct Job {
     req: GenerateRequest,
     events: UnboundedSender<EngineEvent>,
+    /// Per-rollout cancellation ([`EngineHandle::submit_cancellable`]).
+    cancel: Option<Arc<CancelSet>>,
 }
 
 /// Cloneable handle to the engine thread.
@@ -162,6 +166,25 @@ impl EngineHandle {
         &self,
         req: GenerateRequest,
     ) -> Result<UnboundedReceiver<EngineEvent>, SubmitError> {
+        self.submit_inner(req, None)
+    }
+
+    /// [`Self::submit`], plus `cancel`: raising a rollout's flag stops that
+    /// rollout alone (it ends `Cancelled`, its KV is freed) while the others
+    /// go on — adaptive answer selection stops rollouts it no longer needs.
+    pub fn submit_cancellable(
+        &self,
+        req: GenerateRequest,
+        cancel: Arc<CancelSet>,
+    ) -> Result<UnboundedReceiver<EngineEvent>, SubmitError> {
+        self.submit_inner(req, Some(cancel))
+    }
+
+    fn submit_inner(
+        &self,
+        req: GenerateRequest,
+        cancel: Option<Arc<CancelSet>>,
+    ) -> Result<UnboundedReceiver<EngineEvent>, SubmitError> {
         let needed = kv_tokens_needed(&req, self.info.context_length);
         if needed > self.info.kv_budget_tokens {
             self.metrics
@@ -173,7 +196,11 @@ impl EngineHandle {
             });
         }
         let (events, rx) = unbounded_channel();
-        match self.tx.try_send(Job { req, events }) {
+        match self.tx.try_send(Job {
+            req,
+            events,
+            cancel,
+        }) {
             Ok(()) => {
                 self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
                 Ok(rx)
@@ -236,6 +263,7 @@ fn plan_memory(bundle: &ModelBundle, cfg: &EngineConfig) -> (ModelInfo, BatchCon
 /// Streams a group's events to its request's channel.
 struct ChannelSink {
     events: UnboundedSender<EngineEvent>,
+    cancel: Option<Arc<CancelSet>>,
 }
 
 impl GroupSink for ChannelSink {
@@ -277,6 +305,19 @@ impl GroupSink for ChannelSink {
 
     fn is_closed(&self) -> bool {
         self.events.is_closed()
+    }
+
+    fn cancel_set(&self) -> Option<&CancelSet> {
+        self.cancel.as_deref()
+    }
+
+    fn rollout_finished(&mut self, rollout: usize, finish_reason: FinishReason) -> bool {
+        self.events
+            .send(EngineEvent::RolloutFinished {
+                rollout,
+                finish_reason,
+            })
+            .is_ok()
     }
 }
 
@@ -326,13 +367,15 @@ fn accept(
 ) {
     let sink = ChannelSink {
         events: job.events.clone(),
+        cancel: job.cancel,
     };
     let req = job.req;
-    match batcher.submit(
+    match batcher.submit_think(
         req.prompt_ids,
         req.n,
         req.params,
         eos.clone(),
+        req.think,
         Box::new(sink),
     ) {
         Ok(id) => {

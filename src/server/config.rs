@@ -8,12 +8,15 @@
 //! [`ServeSettings::resolve`] fills the remaining gaps with the defaults below
 //! (CLI > env > file > default).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::think::ReasoningField;
+use crate::engine::think::ThinkConfig;
 use crate::model::WeightDType;
 
 /// Defaults, next to nothing else so they are easy to audit.
@@ -124,6 +127,22 @@ pub struct ServeSettings {
     /// `Retry-After` seconds sent with 429 [default: 1].
     #[arg(long, env = "QUORUM_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u64>,
+    /// Response field of the reasoning text [default: reasoning_content].
+    #[arg(long, env = "QUORUM_REASONING_FIELD", value_enum)]
+    pub reasoning_field: Option<ReasoningField>,
+    /// Think mode per model id, TOML only: `[server.think.ID]` (`"*"`: every
+    /// model), the fields of [`ThinkConfig`].
+    #[arg(skip)]
+    pub think: Option<BTreeMap<String, ThinkConfig>>,
+    /// Reward model directory (`*ForSequenceClassification`) for the
+    /// `best_of_n` / `weighted_majority` selection strategies and `/v1/score`.
+    #[arg(long, env = "QUORUM_REWARD_MODEL")]
+    pub reward_model: Option<PathBuf>,
+    /// Per-model selection defaults, TOML only: `[server.defaults.ID]`
+    /// (`"*"`: every model) with `rollouts`, `selection`, `reward_model`.
+    #[arg(skip)]
+    pub defaults:
+        Option<std::collections::BTreeMap<String, crate::server::selection::ModelDefaults>>,
 }
 
 /// The TOML file: settings live under `[server]`.
@@ -188,6 +207,10 @@ impl ServeSettings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             keepalive_secs: self.keepalive_secs.or(lower.keepalive_secs),
             retry_after_secs: self.retry_after_secs.or(lower.retry_after_secs),
+            reasoning_field: self.reasoning_field.or(lower.reasoning_field),
+            think: self.think.or(lower.think),
+            reward_model: self.reward_model.or(lower.reward_model),
+            defaults: self.defaults.or(lower.defaults),
         }
     }
 
@@ -255,7 +278,17 @@ impl ServeSettings {
                     .max(1),
             ),
             retry_after_secs: self.retry_after_secs.unwrap_or(defaults::RETRY_AFTER_SECS),
+            reasoning_field: self.reasoning_field.unwrap_or_default(),
+            think: self.think.unwrap_or_default(),
+            reward_model: self.reward_model,
+            defaults: self.defaults.unwrap_or_default(),
         };
+        crate::server::selection::options::check_defaults(&cfg.defaults).map_err(|message| {
+            ConfigError::Invalid {
+                field: "defaults",
+                message,
+            }
+        })?;
         let mut ids: Vec<&str> = cfg.models.iter().map(|m| m.id.as_str()).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -287,6 +320,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     pub keepalive: Duration,
     pub retry_after_secs: u64,
+    /// Response field of the reasoning text.
+    pub reasoning_field: ReasoningField,
+    /// Think mode per model id (see [`super::think::model_config`]).
+    pub think: BTreeMap<String, ThinkConfig>,
+    /// Reward model for every model without its own (`defaults.ID.reward_model`).
+    pub reward_model: Option<PathBuf>,
+    /// Per-model selection defaults by model id (`"*"`: any model).
+    pub defaults: std::collections::BTreeMap<String, crate::server::selection::ModelDefaults>,
 }
 
 impl Default for ServerConfig {

@@ -146,6 +146,19 @@ pub fn submit(
     prompt_ids: Vec<u32>,
     req: &mut ValidRequest,
 ) -> Result<UnboundedReceiver<EngineEvent>, ApiError> {
+    submit_cancellable(state, entry, id, prompt_ids, req, None)
+}
+
+/// [`submit`], with per-rollout cancellation flags when `cancel` is set
+/// (answer selection's early stop).
+pub fn submit_cancellable(
+    state: &AppState,
+    entry: &Arc<ModelEntry>,
+    id: &str,
+    prompt_ids: Vec<u32>,
+    req: &mut ValidRequest,
+    cancel: Option<Arc<crate::engine::CancelSet>>,
+) -> Result<UnboundedReceiver<EngineEvent>, ApiError> {
     let info = entry.engine.info();
     check_sampling(&req.params, info.vocab_size)?;
     if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= info.vocab_size) {
@@ -164,15 +177,18 @@ pub fn submit(
         state.config.max_tokens,
     )?;
     req.params.max_tokens = Some(budget);
-    entry
-        .engine
-        .submit(GenerateRequest {
-            id: id.to_string(),
-            prompt_ids,
-            n: req.rollouts,
-            params: req.params.clone(),
-        })
-        .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
+    let gen = GenerateRequest {
+        id: id.to_string(),
+        prompt_ids,
+        n: req.rollouts,
+        params: req.params.clone(),
+        think: req.think.clone(),
+    };
+    match cancel {
+        Some(c) => entry.engine.submit_cancellable(gen, c),
+        None => entry.engine.submit(gen),
+    }
+    .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
 }
 
 /// Waits for the whole result (non-streaming). The receiver lives in the

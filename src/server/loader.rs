@@ -11,6 +11,7 @@ use super::config::{ModelSpec, ServerConfig};
 use super::generate::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
+use crate::engine::reward_worker::RewardHandle;
 use crate::engine::{EngineConfig, EngineHandle, ModelBundle};
 use crate::model::init::{init_model, InitOptions};
 use crate::model::presets::preset;
@@ -98,6 +99,15 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
         .recv()
         .map_err(|_| err("the engine did not hand back its tokenizer".into()))?;
     let template = ChatTemplate::from_tokenizer(&tokenizer).map_err(|e| err(e.to_string()))?;
+    let reward = match cfg.reward_model_dir(&spec.id) {
+        Some(dir) => {
+            let rm = RewardHandle::spawn(dir.clone(), dtype, cfg.queue_capacity)
+                .map_err(|e| err(format!("reward model {}: {e}", dir.display())))?;
+            tracing::info!(model = %spec.id, reward_model = %dir.display(), "reward model loaded");
+            Some(rm)
+        }
+        None => None,
+    };
     tracing::info!(
         model = %spec.id,
         dir = %spec.dir.display(),
@@ -110,6 +120,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
         tokenizer: Arc::new(tokenizer),
         template: Arc::new(template),
         created: now_secs(),
+        reward,
     })
 }
 

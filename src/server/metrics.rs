@@ -17,6 +17,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -78,6 +81,8 @@ pub struct ServerMetrics {
     pub client_disconnects: Counter,
     /// End-to-end latency of generation requests (streams: until the last event).
     pub request_latency: Histogram,
+    /// Answer-selection outcomes.
+    pub selection: super::selection::SelectionMetrics,
 }
 
 impl ServerMetrics {

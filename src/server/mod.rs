@@ -20,8 +20,10 @@ pub mod loader;
 pub mod metrics;
 pub mod openai;
 pub mod routes;
+pub mod selection;
 pub mod sse;
 pub mod state;
+pub mod think;
 pub mod tokens;
 pub mod validate;
 
@@ -42,7 +44,7 @@ pub use config::{ServeSettings, ServerConfig};
 pub use error::ApiError;
 pub use state::AppState;
 
-use routes::{chat, completions, health, metrics as metrics_route, models};
+use routes::{chat, completions, health, metrics as metrics_route, models, score};
 
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
@@ -51,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(completions::completions))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::get))
+        .route("/score", post(score::score))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

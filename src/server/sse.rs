@@ -117,11 +117,7 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
             st.record.finished(&out);
             let mut v = Vec::new();
             if st.include_usage {
-                v.push(st.writer.usage(Usage::new(
-                    out.prompt_tokens,
-                    out.completion_tokens,
-                    out.cached_tokens,
-                )));
+                v.push(st.writer.usage(super::think::usage(&out)));
             }
             v.push("[DONE]".to_string());
             v
@@ -171,6 +167,8 @@ mod tests {
             stream: true,
             include_usage: true,
             user: None,
+            think: None,
+            selection: None,
         };
         let permit = state.admit().unwrap();
         let record = RequestRecord::new(&state, permit, "id".into(), "test", &req);

@@ -33,6 +33,9 @@ pub struct ModelEntry {
     pub template: Arc<ChatTemplate>,
     /// Unix seconds the model was loaded (`created` in `/v1/models`).
     pub created: u64,
+    /// The reward model of this model, on its own thread (selection
+    /// strategies `best_of_n` / `weighted_majority`, `/v1/score`).
+    pub reward: Option<crate::engine::reward_worker::RewardHandle>,
 }
 
 /// Cheap to clone: everything lives behind one `Arc`.

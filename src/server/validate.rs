@@ -28,6 +28,11 @@ pub struct ValidRequest {
     pub stream: bool,
     pub include_usage: bool,
     pub user: Option<String>,
+    /// Think mode the engine enforces (set by the chat route).
+    pub think: Option<crate::engine::think::ThinkSpec>,
+    /// Raw `selection` (the request's, else the model's configured default);
+    /// parsed by [`super::selection::plan`].
+    pub selection: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct ValidChatRequest {
     pub messages: Vec<ChatMessage>,
     /// Chat template kwargs (`chat_template_kwargs`).
     pub kwargs: Map<String, Value>,
+    /// Think-mode fields, resolved once the model is known (`server::think`).
+    pub think: super::think::ThinkFields,
 }
 
 /// A completions prompt: text to tokenize, or ids as given.
@@ -57,6 +64,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         chat: req,
         sampling,
         vendor,
+        think,
     } = req;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
@@ -106,6 +114,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         common,
         messages,
         kwargs,
+        think,
     })
 }
 
@@ -140,7 +149,7 @@ pub fn completion(
     })
 }
 
-fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
+pub(crate) fn message(i: usize, m: WireMessage) -> Result<ChatMessage, ApiError> {
     let role = match m.role.as_str() {
         // Templates know `system`; OpenAI's `developer` plays that part.
         "system" | "developer" => "system",
@@ -263,7 +272,8 @@ fn common(
     let (rollouts, r_param) = match (v.rollouts, best_of) {
         (Some(r), _) => (r, "rollouts"),
         (None, Some(b)) => (b, "best_of"),
-        (None, None) => (n, "n"),
+        // Unset: the model's configured default, at least `n`.
+        (None, None) => (cfg.default_rollouts(&model).max(n), "rollouts"),
     };
     if rollouts < n || rollouts > cfg.max_rollouts {
         return Err(ApiError::invalid(
@@ -319,7 +329,6 @@ fn common(
     };
     let stream = s.stream.unwrap_or(false);
     Ok(ValidRequest {
-        model,
         n,
         rollouts,
         max_tokens,
@@ -327,6 +336,13 @@ fn common(
         stream,
         include_usage: stream && s.stream_options.as_ref().is_some_and(|o| o.include_usage),
         user: s.user.clone(),
+        think: None,
+        selection: v
+            .selection
+            .clone()
+            .filter(|s| !s.is_null())
+            .or_else(|| cfg.default_selection(&model)),
+        model,
     })
 }
 

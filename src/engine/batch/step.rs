@@ -28,20 +28,12 @@ impl Batcher<'_> {
                 Work::Decode { count, .. } => self.groups[gi].pick_decode(count, &mut masks[gi]),
             }
         }
-        let mut pending: Vec<[u32; 1]> = Vec::new();
-        let mut spans = Vec::with_capacity(self.groups.len());
-        for (g, mask) in self.groups.iter().zip(&masks) {
-            let start = pending.len();
-            for (s, _) in g.seqs.iter().zip(mask).filter(|(_, m)| **m) {
-                pending.push([s.pending.unwrap_or_default()]);
-            }
-            spans.push(start..pending.len());
-        }
+        let decoding: usize = masks.iter().map(|m| m.iter().filter(|x| **x).count()).sum();
         let logits = {
-            let mut inputs: Vec<SeqInput> = Vec::with_capacity(pending.len() + 4);
+            let mut inputs: Vec<SeqInput> = Vec::with_capacity(decoding + 4);
             for (gi, g) in self.groups.iter_mut().enumerate() {
                 let span = prefill[gi].map(|(s, l, _)| (s, l));
-                g.push_inputs(span, &masks[gi], &pending[spans[gi].clone()], &mut inputs);
+                g.push_inputs(span, &masks[gi], &mut inputs);
             }
             if inputs.is_empty() {
                 return Ok(());
@@ -55,7 +47,7 @@ impl Batcher<'_> {
         // Pair each row with its consumer, in input order.
         let mut rows = self.logits.chunks_mut(vocab);
         let mut forks = Vec::new();
-        let mut jobs = Vec::with_capacity(pending.len());
+        let mut jobs = Vec::with_capacity(decoding);
         for (gi, g) in self.groups.iter_mut().enumerate() {
             if let Some((_, _, last)) = prefill[gi] {
                 let row = rows.next();

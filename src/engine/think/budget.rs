@@ -50,6 +50,34 @@ pub struct ThinkLimits {
     pub max_tokens: usize,
 }
 
+/// A request's think settings as the engine needs them. The server builds
+/// it from the resolved plan and the model's encoded texts; the engine turns
+/// it into one [`ThinkControl`] per rollout once the group's real token cap
+/// (`max_tokens` clipped to the context) is known, so the answer reserve and
+/// the budget text always fit under that cap.
+#[derive(Debug, Clone)]
+pub struct ThinkSpec {
+    pub tokens: Arc<ThinkTokens>,
+    /// The output starts inside the think block (the prompt opened it).
+    pub thinking: bool,
+    pub thinking_budget: Option<usize>,
+    pub min_thinking_tokens: usize,
+    pub answer_reserve: usize,
+}
+
+impl ThinkSpec {
+    /// The control of one rollout whose output is capped at `max_tokens`.
+    pub fn control(&self, max_tokens: usize) -> ThinkControl {
+        let limits = ThinkLimits {
+            thinking_budget: self.thinking_budget,
+            min_thinking_tokens: self.min_thinking_tokens,
+            answer_reserve: self.answer_reserve,
+            max_tokens,
+        };
+        ThinkControl::new(self.tokens.clone(), limits, self.thinking)
+    }
+}
+
 /// What to do with a sampled token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThinkAction {
@@ -87,7 +115,9 @@ impl ThinkControl {
         self.in_think
     }
 
-    /// Reasoning tokens so far (forced continuation and budget text included).
+    /// Reasoning tokens so far: sampled ones and forced continuation words;
+    /// the end tag and the forced budget text are not counted, so after a
+    /// budget cut this is exactly the budget.
     pub fn reasoning_tokens(&self) -> usize {
         self.reasoning_tokens
     }
@@ -125,9 +155,15 @@ impl ThinkControl {
                 // Too early: the partial end tag already emitted stays (rare,
                 // multi-token tags only); the final token becomes "Wait".
                 self.end_progress = 0;
-                let cont = self.tokens.continuation.clone();
+                let cont = &self.tokens.continuation;
+                if self.reasoning_tokens + cont.len() >= self.effective_budget() {
+                    // The continuation would run past the budget (or into the
+                    // answer reserve): the budget is the hard limit, so end
+                    // thinking with the budget text instead.
+                    return self.cut(Vec::new());
+                }
                 self.reasoning_tokens += cont.len();
-                return ThinkAction::Force(cont);
+                return ThinkAction::Force(cont.clone());
             }
             self.in_think = false;
             self.end_progress = 0;
@@ -142,18 +178,23 @@ impl ThinkControl {
         };
         self.reasoning_tokens += 1;
         if self.reasoning_tokens >= self.effective_budget() {
-            self.in_think = false;
-            self.budget_cut = true;
-            let mut forced = Vec::with_capacity(1 + self.tokens.budget_forced.len());
-            forced.push(token);
-            forced.extend_from_slice(&self.tokens.budget_forced);
-            return ThinkAction::Force(forced);
+            return self.cut(vec![token]);
         }
         ThinkAction::Keep
     }
 
-    /// Thinking off from the start with a zero budget: force the end right
-    /// away (used when the budget is 0 so no reasoning token is sampled).
+    /// End thinking by force: `kept` (the sampled token, if it stays), then
+    /// the budget text.
+    fn cut(&mut self, mut kept: Vec<u32>) -> ThinkAction {
+        self.in_think = false;
+        self.budget_cut = true;
+        kept.extend_from_slice(&self.tokens.budget_forced);
+        ThinkAction::Force(kept)
+    }
+
+    /// A zero effective budget ends thinking before it starts: the budget
+    /// text is forced right away, so not one reasoning token is sampled.
+    /// Called once per rollout before its first sample.
     pub fn initial_force(&mut self) -> Option<Vec<u32>> {
         if self.in_think && self.effective_budget() == 0 {
             self.in_think = false;
@@ -246,6 +287,34 @@ mod tests {
         assert_eq!(c.on_sampled(END), ThinkAction::Keep);
         assert_eq!(c.on_sampled(1), ThinkAction::Keep);
         assert!(!c.budget_cut());
+    }
+
+    #[test]
+    fn continuation_never_runs_past_the_budget() {
+        // Budget 3, minimum 3: an end tag at 2 reasoning tokens would need a
+        // continuation that reaches the budget, so the budget text comes.
+        let mut c = ThinkControl::new(tokens(), limits(Some(3), 3, 100), true);
+        c.on_sampled(1);
+        c.on_sampled(2);
+        assert_eq!(
+            c.on_sampled(END),
+            ThinkAction::Force(vec![50, 51, 52, END, 10])
+        );
+        assert!(c.budget_cut() && !c.in_think());
+        assert_eq!(c.reasoning_tokens(), 2);
+    }
+
+    #[test]
+    fn spec_builds_a_control_with_the_groups_cap() {
+        let spec = ThinkSpec {
+            tokens: tokens(),
+            thinking: true,
+            thinking_budget: None,
+            min_thinking_tokens: 0,
+            answer_reserve: 8,
+        };
+        assert_eq!(spec.control(20).effective_budget(), 7);
+        assert!(spec.control(20).in_think());
     }
 
     #[test]

@@ -5,7 +5,9 @@ pub mod budget;
 pub mod resolve;
 pub mod split;
 
-pub use budget::{tokenizer_supports_think, ThinkAction, ThinkControl, ThinkLimits, ThinkTokens};
+pub use budget::{
+    tokenizer_supports_think, ThinkAction, ThinkControl, ThinkLimits, ThinkSpec, ThinkTokens,
+};
 pub use resolve::{
     resolve, soft_switch, EffortBudgets, ThinkConfig, ThinkError, ThinkPlan, ThinkRequest,
 };

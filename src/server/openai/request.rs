@@ -22,6 +22,8 @@ pub struct ChatCompletionRequest {
     pub chat: ChatFields,
     pub sampling: SamplingFields,
     pub vendor: VendorFields,
+    /// Think mode: `reasoning_effort`, `thinking_budget` and friends.
+    pub think: crate::server::think::ThinkFields,
 }
 
 impl JsonBody for ChatCompletionRequest {
@@ -31,6 +33,7 @@ impl JsonBody for ChatCompletionRequest {
             chat: parse_part(&v)?,
             sampling: parse_part(&v)?,
             vendor: parse_part(&v)?,
+            think: parse_part(&v)?,
         })
     }
 }
@@ -153,20 +156,20 @@ pub struct StreamOptions {
 /// Top-level vendor extensions (sent with the SDKs' `extra_body`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct VendorFields {
-    /// Samples to draw (default `n`; must be `>= n`). With more rollouts than
-    /// choices, the first `n` are returned until selection lands.
+    /// Samples to draw (default: the model's configured default, at least
+    /// `n`; must be `>= n`). With more rollouts than choices, `selection`
+    /// ranks them and the best `n` are returned (see `server::selection`).
     pub rollouts: Option<usize>,
     /// Extra variables for the chat template (`enable_thinking`, `tools`, ...).
     pub chat_template_kwargs: Option<Map<String, Value>>,
-    // --- Reserved for later issues; parsed (so typos of the shape surface
-    // early) but not acted on yet. ---
-    /// Think mode on/off (think-mode issue). Until then use
-    /// `chat_template_kwargs.enable_thinking`.
+    /// Think mode on/off and the thinking budget: typed and acted on in
+    /// `server::think::ThinkFields` (chat only); kept here untyped so the
+    /// completions endpoint accepts and ignores them.
     pub thinking: Option<Value>,
-    /// Token budget for reasoning (budget-forcing issue).
     pub thinking_budget: Option<Value>,
-    /// How the returned answer is picked among rollouts: vote, reward model,
-    /// ... (selection issue). Ignored now: the first `n` rollouts are returned.
+    /// How the returned answer is picked among rollouts:
+    /// `{"strategy": "majority", "early_stop": true, "extract": "math", ...}`
+    /// (parsed and checked by `server::selection::options`).
     pub selection: Option<Value>,
 }
 

@@ -16,7 +16,7 @@ pub struct Usage {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CompletionTokensDetails {
-    /// Always 0 until think mode separates reasoning from the answer.
+    /// Tokens spent thinking, over every rollout (think mode).
     pub reasoning_tokens: usize,
 }
 
@@ -58,10 +58,18 @@ pub struct ChatChoice {
     pub finish_reason: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
+    /// The answer only: with think mode, the reasoning and the think tags
+    /// are not in here.
     pub content: String,
+    /// The reasoning (think mode on; `--reasoning-field`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The same, under OpenRouter's / newer vLLM's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// Chat logprobs: one entry per sampled token.
@@ -112,6 +120,11 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Reasoning text (think mode), before any `content` of the choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// `text_completion` (also each stream chunk of `/v1/completions`).

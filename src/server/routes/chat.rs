@@ -3,20 +3,23 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 
 use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
 use crate::engine::sequence::TokenLogprob;
+use crate::engine::think::ReasoningSplitter;
 use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::generate::{
-    blocking, collect, finish_reason, new_id, now_secs, submit, RequestRecord, FINGERPRINT,
+    blocking, collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord,
+    FINGERPRINT,
 };
 use crate::server::openai::*;
+use crate::server::selection::{self, QuorumWriter};
 use crate::server::sse::{self, ChunkWriter};
 use crate::server::state::AppState;
+use crate::server::think::{self, ChatThink};
 use crate::server::tokens::chat_logprob;
 use crate::server::validate;
 use crate::tokenizer::Tokenizer;
@@ -25,16 +28,24 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let req = validate::chat(body, &state.config)?;
+    let mut req = validate::chat(body, &state.config)?;
     let entry = state.model(&req.common.model)?;
+    let think = Arc::new(think::prepare_chat(&mut req, &state.config, &entry)?);
+    let plan = selection::plan(&state, &entry, &req.common, &req.messages)?;
     let permit = state.admit()?;
     let id = new_id("chatcmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "chat", &req.common);
     let mut common = req.common;
     let (template, tok) = (entry.template.clone(), entry.tokenizer.clone());
     let (messages, kwargs) = (req.messages, req.kwargs);
-    let prompt = blocking(move || render(&template, &tok, &messages, &kwargs)).await;
-    let rx = record.check(prompt.and_then(|ids| submit(&state, &entry, &id, ids, &mut common)))?;
+    let th = think.clone();
+    let prompt = blocking(move || render(&template, &tok, &messages, &kwargs, &th)).await;
+    let cancel = plan.as_ref().map(|p| p.cancel.clone());
+    let submitted =
+        prompt.and_then(|ids| submit_cancellable(&state, &entry, &id, ids, &mut common, cancel));
+    let rx = record.check(submitted)?;
+    // With selection on, a driver ranks the rollouts and replays the best `n`.
+    let (rx, quorum) = selection::run::start(plan, rx, common.params.max_tokens.unwrap_or(0));
     let created = now_secs();
     if common.stream {
         let writer = ChatWriter {
@@ -44,18 +55,20 @@ pub async fn chat_completions(
             n: common.n,
             logprobs: common.params.logprobs,
             tokenizer: entry.tokenizer.clone(),
+            splitters: (0..common.n).map(|_| think.splitter()).collect(),
+            think,
         };
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
             rx,
-            writer,
+            QuorumWriter::new(writer, quorum, common.n),
             record,
             common.include_usage,
             keepalive,
         ));
     }
     let out = collect(rx, &mut record).await?;
-    let body = response(
+    let mut body = response(
         id,
         created,
         &common.model,
@@ -64,15 +77,18 @@ pub async fn chat_completions(
         &entry.tokenizer,
         out,
     );
-    Ok(Json(body).into_response())
+    think.split_choices(&mut body.choices);
+    Ok(selection::report::json_with_quorum(&body, &quorum))
 }
 
-/// Renders the conversation and tokenizes it (as `ModelBundle::chat_prompt`).
+/// Renders the conversation, opens or closes the think block to match the
+/// think plan, and tokenizes it (as `ModelBundle::chat_prompt`).
 fn render(
     template: &ChatTemplate,
     tok: &Tokenizer,
     messages: &[ChatMessage],
     kwargs: &serde_json::Map<String, serde_json::Value>,
+    think: &ChatThink,
 ) -> Result<Vec<u32>, ApiError> {
     let text = template
         .render(messages, true, kwargs)
@@ -84,7 +100,7 @@ fn render(
             ),
             ChatTemplateError::Compile(m) => ApiError::Internal(m),
         })?;
-    tok.encode(&text, false)
+    tok.encode(&think.apply_to_prompt(&text), false)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -106,6 +122,7 @@ fn response(
             message: AssistantMessage {
                 role: "assistant",
                 content: r.text.clone(),
+                ..AssistantMessage::default()
             },
             logprobs: logprobs.then(|| ChatLogprobs {
                 content: r.logprobs.iter().map(|lp| chat_logprob(tok, lp)).collect(),
@@ -120,7 +137,7 @@ fn response(
         model: model.to_string(),
         system_fingerprint: FINGERPRINT,
         choices,
-        usage: Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens),
+        usage: think::usage(&out),
     }
 }
 
@@ -133,6 +150,9 @@ struct ChatWriter {
     n: usize,
     logprobs: bool,
     tokenizer: Arc<Tokenizer>,
+    think: Arc<ChatThink>,
+    /// Per choice: reasoning/answer split with tag hold-back.
+    splitters: Vec<ReasoningSplitter>,
 }
 
 impl ChatWriter {
@@ -157,6 +177,7 @@ impl ChunkWriter for ChatWriter {
                 let delta = Delta {
                     role: Some("assistant"),
                     content: Some(String::new()),
+                    ..Delta::default()
                 };
                 self.chunk(
                     vec![ChunkChoice {
@@ -175,13 +196,18 @@ impl ChunkWriter for ChatWriter {
         if rollout >= self.n || (text.is_empty() && !self.logprobs) {
             return None;
         }
+        let split = self.splitters.get_mut(rollout).map(|s| s.push(text));
+        let delta = split.and_then(|d| self.think.delta(d));
+        if delta.is_none() && !self.logprobs {
+            return None;
+        }
         let logprobs = self.logprobs.then(|| ChatLogprobs {
             content: vec![chat_logprob(&self.tokenizer, lp)],
         });
-        let delta = Delta {
-            role: None,
-            content: Some(text.to_string()),
-        };
+        let delta = delta.unwrap_or_else(|| Delta {
+            content: Some(String::new()),
+            ..Delta::default()
+        });
         Some(self.chunk(
             vec![ChunkChoice {
                 index: rollout,
@@ -194,11 +220,14 @@ impl ChunkWriter for ChatWriter {
     }
 
     fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String> {
+        // Text held back for a possible tag is released with the finish.
+        let rest = self.splitters.get_mut(rollout).map(|s| s.finish());
+        let delta = rest.and_then(|d| self.think.delta(d)).unwrap_or_default();
         (rollout < self.n).then(|| {
             self.chunk(
                 vec![ChunkChoice {
                     index: rollout,
-                    delta: Delta::default(),
+                    delta,
                     logprobs: None,
                     finish_reason: Some(finish_reason(reason)),
                 }],

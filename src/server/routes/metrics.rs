@@ -109,6 +109,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "quorum_request_duration_seconds",
         "End-to-end latency of generation requests.",
     );
+    m.selection.render(&mut out);
     (
         [(
             header::CONTENT_TYPE,

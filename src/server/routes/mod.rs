@@ -5,3 +5,4 @@ pub mod completions;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod score;

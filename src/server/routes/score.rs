@@ -1,0 +1,129 @@
+//! `POST /v1/score` (vendor endpoint): reward-model scores of completions.
+//!
+//! Body: `{"model", "prompt": "..." | "messages": [...], "completions": ["...", ...]}`
+//! — `model` names a served model that has a reward model (`--reward-model`).
+//! Each completion is scored as the assistant's answer to the conversation
+//! (a `prompt` is one user message), exactly as `best_of_n` and
+//! `weighted_majority` score rollouts. Response:
+//! `{"object": "list", "data": [{"object": "score", "index", "score"}], "model", "usage"}`,
+//! `usage.prompt_tokens` counting every token run through the reward model.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::chat::ChatMessage;
+use crate::engine::reward_worker::RewardJobError;
+use crate::server::error::ApiError;
+use crate::server::extract::{parse, ApiJson, JsonBody};
+use crate::server::openai::request::WireMessage;
+use crate::server::openai::Usage;
+use crate::server::state::AppState;
+use crate::server::validate;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScoreRequest {
+    pub model: String,
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<WireMessage>>,
+    pub completions: Vec<String>,
+}
+
+impl JsonBody for ScoreRequest {
+    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+        parse(bytes)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreItem {
+    pub object: &'static str,
+    pub index: usize,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreList {
+    pub object: &'static str,
+    pub data: Vec<ScoreItem>,
+    pub model: String,
+    pub usage: Usage,
+}
+
+pub async fn score(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ScoreRequest>,
+) -> Result<Json<ScoreList>, ApiError> {
+    let conversation = conversation(&req)?;
+    if req.completions.is_empty() || req.completions.len() > state.config.max_rollouts {
+        return Err(ApiError::invalid(
+            "completions",
+            format!(
+                "completions must hold between 1 and {} strings, got {}",
+                state.config.max_rollouts,
+                req.completions.len()
+            ),
+        ));
+    }
+    let entry = state.model(&req.model)?;
+    let Some(rm) = entry.reward.clone() else {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "model `{}` has no reward model (start the server with --reward-model DIR)",
+                entry.id
+            ),
+        ));
+    };
+    let _permit = state.admit()?;
+    let out = rm
+        .score(conversation, req.completions)
+        .await
+        .map_err(|e| match e {
+            RewardJobError::QueueFull { .. } => ApiError::RateLimited {
+                message: e.to_string(),
+                retry_after_secs: state.config.retry_after_secs,
+            },
+            RewardJobError::Invalid(m) => ApiError::invalid("completions", m),
+            RewardJobError::Stopped => ApiError::Unavailable(e.to_string()),
+            RewardJobError::Failed(_) => ApiError::Internal(e.to_string()),
+        })?;
+    let data = out
+        .scores
+        .into_iter()
+        .enumerate()
+        .map(|(index, score)| ScoreItem {
+            object: "score",
+            index,
+            score,
+        })
+        .collect();
+    Ok(Json(ScoreList {
+        object: "list",
+        data,
+        model: entry.id.clone(),
+        usage: Usage::new(out.tokens, 0, 0),
+    }))
+}
+
+/// The conversation the completions answer: `messages`, or `prompt` as one
+/// user message (exactly one of them).
+fn conversation(req: &ScoreRequest) -> Result<Vec<ChatMessage>, ApiError> {
+    match (&req.prompt, &req.messages) {
+        (Some(p), None) => Ok(vec![ChatMessage::user(p)]),
+        (None, Some(m)) if !m.is_empty() => m
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, m)| validate::message(i, m))
+            .collect(),
+        (None, Some(_)) => Err(ApiError::invalid(
+            "messages",
+            "messages must contain at least one message",
+        )),
+        _ => Err(ApiError::invalid(
+            "prompt",
+            "give exactly one of `prompt` (a string) or `messages`",
+        )),
+    }
+}

@@ -1,0 +1,236 @@
+//! Adaptive stopping (`selection.early_stop: true`): rollouts whose outcome
+//! can no longer matter are cancelled through the request's
+//! [`crate::engine::CancelSet`]; they end `cancelled`, abstain from the vote
+//! and free their KV for other requests.
+//!
+//! - `majority`: after each rollout that finishes on its own, if the leading
+//!   answer cluster can no longer be overtaken or tied by the rollouts still
+//!   running ([`quorum_scoring::majority_decided`]), all of them are stopped.
+//! - `confidence` (DeepConf online): the first `warmup` rollouts to finish
+//!   set a threshold — the lowest-group confidence of the `keep_fraction`
+//!   most confident of them (so the selector's own filter would keep them) —
+//!   and from then on a running rollout is stopped as soon as the mean
+//!   log-prob of its last `window` tokens falls below it, `window` being
+//!   the strategy's `group_size` capped at `max_tokens`. All rollouts decode
+//!   in lockstep here, so the warmup set is "the first to finish", not a
+//!   separate first pass.
+//!
+//! Tokens saved: for every rollout stopped this way, the part of its
+//! `max_tokens` budget it did not decode (an upper bound of the work
+//! avoided; rollouts that would have hit EOS sooner save less).
+
+use quorum_scoring::{
+    extract, majority_decided, select::lowest_group_confidence, ExtractConfig, SelectionConfig,
+};
+
+use super::options::SelectionOptions;
+use crate::engine::sequence::TokenLogprob;
+use crate::engine::FinishReason;
+
+/// What the driver keeps of one rollout while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Streamed pieces (text delta, token logprob), replayed once selected.
+    pub pieces: Vec<(String, TokenLogprob)>,
+    pub text: String,
+    /// Prefix sums of token log-probs (`prefix[0] = 0`).
+    pub prefix: Vec<f64>,
+    pub logprobs: Vec<f32>,
+    pub finish: Option<FinishReason>,
+}
+
+impl Trace {
+    pub fn push(&mut self, text: String, lp: TokenLogprob) {
+        if self.prefix.is_empty() {
+            self.prefix.push(0.0);
+        }
+        let x = if lp.logprob.is_finite() {
+            f64::from(lp.logprob)
+        } else {
+            f64::from(f32::MIN)
+        };
+        let last = self.prefix.last().copied().unwrap_or(0.0);
+        self.prefix.push(last + x);
+        self.logprobs.push(lp.logprob);
+        self.text.push_str(&text);
+        self.pieces.push((text, lp));
+    }
+
+    /// Mean log-prob of the last `window` tokens, once that many exist.
+    fn recent_confidence(&self, window: usize) -> Option<f64> {
+        let n = self.logprobs.len();
+        (window > 0 && n >= window && self.prefix.len() == n + 1)
+            .then(|| (self.prefix[n] - self.prefix[n - window]) / window as f64)
+    }
+}
+
+/// The answer of a rollout's text (after the last `</think>`): with the
+/// request's extractors, or the math chain — explicit markers only for a
+/// truncated rollout, whose last number is not an answer.
+pub fn answer(text: &str, finish: FinishReason, cfg: Option<&ExtractConfig>) -> Option<String> {
+    let default = match finish {
+        FinishReason::Length => ExtractConfig::explicit(),
+        _ => ExtractConfig::math(),
+    };
+    let mut cfg = cfg.cloned().unwrap_or(default);
+    cfg.after_think = true;
+    extract(text, &cfg).map(|e| e.answer)
+}
+
+enum Policy {
+    Off,
+    Majority,
+    Confidence {
+        window: usize,
+        keep_fraction: f64,
+        warmup: usize,
+    },
+}
+
+/// The early-stop state of one request.
+pub struct EarlyStop {
+    policy: Policy,
+    extract: Option<ExtractConfig>,
+    threshold: Option<f64>,
+    /// Rollouts this request stopped, in order.
+    pub stopped: Vec<usize>,
+}
+
+impl EarlyStop {
+    pub fn new(opts: &SelectionOptions, rollouts: usize, max_tokens: usize) -> Self {
+        let policy = match (&opts.config, opts.early_stop && rollouts > 1) {
+            (_, false) => Policy::Off,
+            (SelectionConfig::Majority, true) => Policy::Majority,
+            (SelectionConfig::Confidence(c), true) => Policy::Confidence {
+                window: c.group_size.min(max_tokens).max(1),
+                keep_fraction: c.keep_fraction,
+                warmup: opts
+                    .warmup
+                    .unwrap_or(rollouts.div_ceil(4))
+                    .clamp(1, rollouts - 1),
+            },
+            // Other strategies need every rollout (scores, weights).
+            _ => Policy::Off,
+        };
+        Self {
+            policy,
+            extract: opts.extract.clone(),
+            threshold: None,
+            stopped: Vec::new(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !matches!(self.policy, Policy::Off)
+    }
+
+    /// The DeepConf threshold, once set.
+    pub fn threshold(&self) -> Option<f64> {
+        self.threshold
+    }
+
+    /// A rollout finished on its own: the running rollouts to stop now.
+    pub fn on_finished(&mut self, traces: &[Trace]) -> Vec<usize> {
+        let done = || {
+            traces
+                .iter()
+                .filter(|t| matches!(t.finish, Some(FinishReason::Stop | FinishReason::Length)))
+        };
+        let running: Vec<usize> = (0..traces.len())
+            .filter(|&i| traces[i].finish.is_none())
+            .collect();
+        if running.is_empty() {
+            return Vec::new();
+        }
+        let stop = match self.policy {
+            Policy::Off => Vec::new(),
+            Policy::Majority => {
+                let answers: Vec<Option<String>> = done()
+                    .map(|t| {
+                        answer(
+                            &t.text,
+                            t.finish.unwrap_or(FinishReason::Stop),
+                            self.extract.as_ref(),
+                        )
+                    })
+                    .collect();
+                if majority_decided(&answers, running.len()) {
+                    running
+                } else {
+                    Vec::new()
+                }
+            }
+            Policy::Confidence {
+                window,
+                keep_fraction,
+                warmup,
+            } => {
+                if self.threshold.is_none() && done().count() >= warmup {
+                    let mut confs: Vec<f64> = done()
+                        .filter_map(|t| lowest_group_confidence(&t.logprobs, window))
+                        .collect();
+                    confs.sort_by(|a, b| b.total_cmp(a));
+                    let keep = ((keep_fraction * confs.len() as f64).ceil() as usize)
+                        .clamp(1, confs.len().max(1));
+                    self.threshold = confs.get(keep - 1).copied();
+                }
+                running
+                    .into_iter()
+                    .filter(|&i| self.below_threshold(&traces[i]))
+                    .collect()
+            }
+        };
+        self.stopped.extend(&stop);
+        stop
+    }
+
+    /// A token arrived for running rollout `i`: whether to stop it now.
+    pub fn on_token(&mut self, traces: &[Trace], i: usize) -> bool {
+        let stop = traces
+            .get(i)
+            .is_some_and(|t| t.finish.is_none() && self.below_threshold(t))
+            && !self.stopped.contains(&i);
+        if stop {
+            self.stopped.push(i);
+        }
+        stop
+    }
+
+    fn below_threshold(&self, t: &Trace) -> bool {
+        match (&self.policy, self.threshold) {
+            (Policy::Confidence { window, .. }, Some(th)) => {
+                t.recent_confidence(*window).is_some_and(|c| c < th)
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(text: &str, finish: Option<FinishReason>) -> Trace {
+        Trace {
+            text: text.into(),
+            finish,
+            ..Trace::default()
+        }
+    }
+
+    #[test]
+    fn majority_stops_the_rest_once_decided() {
+        let opts = SelectionOptions {
+            early_stop: true,
+            ..SelectionOptions::default()
+        };
+        let mut es = EarlyStop::new(&opts, 5, 100);
+        let mut t = vec![trace("", None); 5];
+        t[0] = trace("The answer is 4.", Some(FinishReason::Stop));
+        t[1] = trace("\\boxed{4}", Some(FinishReason::Stop));
+        assert!(es.on_finished(&t).is_empty()); // 2 vs 0 + 3 running
+        t[2] = trace("4", Some(FinishReason::Stop));
+        assert_eq!(es.on_finished(&t), vec![3, 4]); // 3 > 0 + 2
+        assert_eq!(es.stopped, vec![3, 4]);
+    }
+}

@@ -1,0 +1,355 @@
+//! Think mode at the HTTP layer: the request fields, their resolution
+//! against the model's [`ThinkConfig`] (see [`crate::engine::think::resolve`]
+//! for the precedence), the prompt tail, the engine's [`ThinkSpec`], and the
+//! reasoning/answer split of the output (whole or streamed).
+//!
+//! The engine enforces the budgets per rollout; this module only decides
+//! what to ask for and how to show the result, so `/v1/chat/completions`
+//! stays a thin route.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::config::ServerConfig;
+use super::error::ApiError;
+use super::openai::{AssistantMessage, ChatChoice, Delta, Usage};
+use super::state::ModelEntry;
+use super::validate::ValidChatRequest;
+use crate::chat::ChatMessage;
+use crate::engine::think::resolve::apply_to_prompt;
+use crate::engine::think::{
+    resolve, split_all, tokenizer_supports_think, ReasoningSplitter, SplitDelta, ThinkConfig,
+    ThinkPlan, ThinkRequest, ThinkSpec, ThinkTokens,
+};
+use crate::engine::GenerateOutput;
+use crate::tokenizer::Tokenizer;
+
+/// Where the reasoning goes in a chat message or delta (`--reasoning-field`).
+/// `reasoning_content` is DeepSeek's and vLLM's name, `reasoning` OpenRouter's
+/// and newer vLLM's; `both` serves clients of either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum ReasoningField {
+    #[default]
+    ReasoningContent,
+    Reasoning,
+    Both,
+}
+
+impl ReasoningField {
+    /// `(reasoning_content, reasoning)` for a message or delta.
+    pub fn place(self, text: Option<String>) -> (Option<String>, Option<String>) {
+        match self {
+            Self::ReasoningContent => (text, None),
+            Self::Reasoning => (None, text),
+            Self::Both => (text.clone(), text),
+        }
+    }
+}
+
+/// The think fields of a chat request (top level; SDKs send them with
+/// `extra_body`). Budget aliases are the names other servers use.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ThinkFields {
+    /// OpenAI's `none|minimal|low|medium|high|xhigh`.
+    pub reasoning_effort: Option<String>,
+    /// Top-level on/off switch, like `chat_template_kwargs.enable_thinking`.
+    pub thinking: Option<bool>,
+    pub thinking_budget: Option<usize>,
+    pub thinking_token_budget: Option<usize>,
+    pub reasoning_budget_tokens: Option<usize>,
+    pub max_thinking_tokens: Option<usize>,
+    pub min_thinking_tokens: Option<usize>,
+    /// Replaces the model's budget message for this request.
+    pub thinking_budget_message: Option<String>,
+}
+
+/// The resolved think mode of one chat request.
+#[derive(Debug, Clone)]
+pub struct ChatThink {
+    pub plan: ThinkPlan,
+    pub cfg: ThinkConfig,
+    /// The model has think tags (and the config does not turn them off).
+    pub supported: bool,
+    /// Where the reasoning goes in responses.
+    pub field: ReasoningField,
+}
+
+/// The think configuration of a served model: its own `[server.think.<id>]`
+/// entry, else the `"*"` entry, else the defaults.
+pub fn model_config(cfg: &ServerConfig, model_id: &str) -> ThinkConfig {
+    cfg.think
+        .get(model_id)
+        .or_else(|| cfg.think.get("*"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A 400 naming `param`.
+fn invalid(param: &str, message: String) -> ApiError {
+    ApiError::invalid(param, message)
+}
+
+/// One value from several alias fields; two different values are a 400
+/// naming both.
+fn one_of<T: PartialEq + Copy + std::fmt::Display>(
+    fields: &[(&str, Option<T>)],
+) -> Result<Option<(String, T)>, ApiError> {
+    let mut found: Option<(&str, T)> = None;
+    for &(name, v) in fields {
+        let Some(v) = v else { continue };
+        match found {
+            Some((first, w)) if w != v => {
+                return Err(invalid(
+                    name,
+                    format!("{first} = {w} contradicts {name} = {v}"),
+                ))
+            }
+            Some(_) => {}
+            None => found = Some((name, v)),
+        }
+    }
+    Ok(found.map(|(n, v)| (n.to_string(), v)))
+}
+
+/// A boolean template kwarg, or a 400 when it is not one.
+fn kwarg_bool(kwargs: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match kwargs.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(invalid(
+            &format!("chat_template_kwargs.{key}"),
+            format!("chat_template_kwargs.{key} must be a boolean"),
+        )),
+    }
+}
+
+/// Resolve a chat request's think mode against model `entry`, make the
+/// template kwargs agree with it, and set what the engine enforces
+/// (`req.common.think`).
+pub fn prepare_chat(
+    req: &mut ValidChatRequest,
+    server: &ServerConfig,
+    entry: &ModelEntry,
+) -> Result<ChatThink, ApiError> {
+    let tok = &entry.tokenizer;
+    let think = prepare(
+        &req.think,
+        &mut req.kwargs,
+        &req.messages,
+        server,
+        &entry.id,
+        tok,
+    )?;
+    req.common.think = think.spec(tok)?;
+    Ok(think)
+}
+
+/// Resolve think fields for model `model_id` and set `enable_thinking` in
+/// the template kwargs, so the template renders the think block the way it
+/// defines (on a model with think support).
+pub fn prepare(
+    fields: &ThinkFields,
+    kwargs: &mut Map<String, Value>,
+    messages: &[ChatMessage],
+    server: &ServerConfig,
+    model_id: &str,
+    tok: &Tokenizer,
+) -> Result<ChatThink, ApiError> {
+    let cfg = model_config(server, model_id);
+    let enable = one_of(&[
+        (
+            "chat_template_kwargs.enable_thinking",
+            kwarg_bool(kwargs, "enable_thinking")?,
+        ),
+        (
+            "chat_template_kwargs.thinking",
+            kwarg_bool(kwargs, "thinking")?,
+        ),
+        ("thinking", fields.thinking),
+    ])?;
+    let budget = one_of(&[
+        ("thinking_budget", fields.thinking_budget),
+        ("thinking_token_budget", fields.thinking_token_budget),
+        ("reasoning_budget_tokens", fields.reasoning_budget_tokens),
+        ("max_thinking_tokens", fields.max_thinking_tokens),
+    ])?;
+    let supported = cfg
+        .supported
+        .unwrap_or_else(|| tokenizer_supports_think(tok, &cfg.start_tag, &cfg.end_tag));
+    let req = ThinkRequest {
+        messages,
+        enable_thinking: enable.as_ref().map(|(_, v)| *v),
+        reasoning_effort: fields.reasoning_effort.as_deref(),
+        thinking_budget: budget.as_ref().map(|(_, v)| *v),
+        min_thinking_tokens: fields.min_thinking_tokens,
+        thinking_budget_message: fields.thinking_budget_message.as_deref(),
+    };
+    let plan = resolve(&req, &cfg, supported).map_err(|e| {
+        // Name the alias the client actually sent.
+        let param = match (&budget, e.param.as_str()) {
+            (Some((name, _)), "thinking_budget") => name.clone(),
+            _ => e.param,
+        };
+        invalid(&param, e.message)
+    })?;
+    if supported {
+        kwargs.insert("enable_thinking".into(), Value::Bool(plan.enabled));
+    }
+    Ok(ChatThink {
+        plan,
+        cfg,
+        supported,
+        field: server.reasoning_field,
+    })
+}
+
+impl ChatThink {
+    /// The rendered prompt with the think block opened (thinking on) or
+    /// closed empty (thinking off), whatever the template did.
+    pub fn apply_to_prompt(&self, text: &str) -> String {
+        apply_to_prompt(text, &self.plan, &self.cfg, self.supported)
+    }
+
+    /// What the engine enforces per rollout; `None` when not thinking.
+    pub fn spec(&self, tok: &Tokenizer) -> Result<Option<ThinkSpec>, ApiError> {
+        if !(self.supported && self.plan.enabled) {
+            return Ok(None);
+        }
+        let continuation = if self.cfg.continuation.is_empty() {
+            ThinkConfig::default().continuation
+        } else {
+            self.cfg.continuation.clone()
+        };
+        let tokens = ThinkTokens::encode(
+            tok,
+            &self.cfg.end_tag,
+            &self.plan.budget_message,
+            &continuation,
+        )
+        .map_err(|e| ApiError::Internal(format!("encoding the think texts: {e}")))?;
+        Ok(Some(ThinkSpec {
+            tokens: Arc::new(tokens),
+            thinking: true,
+            thinking_budget: self.plan.budget,
+            min_thinking_tokens: self.plan.min_thinking_tokens,
+            answer_reserve: self.cfg.answer_reserve,
+        }))
+    }
+
+    /// Whether the output starts inside the think block.
+    pub fn thinking(&self) -> bool {
+        self.supported && self.plan.enabled
+    }
+
+    /// `(reasoning, answer)` of a whole output; reasoning is `None` when not
+    /// thinking (everything is the answer, a stray empty block dropped).
+    pub fn split(&self, text: &str) -> (Option<String>, String) {
+        let (r, c) = split_all(
+            text,
+            &self.cfg.start_tag,
+            &self.cfg.end_tag,
+            self.thinking(),
+        );
+        (self.thinking().then_some(r), c)
+    }
+
+    /// A streaming splitter for one choice.
+    pub fn splitter(&self) -> ReasoningSplitter {
+        ReasoningSplitter::new(&self.cfg.start_tag, &self.cfg.end_tag, self.thinking())
+    }
+
+    /// Split each choice's raw text into reasoning and answer.
+    pub fn split_choices(&self, choices: &mut [ChatChoice]) {
+        for c in choices {
+            c.message = self.message(&c.message.content);
+        }
+    }
+
+    /// The assistant message of one finished rollout's text.
+    pub fn message(&self, text: &str) -> AssistantMessage {
+        let (reasoning, content) = self.split(text);
+        let (reasoning_content, reasoning) = self.field.place(reasoning);
+        AssistantMessage {
+            role: "assistant",
+            content,
+            reasoning_content,
+            reasoning,
+        }
+    }
+
+    /// The stream delta of one split step; `None` when it holds no text.
+    pub fn delta(&self, d: SplitDelta) -> Option<Delta> {
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let (reasoning, content) = (some(d.reasoning), some(d.content));
+        if reasoning.is_none() && content.is_none() {
+            return None;
+        }
+        let (reasoning_content, reasoning) = self.field.place(reasoning);
+        Some(Delta {
+            role: None,
+            content,
+            reasoning_content,
+            reasoning,
+        })
+    }
+}
+
+/// `usage` of a finished request, reasoning tokens summed over every rollout.
+pub fn usage(out: &GenerateOutput) -> Usage {
+    let mut u = Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens);
+    u.completion_tokens_details.reasoning_tokens =
+        out.rollouts.iter().map(|r| r.reasoning_tokens).sum();
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_fields_agree_or_name_both() {
+        let ok = one_of(&[("a", Some(3)), ("b", None), ("c", Some(3))]).unwrap();
+        assert_eq!(ok, Some(("a".to_string(), 3)));
+        let e = one_of(&[("a", Some(3)), ("b", Some(4))]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("a = 3") && text.contains("b = 4"), "{text}");
+    }
+
+    #[test]
+    fn reasoning_field_places_text() {
+        let t = Some("r".to_string());
+        assert_eq!(
+            ReasoningField::ReasoningContent.place(t.clone()),
+            (t.clone(), None)
+        );
+        assert_eq!(
+            ReasoningField::Reasoning.place(t.clone()),
+            (None, t.clone())
+        );
+        assert_eq!(ReasoningField::Both.place(t.clone()), (t.clone(), t));
+    }
+
+    #[test]
+    fn think_settings_parse_from_the_server_section() {
+        let s: super::super::config::ServeSettings = toml::from_str(
+            "reasoning_field = \"both\"\n[think.qwen]\nsupported = false\nanswer_reserve = 8\n",
+        )
+        .expect("parse");
+        let cfg = s.resolve().expect("resolve");
+        assert_eq!(cfg.reasoning_field, ReasoningField::Both);
+        let qwen = model_config(&cfg, "qwen");
+        assert_eq!((qwen.supported, qwen.answer_reserve), (Some(false), 8));
+        assert_eq!(model_config(&cfg, "other"), ThinkConfig::default());
+    }
+
+    #[test]
+    fn a_non_boolean_kwarg_is_a_400() {
+        let mut kw = Map::new();
+        kw.insert("enable_thinking".into(), Value::from("yes"));
+        assert!(kwarg_bool(&kw, "enable_thinking").is_err());
+    }
+}
