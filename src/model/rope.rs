@@ -72,6 +72,14 @@ impl RotaryEmbedding {
         self.cos.dims()[0]
     }
 
+    /// cos/sin rows for arbitrary positions (one per token of a ragged batch).
+    pub fn gather(&self, positions: &[u32], dtype: DType) -> Result<(Tensor, Tensor)> {
+        let idx = Tensor::new(positions, self.cos.device())?;
+        let cos = self.cos.index_select(&idx, 0)?.to_dtype(dtype)?;
+        let sin = self.sin.index_select(&idx, 0)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
     /// cos/sin rows for positions `start..start + len`, in `dtype`.
     pub fn tables(&self, start: usize, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
         let cos = self.cos.narrow(0, start, len)?.to_dtype(dtype)?;

@@ -149,20 +149,27 @@ impl Attention {
                 .forward(&k.reshape((total * kvh, d))?, mode)?
                 .reshape((total, kvh * d))?;
         }
+        // Rotary embeddings for every token of the batch in one op: each row
+        // has its own position, gathered into `batch.cos` / `batch.sin`.
+        let q = rope_rows(&q.reshape((total, h, d))?, &batch.cos, &batch.sin, mode)?;
+        let k = rope_rows(&k.reshape((total, kvh, d))?, &batch.cos, &batch.sin, mode)?;
+        let v = v.reshape((total, kvh, d))?;
         let group = h / kvh;
         let scale = 1.0 / (d as f64).sqrt();
         let mut outs = Vec::with_capacity(batch.seqs.len());
         for seq in batch.seqs.iter_mut() {
             let len = seq.len;
-            // (len, heads, d) -> (heads, len, d)
+            // (len, n, d) -> (n, len, d); a free reshape for one token.
             let heads_first = |t: &Tensor, n: usize| -> Result<Tensor> {
-                t.narrow(0, seq.offset, len)?
-                    .reshape((len, n, d))?
-                    .transpose(0, 1)?
-                    .contiguous()
+                let rows = t.narrow(0, seq.offset, len)?;
+                if len == 1 {
+                    rows.reshape((n, 1, d))
+                } else {
+                    rows.transpose(0, 1)?.contiguous()
+                }
             };
-            let qs = rope(&heads_first(&q, h)?, &seq.cos, &seq.sin, mode)?;
-            let ks = rope(&heads_first(&k, kvh)?, &seq.cos, &seq.sin, mode)?;
+            let qs = heads_first(&q, h)?;
+            let ks = heads_first(&k, kvh)?;
             let vs = heads_first(&v, kvh)?;
             let (keys, values) = match seq.cache.as_deref_mut() {
                 Some(cache) => cache.append(layer, &ks, &vs)?,
@@ -194,13 +201,16 @@ impl Attention {
     }
 }
 
-/// (heads, len, d) rotary embedding; `cos`/`sin` are (len, d/2).
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+/// Rotary embedding of `x` (tokens, heads, d), each token at its own
+/// position; `cos`/`sin` are (tokens, d/2).
+fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
     let x = x.unsqueeze(0)?;
     let y = match mode {
-        Mode::Inference => candle_nn::rotary_emb::rope(&x, cos, sin)?,
-        // The fused rope has no backward.
-        Mode::Train => candle_nn::rotary_emb::rope_slow(&x, cos, sin)?,
+        Mode::Inference => candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)?,
+        // The fused rope has no backward: (1, tokens, h, d) -> (1, h, tokens, d).
+        Mode::Train => {
+            candle_nn::rotary_emb::rope_slow(&x.transpose(1, 2)?, cos, sin)?.transpose(1, 2)?
+        }
     };
     y.squeeze(0)
 }
@@ -276,14 +286,15 @@ pub struct SeqInput<'a> {
 struct SeqState<'a> {
     offset: usize,
     len: usize,
-    cos: Tensor,
-    sin: Tensor,
     mask: Option<Tensor>,
     cache: Option<&'a mut KvCache>,
 }
 
 struct BatchState<'a> {
     seqs: Vec<SeqState<'a>>,
+    /// Rotary tables for every token of the batch, (tokens, head_dim/2).
+    cos: Tensor,
+    sin: Tensor,
 }
 
 /// Which positions' outputs a forward returns.
@@ -402,6 +413,7 @@ impl Transformer {
         let mut ids = Vec::new();
         let mut states = Vec::with_capacity(seqs.len());
         let mut last_rows = Vec::with_capacity(seqs.len());
+        let mut positions_all: Vec<u32> = Vec::new();
         for seq in seqs.iter_mut() {
             let len = seq.tokens.len();
             if len == 0 {
@@ -415,7 +427,7 @@ impl Transformer {
                     self.max_positions()
                 );
             }
-            let (cos, sin) = self.rotary.tables(past, len, self.act_dtype)?;
+            positions_all.extend((past..past + len).map(|p| p as u32));
             let mask = if len > 1 {
                 Some(causal_mask(
                     len,
@@ -431,8 +443,6 @@ impl Transformer {
             states.push(SeqState {
                 offset: ids.len(),
                 len,
-                cos,
-                sin,
                 mask,
                 cache: seq.cache.as_deref_mut(),
             });
@@ -443,7 +453,12 @@ impl Transformer {
             .embed_tokens
             .embedding(&ids)?
             .to_dtype(self.act_dtype)?;
-        let mut batch = BatchState { seqs: states };
+        let (cos, sin) = self.rotary.gather(&positions_all, self.act_dtype)?;
+        let mut batch = BatchState {
+            seqs: states,
+            cos,
+            sin,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &mut batch, i, mode)?;
         }
