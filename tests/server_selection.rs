@@ -57,20 +57,18 @@ fn config() -> ServerConfig {
     cfg
 }
 
+fn tokenizer() -> Tokenizer {
+    Tokenizer::from_dir(server_common::tiny_model_dir()).expect("tokenizer")
+}
+
 fn token(text: &str) -> u32 {
-    let tok = Tokenizer::from_dir(server_common::tiny_model_dir()).expect("tokenizer");
-    let ids = tok.encode(text, false).expect("encode");
+    let ids = tokenizer().encode(text, false).expect("encode");
     assert_eq!(ids.len(), 1, "{text:?} is one token");
     ids[0]
 }
 
-fn eos_ids() -> Vec<u32> {
-    let tok = Tokenizer::from_dir(server_common::tiny_model_dir()).expect("tokenizer");
-    tok.eos_token_ids()
-}
-
 fn chat_body(extra: Value) -> Value {
-    let mut body = json!({
+    let body = json!({
         "model": "tiny",
         "messages": [{"role": "user", "content": "What is 2+2?"}],
         "max_tokens": 2,
@@ -78,6 +76,10 @@ fn chat_body(extra: Value) -> Value {
         "seed": 11,
         "chat_template_kwargs": {"enable_thinking": false},
     });
+    merge(body, extra)
+}
+
+fn merge(mut body: Value, extra: Value) -> Value {
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
@@ -93,14 +95,7 @@ async fn post(c: &Client, url: &str, body: &Value) -> (StatusCode, Value) {
 /// Two-digit answers over the tokens "4" and "5", extracted as last numbers.
 fn digits_request(extra: Value) -> Value {
     let bias = json!({ token("4").to_string(): 100, token("5").to_string(): 100 });
-    let mut body = chat_body(json!({
-        "rollouts": 5,
-        "logit_bias": bias,
-    }));
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    body
+    merge(chat_body(json!({"rollouts": 5, "logit_bias": bias})), extra)
 }
 
 fn contents(v: &Value) -> Vec<String> {
@@ -282,41 +277,29 @@ async fn selection_errors_are_400s_naming_the_field() {
     let c = Client::new();
     let url = format!("{}/v1/chat/completions", srv.base);
     let score_url = format!("{}/v1/score", srv.base);
+    let sel = |s: Value| chat_body(json!({"rollouts": 2, "selection": s}));
+    let plain_bon = json!({"model": "plain", "rollouts": 2, "selection": "best_of_n"});
     let cases = [
+        (&url, chat_body(json!({"n": 3, "rollouts": 2})), "rollouts"),
+        (&url, sel(json!({"strategy": "vibes"})), "selection"),
         (
-            url.as_str(),
-            chat_body(json!({"n": 3, "rollouts": 2})),
-            "rollouts",
-        ),
-        (
-            url.as_str(),
-            chat_body(json!({"rollouts": 2, "selection": {"strategy": "vibes"}})),
+            &url,
+            sel(json!({"strategy": "majority", "early_stop": 1})),
             "selection",
         ),
+        (&url, chat_body(plain_bon), "selection.strategy"),
         (
-            url.as_str(),
-            chat_body(json!({"selection": {"strategy": "majority", "early_stop": 1}})),
-            "selection",
-        ),
-        (
-            url.as_str(),
-            chat_body(
-                json!({"model": "plain", "rollouts": 2, "selection": {"strategy": "best_of_n"}}),
-            ),
-            "selection.strategy",
-        ),
-        (
-            score_url.as_str(),
+            &score_url,
             json!({"model": "plain", "prompt": "hi", "completions": ["a"]}),
             "model",
         ),
         (
-            score_url.as_str(),
+            &score_url,
             json!({"model": "tiny", "completions": ["a"]}),
             "prompt",
         ),
         (
-            score_url.as_str(),
+            &score_url,
             json!({"model": "tiny", "prompt": "hi", "completions": []}),
             "completions",
         ),
@@ -338,7 +321,7 @@ async fn early_stop_cancels_rollouts_once_the_vote_is_decided() {
     // (last numbers) are "4", lengths differ, so the vote is decided before
     // every rollout has finished.
     let mut bias = json!({ token(" ").to_string(): 100, token("4").to_string(): 98 });
-    for id in eos_ids() {
+    for id in tokenizer().eos_token_ids() {
         bias[id.to_string()] = json!(97);
     }
     let max_tokens = 200;

@@ -93,7 +93,6 @@ pub struct EngineMetrics {
 struct Job {
     req: GenerateRequest,
     events: UnboundedSender<EngineEvent>,
-    /// Per-rollout cancellation ([`EngineHandle::submit_cancellable`]).
     cancel: Option<Arc<CancelSet>>,
 }
 
@@ -166,21 +165,12 @@ impl EngineHandle {
         &self,
         req: GenerateRequest,
     ) -> Result<UnboundedReceiver<EngineEvent>, SubmitError> {
-        self.submit_inner(req, None)
+        self.submit_cancellable(req, None)
     }
 
-    /// [`Self::submit`], plus `cancel`: raising a rollout's flag stops that
-    /// rollout alone (it ends `Cancelled`, its KV is freed) while the others
-    /// go on — adaptive answer selection stops rollouts it no longer needs.
+    /// [`Self::submit`] plus per-rollout cancellation (early stop of answer
+    /// selection): a flagged rollout ends `Cancelled` and frees its KV.
     pub fn submit_cancellable(
-        &self,
-        req: GenerateRequest,
-        cancel: Arc<CancelSet>,
-    ) -> Result<UnboundedReceiver<EngineEvent>, SubmitError> {
-        self.submit_inner(req, Some(cancel))
-    }
-
-    fn submit_inner(
         &self,
         req: GenerateRequest,
         cancel: Option<Arc<CancelSet>>,
@@ -312,12 +302,11 @@ impl GroupSink for ChannelSink {
     }
 
     fn rollout_finished(&mut self, rollout: usize, finish_reason: FinishReason) -> bool {
-        self.events
-            .send(EngineEvent::RolloutFinished {
-                rollout,
-                finish_reason,
-            })
-            .is_ok()
+        let ev = EngineEvent::RolloutFinished {
+            rollout,
+            finish_reason,
+        };
+        self.events.send(ev).is_ok()
     }
 }
 

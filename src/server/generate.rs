@@ -184,11 +184,10 @@ pub fn submit_cancellable(
         params: req.params.clone(),
         think: req.think.clone(),
     };
-    match cancel {
-        Some(c) => entry.engine.submit_cancellable(gen, c),
-        None => entry.engine.submit(gen),
-    }
-    .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
+    entry
+        .engine
+        .submit_cancellable(gen, cancel)
+        .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
 }
 
 /// Waits for the whole result (non-streaming). The receiver lives in the

@@ -128,15 +128,23 @@ impl ThinkControl {
     }
 
     /// The reasoning-token count at which thinking is ended by force.
+    ///
+    /// With a budget, the budget (and never so late that the budget text
+    /// would not fit under `max_tokens`). Without one, late enough to leave
+    /// the budget text plus `answer_reserve` tokens for the answer; when the
+    /// cap cannot even hold the budget text, forcing would only produce a
+    /// truncated message, so the cap alone ends thinking (`finish_reason:
+    /// length`, as without think control).
     pub fn effective_budget(&self) -> usize {
-        let forced = self.tokens.budget_forced.len();
-        let reserve_cap = self
+        let room = self
             .limits
             .max_tokens
-            .saturating_sub(self.limits.answer_reserve + forced);
+            .saturating_sub(self.tokens.budget_forced.len());
         match self.limits.thinking_budget {
-            Some(b) => b.min(self.limits.max_tokens.saturating_sub(forced)),
-            None => reserve_cap,
+            Some(b) if room > 0 => b.min(room),
+            Some(b) => b,
+            None if room == 0 => usize::MAX,
+            None => room.saturating_sub(self.limits.answer_reserve),
         }
     }
 
@@ -264,6 +272,22 @@ mod tests {
         }
         assert!(matches!(c.on_sampled(6), ThinkAction::Force(_)));
         assert!(c.budget_cut());
+    }
+
+    #[test]
+    fn a_cap_too_small_for_the_budget_text_never_forces_it() {
+        // max 4 < 5 forced tokens: no reserve cut, thinking runs to the cap.
+        let mut c = ThinkControl::new(tokens(), limits(None, 0, 4), true);
+        assert_eq!(c.initial_force(), None);
+        for t in 0..4 {
+            assert_eq!(c.on_sampled(t), ThinkAction::Keep);
+        }
+        // Room for the text but not the reserve: thinking ends at once.
+        let mut c = ThinkControl::new(tokens(), limits(None, 0, 9), true);
+        assert_eq!(c.initial_force(), Some(vec![50, 51, 52, END, 10]));
+        // An explicit budget stays the limit whatever the cap.
+        let c = ThinkControl::new(tokens(), limits(Some(2), 0, 4), true);
+        assert_eq!(c.effective_budget(), 2);
     }
 
     #[test]

@@ -233,4 +233,47 @@ mod tests {
         assert_eq!(es.on_finished(&t), vec![3, 4]); // 3 > 0 + 2
         assert_eq!(es.stopped, vec![3, 4]);
     }
+
+    fn lp(logprob: f32) -> TokenLogprob {
+        TokenLogprob {
+            token: 1,
+            logprob,
+            top_logprobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn confidence_stops_traces_below_the_warmup_threshold() {
+        let cfg = quorum_scoring::ConfidenceSelector {
+            group_size: 2,
+            keep_fraction: 1.0,
+            ..Default::default()
+        };
+        let opts = SelectionOptions {
+            config: SelectionConfig::Confidence(cfg),
+            early_stop: true,
+            warmup: Some(2),
+            ..SelectionOptions::default()
+        };
+        let mut es = EarlyStop::new(&opts, 4, 100);
+        let mut t = vec![Trace::default(); 4];
+        for (i, x) in [(0, -0.1), (1, -0.5)] {
+            t[i].push("a".into(), lp(x));
+            t[i].push("b".into(), lp(x));
+        }
+        t[0].finish = Some(FinishReason::Stop);
+        assert!(es.on_finished(&t).is_empty() && es.threshold().is_none());
+        t[1].finish = Some(FinishReason::Stop);
+        assert!(es.on_finished(&t).is_empty());
+        // keep_fraction 1: the least confident warmup trace sets the bar.
+        assert_eq!(es.threshold(), Some(-0.5));
+        t[2].push("x".into(), lp(-0.2));
+        assert!(!es.on_token(&t, 2)); // window not full yet
+        t[2].push("y".into(), lp(-2.0));
+        assert!(es.on_token(&t, 2)); // mean -1.1 < -0.5
+        t[3].push("x".into(), lp(-0.3));
+        t[3].push("y".into(), lp(-0.3));
+        assert!(!es.on_token(&t, 3));
+        assert_eq!(es.stopped, vec![2]);
+    }
 }

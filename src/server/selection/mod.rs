@@ -78,6 +78,10 @@ pub fn plan(
         Some(v) => SelectionOptions::parse(v).map_err(|e| ApiError::invalid("selection", e))?,
         None => SelectionOptions::default(),
     };
+    if options.config == SelectionConfig::First && req.rollouts <= req.n {
+        // Nothing to rank: keep true token streaming.
+        return Ok(None);
+    }
     let selector = options
         .config
         .build()
