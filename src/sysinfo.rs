@@ -36,10 +36,7 @@ pub fn read_bandwidth(bytes: usize, reps: usize) -> f64 {
     let mut sink = 0.0f32;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        let s: f32 = buf
-            .par_chunks(1 << 16)
-            .map(sum_chunk)
-            .sum();
+        let s: f32 = buf.par_chunks(1 << 16).map(sum_chunk).sum();
         best = best.min(t.elapsed().as_secs_f64());
         sink += s;
     }

@@ -186,7 +186,14 @@ mod tests {
         assert_eq!(f.len(), 5);
         let (fk, fv) = f.append(0, &kv(1, 1000.0), &kv(1, 2000.0)).unwrap();
         let diff = |a: &Tensor, b: &Tensor| {
-            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
         };
         assert_eq!(diff(&fk.narrow(1, 0, 5).unwrap(), &k), 0.0);
         assert_eq!(diff(&fv.narrow(1, 0, 5).unwrap(), &v), 0.0);
@@ -211,7 +218,14 @@ mod tests {
         let expected = Tensor::cat(&all, 1).unwrap();
         let (k, _) = c.append(0, &kv(1, 0.0), &kv(1, 0.0)).unwrap();
         let got = k.narrow(1, 0, 600).unwrap();
-        let d = (got - expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (got - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
         assert!(c.reserved_bytes() >= 2 * 2 * 601 * 3 * DType::F32.size_in_bytes());
     }
