@@ -326,3 +326,24 @@ async fn thinking_off_puts_everything_in_content_and_field_names_follow_the_conf
         .unwrap_or_default()
         .ends_with(&format!("{BUDGET_MESSAGE}\n")));
 }
+
+#[tokio::test]
+async fn quorum_object_records_each_rollouts_reasoning_and_budget_cut() {
+    let srv = server_common::start(config(ReasoningField::ReasoningContent)).await;
+    let c = Client::new();
+    let req = chat(json!({
+        "rollouts": 3,
+        "selection": {"strategy": "first"},
+        "max_completion_tokens": 48,
+        "thinking_budget": 5
+    }));
+    let (status, v) = post(&c, &srv.base, &req).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rollouts = v["quorum"]["rollouts"].as_array().expect("quorum.rollouts");
+    assert_eq!(rollouts.len(), 3);
+    for r in rollouts {
+        assert_eq!(r["reasoning_tokens"], 5, "{r}");
+        assert_eq!(r["thinking_budget_cut"], true, "{r}");
+    }
+    assert_eq!(reasoning_tokens(&v), 15);
+}

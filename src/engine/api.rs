@@ -58,6 +58,9 @@ pub struct GenerateOutput {
     pub cached_tokens: usize,
     /// Tokens actually decoded over all rollouts.
     pub completion_tokens: usize,
+    /// Reasoning tokens over all rollouts (think mode), kept here because
+    /// selection may return fewer rollouts than were decoded.
+    pub reasoning_tokens: usize,
     pub timings: GroupTimings,
 }
 

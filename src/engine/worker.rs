@@ -385,6 +385,7 @@ fn finish(senders: &mut HashMap<GroupId, UnboundedSender<EngineEvent>>, done: Co
             completion_tokens: out.completion_tokens,
             prompt_tokens: out.prompt_tokens,
             cached_tokens: out.cached_tokens,
+            reasoning_tokens: out.rollouts.iter().map(|r| r.reasoning_tokens).sum(),
             rollouts: out.rollouts,
             timings: out.timings,
         }),

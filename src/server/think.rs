@@ -301,8 +301,7 @@ impl ChatThink {
 /// `usage` of a finished request, reasoning tokens summed over every rollout.
 pub fn usage(out: &GenerateOutput) -> Usage {
     let mut u = Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens);
-    u.completion_tokens_details.reasoning_tokens =
-        out.rollouts.iter().map(|r| r.reasoning_tokens).sum();
+    u.completion_tokens_details.reasoning_tokens = out.reasoning_tokens;
     u
 }
 

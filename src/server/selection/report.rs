@@ -65,6 +65,10 @@ pub struct RolloutReport {
     pub confidence: Option<f64>,
     pub mean_logprob: Option<f64>,
     pub tokens: usize,
+    /// Reasoning tokens of this rollout (think mode; 0 otherwise).
+    pub reasoning_tokens: usize,
+    /// Whether the thinking budget (or the answer reserve) ended its thinking.
+    pub thinking_budget_cut: bool,
     pub finish_reason: &'static str,
     pub stopped_early: bool,
 }
@@ -94,6 +98,8 @@ pub fn build(
                 confidence: v.and_then(|v| v.confidence),
                 mean_logprob: o.mean_logprob,
                 tokens: o.token_ids.len(),
+                reasoning_tokens: o.reasoning_tokens,
+                thinking_budget_cut: o.thinking_budget_cut,
                 finish_reason: o.finish_reason.as_str(),
                 stopped_early: early.stopped.contains(&o.index),
             }
