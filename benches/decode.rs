@@ -4,6 +4,9 @@
 //!
 //! cargo bench --bench decode -- --model DIR [--prompt-tokens 128] [--gen-tokens 128] [--rounds 2]
 
+#[path = "../tests/common/reference.rs"]
+mod reference;
+
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -95,24 +98,7 @@ fn main() {
     let bundle =
         ModelBundle::load(&dir, Some(quorum::model::WeightDType::F32), &Device::Cpu).expect("load");
     let cfg = &bundle.loaded.config;
-    let ref_cfg = qwen3::Config {
-        vocab_size: cfg.vocab_size,
-        hidden_size: cfg.hidden_size,
-        intermediate_size: cfg.intermediate_size,
-        num_hidden_layers: cfg.num_hidden_layers,
-        num_attention_heads: cfg.num_attention_heads,
-        head_dim: cfg.head_dim(),
-        attention_bias: cfg.qkv_bias(),
-        num_key_value_heads: cfg.num_kv_heads(),
-        max_position_embeddings: cfg.max_position_embeddings,
-        sliding_window: None,
-        max_window_layers: cfg.num_hidden_layers,
-        tie_word_embeddings: cfg.tie_word_embeddings,
-        rope_theta: cfg.rope_theta,
-        rms_norm_eps: cfg.rms_norm_eps,
-        use_sliding_window: false,
-        hidden_act: candle_nn::Activation::Silu,
-    };
+    let ref_cfg = reference::qwen3_config(cfg);
     let files = quorum::model::loader::weight_files(&dir).expect("weights");
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu).unwrap() };

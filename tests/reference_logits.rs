@@ -2,6 +2,9 @@
 //! (qwen3, qwen2, llama) on the same random weights: prefill + 24 decode
 //! steps, batch of 3 sequences, logits within 1e-4.
 
+#[path = "common/reference.rs"]
+mod reference;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models as ref_models;
@@ -62,28 +65,7 @@ fn reference(cfg: &ModelConfig, vb: VarBuilder) -> Box<dyn Reference> {
     let dev = Device::Cpu;
     match cfg.model_type.as_deref() {
         Some("qwen3") => Box::new(Qwen3(
-            ref_models::qwen3::ModelForCausalLM::new(
-                &ref_models::qwen3::Config {
-                    vocab_size: cfg.vocab_size,
-                    hidden_size: cfg.hidden_size,
-                    intermediate_size: cfg.intermediate_size,
-                    num_hidden_layers: cfg.num_hidden_layers,
-                    num_attention_heads: cfg.num_attention_heads,
-                    head_dim: cfg.head_dim(),
-                    attention_bias: cfg.qkv_bias(),
-                    num_key_value_heads: cfg.num_kv_heads(),
-                    max_position_embeddings: cfg.max_position_embeddings,
-                    sliding_window: None,
-                    max_window_layers: cfg.num_hidden_layers,
-                    tie_word_embeddings: cfg.tie_word_embeddings,
-                    rope_theta: cfg.rope_theta,
-                    rms_norm_eps: cfg.rms_norm_eps,
-                    use_sliding_window: false,
-                    hidden_act: candle_nn::Activation::Silu,
-                },
-                vb,
-            )
-            .unwrap(),
+            ref_models::qwen3::ModelForCausalLM::new(&reference::qwen3_config(cfg), vb).unwrap(),
         )),
         Some("qwen2") => Box::new(Qwen2(
             ref_models::qwen2::ModelForCausalLM::new(
