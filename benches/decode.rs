@@ -39,8 +39,10 @@ fn ours(bundle: &ModelBundle, prompt: &[u32], gen: usize) -> Run {
         eos_token_ids: vec![],
         think: None,
     };
-    let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |_| true)
-        .expect("generate");
+    let out = quorum::engine::in_engine_pool(|| {
+        generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |_| true)
+    })
+    .expect("generate");
     Run {
         prefill_tps: out.timings.prefill_tokens_per_s,
         decode_tps: out.timings.decode_tokens_per_s,

@@ -90,23 +90,28 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
         think: None,
     };
     let model = &bundle.loaded.model;
-    // Warm-up: page the weights in, size the pools.
-    generate_group(model, &bundle.tokenizer, &make(4), &mut |_| true)?;
-    let mut best: Option<crate::engine::GroupOutput> = None;
-    for _ in 0..args.reps.max(1) {
-        let out = generate_group(
-            model,
-            &bundle.tokenizer,
-            &make(args.gen_tokens),
-            &mut |_| true,
-        )?;
-        if best
-            .as_ref()
-            .is_none_or(|b| out.timings.decode_tokens_per_s > b.timings.decode_tokens_per_s)
-        {
-            best = Some(out);
-        }
-    }
+    let runs =
+        crate::engine::in_engine_pool(|| -> anyhow::Result<Option<crate::engine::GroupOutput>> {
+            // Warm-up: page the weights in, size the pools.
+            generate_group(model, &bundle.tokenizer, &make(4), &mut |_| true)?;
+            let mut best: Option<crate::engine::GroupOutput> = None;
+            for _ in 0..args.reps.max(1) {
+                let out = generate_group(
+                    model,
+                    &bundle.tokenizer,
+                    &make(args.gen_tokens),
+                    &mut |_| true,
+                )?;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| out.timings.decode_tokens_per_s > b.timings.decode_tokens_per_s)
+                {
+                    best = Some(out);
+                }
+            }
+            Ok(best)
+        })?;
+    let best = runs;
     let out = best.ok_or_else(|| anyhow::anyhow!("no run"))?;
     let bytes = weight_bytes_per_step(&bundle);
     let bw = crate::sysinfo::read_bandwidth(1 << 30, 3);

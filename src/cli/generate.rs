@@ -92,12 +92,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let stream = !args.json && args.n == 1;
     let mut stdout = std::io::stdout();
-    let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |ev| {
-        if stream {
-            let _ = write!(stdout, "{}", ev.text);
-            let _ = stdout.flush();
-        }
-        true
+    let out = crate::engine::in_engine_pool(|| {
+        generate_group(&bundle.loaded.model, &bundle.tokenizer, &req, &mut |ev| {
+            if stream {
+                let _ = write!(stdout, "{}", ev.text);
+                let _ = stdout.flush();
+            }
+            true
+        })
     })?;
     if args.json {
         let completions: Vec<_> = out

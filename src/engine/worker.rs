@@ -133,7 +133,7 @@ impl EngineHandle {
                 Ok(bundle) => {
                     let (info, batch_cfg) = plan_memory(&bundle, &cfg);
                     let _ = ready_tx.send(Ok(info));
-                    run(bundle, batch_cfg, rx, m);
+                    super::in_engine_pool(move || run(bundle, batch_cfg, rx, m));
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
