@@ -18,8 +18,8 @@ fn tiny_dir(name: &str) -> tempfile::TempDir {
 const SEQ_A: [u32; 6] = [11, 500, 9000, 42, 151_000, 7];
 const SEQ_B: [u32; 4] = [3, 77, 1234, 99];
 
-/// Mean next-token NLL over a ragged batch of two sequences.
-fn loss(model: &Transformer) -> Tensor {
+/// Training-mode logits of the ragged batch [SEQ_A, SEQ_B], no KV cache.
+fn train_logits(model: &Transformer) -> Tensor {
     let mut seqs = [
         SeqInput {
             tokens: &SEQ_A,
@@ -30,9 +30,14 @@ fn loss(model: &Transformer) -> Tensor {
             cache: None,
         },
     ];
-    let logits = model
+    model
         .forward(&mut seqs, Positions::All, Mode::Train)
-        .unwrap();
+        .unwrap()
+}
+
+/// Mean next-token NLL over a ragged batch of two sequences.
+fn loss(model: &Transformer) -> Tensor {
+    let logits = train_logits(model);
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
@@ -119,19 +124,7 @@ fn training_forward_equals_inference_forward() {
         .model
         .forward(&mut seqs, Positions::All, Mode::Inference)
         .unwrap();
-    let mut seqs = [
-        SeqInput {
-            tokens: &SEQ_A,
-            cache: None,
-        },
-        SeqInput {
-            tokens: &SEQ_B,
-            cache: None,
-        },
-    ];
-    let b = train_model
-        .forward(&mut seqs, Positions::All, Mode::Train)
-        .unwrap();
+    let b = train_logits(&train_model);
     let d = (a - b)
         .unwrap()
         .abs()
