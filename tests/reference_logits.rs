@@ -103,6 +103,26 @@ fn reference(cfg: &ModelConfig, vb: VarBuilder) -> Box<dyn Reference> {
     }
 }
 
+/// One ragged-batch inference step of our model: sequence i gets `inputs[i]`
+/// and `caches[i]`; returns last-position logits (batch, vocab).
+fn our_step(
+    model: &quorum::model::Transformer,
+    inputs: &[&[u32]],
+    caches: &mut [quorum::model::KvCache],
+) -> Tensor {
+    let mut seqs: Vec<SeqInput> = inputs
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(t, c)| SeqInput {
+            tokens: t,
+            cache: Some(c),
+        })
+        .collect();
+    model
+        .forward(&mut seqs, Positions::Last, Mode::Inference)
+        .unwrap()
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .unwrap()
@@ -132,18 +152,8 @@ fn check_against_reference(preset_name: &str) {
     let mut caches: Vec<_> = (0..BATCH).map(|_| ours.model.new_cache()).collect();
 
     // Prefill.
-    let mut seqs: Vec<SeqInput> = prompts
-        .iter()
-        .zip(caches.iter_mut())
-        .map(|(p, c)| SeqInput {
-            tokens: p,
-            cache: Some(c),
-        })
-        .collect();
-    let our_logits = ours
-        .model
-        .forward(&mut seqs, Positions::Last, Mode::Inference)
-        .unwrap();
+    let prompt_refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let our_logits = our_step(&ours.model, &prompt_refs, &mut caches);
     let flat: Vec<u32> = prompts.concat();
     let input = Tensor::from_vec(flat, (BATCH, PROMPT), &dev).unwrap();
     let ref_logits = theirs.step(&input, 0);
@@ -156,18 +166,8 @@ fn check_against_reference(preset_name: &str) {
         let offset = PROMPT + step;
         let next = tokens(100 + step as u64, BATCH, cfg.vocab_size);
         let singles: Vec<[u32; 1]> = next.iter().map(|t| [*t]).collect();
-        let mut seqs: Vec<SeqInput> = singles
-            .iter()
-            .zip(caches.iter_mut())
-            .map(|(t, c)| SeqInput {
-                tokens: t,
-                cache: Some(c),
-            })
-            .collect();
-        let our_logits = ours
-            .model
-            .forward(&mut seqs, Positions::Last, Mode::Inference)
-            .unwrap();
+        let single_refs: Vec<&[u32]> = singles.iter().map(|t| &t[..]).collect();
+        let our_logits = our_step(&ours.model, &single_refs, &mut caches);
         let input = Tensor::from_vec(next, (BATCH, 1), &dev).unwrap();
         let ref_logits = theirs.step(&input, offset);
         let d = max_abs_diff(&our_logits, &ref_logits);
