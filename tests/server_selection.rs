@@ -5,40 +5,12 @@
 
 mod server_common;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use quorum::model::init::{init_model, InitOptions};
-use quorum::model::presets::preset;
 use quorum::server::config::ModelSpec;
 use quorum::server::selection::ModelDefaults;
 use quorum::server::ServerConfig;
 use quorum::tokenizer::Tokenizer;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-/// A tiny reward model (`Qwen3ForSequenceClassification`), written once.
-fn reward_model_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join("server-tiny-rm-v1");
-        if dir.join("config.json").is_file() {
-            return dir;
-        }
-        let tmp = root.join(format!("server-tiny-rm-v1.tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let mut opts = InitOptions::new(preset("tiny").expect("preset"), &tmp);
-        opts.seed = 5;
-        opts.reward_head = true;
-        init_model(&opts, &|_| {}).expect("init reward model");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        dir
-    })
-    .clone()
-}
 
 /// `tiny` has a reward model (per-model default), `plain` has none.
 fn config() -> ServerConfig {
@@ -50,7 +22,7 @@ fn config() -> ServerConfig {
     cfg.defaults.insert(
         "tiny".into(),
         ModelDefaults {
-            reward_model: Some(reward_model_dir()),
+            reward_model: Some(server_common::reward_model_dir()),
             ..ModelDefaults::default()
         },
     );

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::group::{ActiveGroup, GroupSink};
+use super::metrics::EngineMetrics;
 use super::prefix_cache::PrefixCache;
 use super::rollout::GroupOutput;
 use super::sampler::SamplingParams;
 use super::scheduler::{GroupId, GroupShape, ScheduleError, Scheduler, SchedulerConfig, Work};
 use super::think::ThinkSpec;
-use super::worker::EngineMetrics;
 
 mod step;
 use super::EngineError;

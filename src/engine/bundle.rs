@@ -1,5 +1,6 @@
 //! A model ready to serve: weights, tokenizer, chat template and stop ids,
-//! loaded together from one HF model directory.
+//! loaded together from one HF model directory, plus the reward model that
+//! scores its completions (if any), which runs on the same engine thread.
 
 use std::path::Path;
 
@@ -15,6 +16,9 @@ pub struct ModelBundle {
     pub template: ChatTemplate,
     /// EOS ids from config.json, generation_config.json and tokenizer_config.json.
     pub eos_token_ids: Vec<u32>,
+    /// The reward model of this policy (`--reward-model`): the engine that
+    /// owns the bundle also runs its score jobs, between decode steps.
+    pub reward: Option<super::reward::RewardModel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,19 @@ impl ModelBundle {
             tokenizer,
             template,
             eos_token_ids,
+            reward: None,
         })
+    }
+
+    /// Loads the reward model at `dir` and attaches it to this bundle.
+    pub fn load_reward(
+        &mut self,
+        dir: &Path,
+        dtype: Option<WeightDType>,
+        device: &Device,
+    ) -> Result<(), super::reward::RewardError> {
+        self.reward = Some(super::reward::RewardModel::load(dir, dtype, device)?);
+        Ok(())
     }
 
     /// Quantize the weight matrices for serving (see

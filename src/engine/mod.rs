@@ -1,5 +1,7 @@
 //! The inference engine: sampling, stop handling, sequences and rollout
-//! groups over the shared [`crate::model::Transformer`].
+//! groups over the shared [`crate::model::Transformer`], and the engine
+//! thread ([`worker`]) that runs them together with the reward model's
+//! score jobs ([`score_queue`]).
 
 pub mod api;
 pub mod batch;
@@ -7,13 +9,15 @@ pub mod bundle;
 pub mod cancel;
 pub mod group;
 pub mod memory;
+pub mod metrics;
 pub mod prefix_cache;
 pub mod reward;
-pub mod reward_worker;
 pub mod rollout;
 pub mod sampler;
 pub mod scheduler;
+pub mod score_queue;
 pub mod sequence;
+mod sink;
 pub mod stop;
 pub mod think;
 pub mod worker;
@@ -27,15 +31,20 @@ mod engine_handle_tests;
 #[cfg(test)]
 mod think_tests;
 
-pub use api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
+pub use api::{
+    EngineEvent, GenerateOutput, GenerateRequest, ScoreError, ScoreFailure, ScoreOutput,
+    ScoreReceiver, ScoreRequest, SubmitError,
+};
 pub use batch::{BatchConfig, Batcher};
 pub use bundle::{BundleError, ModelBundle};
 pub use cancel::CancelSet;
+pub use metrics::EngineMetrics;
+pub use reward::{RewardCodec, RewardModel};
 pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{FinishReason, Sequence};
-pub use worker::{EngineConfig, EngineHandle, EngineMetrics, ModelInfo};
+pub use worker::{EngineConfig, EngineHandle, ModelInfo, RewardInfo};
 
 /// Failures of a generation request.
 #[derive(Debug, thiserror::Error)]

@@ -1,19 +1,59 @@
-//! Reward-model scoring: a model directory with a policy-family backbone and a
+//! Reward models: a model directory with a policy-family backbone and a
 //! scalar head (`score.weight`, HF `*ForSequenceClassification`,
 //! `num_labels = 1`). A (conversation, completion) pair is rendered with the
-//! chat template as a finished assistant turn, and the head is read at the
-//! last token. Pairs run as ragged batches (no padding), so a score does not
-//! depend on what else is in the batch.
+//! reward model's chat template as a finished assistant turn
+//! ([`RewardCodec`]), and the head is read at the last token. Pairs run as
+//! ragged batches (no padding), so a score does not depend on what else is
+//! in the batch.
+//!
+//! Serving attaches the reward model to the policy's [`super::ModelBundle`]
+//! and scores on the engine thread, between decode steps (see
+//! [`super::score_queue`]); [`RewardModel::score`] is the direct, blocking
+//! path for tests and tools.
 
 use candle_core::Device;
 
-use super::bundle::{BundleError, ModelBundle};
-use crate::chat::ChatMessage;
-use crate::model::{Mode, SeqInput, WeightDType};
+use super::bundle::BundleError;
+use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::model::{load_model, LoadedModel, Mode, SeqInput, Transformer, WeightDType};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// Turns (conversation, completion) pairs into the reward model's token ids.
+/// The HTTP layer keeps one per reward model, so pairs are tokenized off the
+/// engine thread, like prompts.
+pub struct RewardCodec {
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+}
+
+impl RewardCodec {
+    pub fn from_tokenizer(tokenizer: Tokenizer) -> Result<Self, ChatTemplateError> {
+        let template = ChatTemplate::from_tokenizer(&tokenizer)?;
+        Ok(Self {
+            tokenizer,
+            template,
+        })
+    }
+
+    /// Token ids of `conversation` followed by `completion` as the assistant's answer.
+    pub fn encode_pair(
+        &self,
+        conversation: &[ChatMessage],
+        completion: &str,
+    ) -> Result<Vec<u32>, BundleError> {
+        let mut msgs = conversation.to_vec();
+        msgs.push(ChatMessage::assistant(completion));
+        let text = self
+            .template
+            .render(&msgs, false, &serde_json::Map::new())?;
+        Ok(self.tokenizer.encode(&text, false)?)
+    }
+}
 
 pub struct RewardModel {
-    bundle: ModelBundle,
-    /// Sequences per forward.
+    pub loaded: LoadedModel,
+    pub codec: RewardCodec,
+    /// Sequences per forward of [`RewardModel::score_tokens`].
     pub max_batch: usize,
 }
 
@@ -33,24 +73,44 @@ pub enum RewardError {
     },
 }
 
+impl From<crate::model::ModelError> for RewardError {
+    fn from(e: crate::model::ModelError) -> Self {
+        Self::Load(BundleError::Model(e))
+    }
+}
+
+impl From<TokenizerError> for RewardError {
+    fn from(e: TokenizerError) -> Self {
+        Self::Load(BundleError::Tokenizer(e))
+    }
+}
+
+impl From<ChatTemplateError> for RewardError {
+    fn from(e: ChatTemplateError) -> Self {
+        Self::Load(BundleError::Template(e))
+    }
+}
+
 impl RewardModel {
     pub fn load(
         dir: &std::path::Path,
         dtype: Option<WeightDType>,
         device: &Device,
     ) -> Result<Self, RewardError> {
-        let bundle = ModelBundle::load(dir, dtype, device)?;
-        if bundle.loaded.model.score.is_none() {
+        let loaded = load_model(dir, dtype, device)?;
+        if loaded.model.score.is_none() {
             return Err(RewardError::NoScoreHead(dir.display().to_string()));
         }
+        let codec = RewardCodec::from_tokenizer(Tokenizer::from_dir(dir)?)?;
         Ok(Self {
-            bundle,
+            loaded,
+            codec,
             max_batch: 8,
         })
     }
 
-    pub fn bundle(&self) -> &ModelBundle {
-        &self.bundle
+    pub fn model(&self) -> &Transformer {
+        &self.loaded.model
     }
 
     /// Token ids of `conversation` followed by `completion` as the assistant's answer.
@@ -59,13 +119,7 @@ impl RewardModel {
         conversation: &[ChatMessage],
         completion: &str,
     ) -> Result<Vec<u32>, BundleError> {
-        let mut msgs = conversation.to_vec();
-        msgs.push(ChatMessage::assistant(completion));
-        let text = self
-            .bundle
-            .template
-            .render(&msgs, false, &serde_json::Map::new())?;
-        Ok(self.bundle.tokenizer.encode(&text, false)?)
+        self.codec.encode_pair(conversation, completion)
     }
 
     /// One scalar score per completion, in order.
@@ -74,7 +128,7 @@ impl RewardModel {
         conversation: &[ChatMessage],
         completions: &[String],
     ) -> Result<Vec<f64>, RewardError> {
-        let context = self.bundle.loaded.model.max_positions();
+        let context = self.model().max_positions();
         let mut encoded = Vec::with_capacity(completions.len());
         for (index, c) in completions.iter().enumerate() {
             let ids = self.encode_pair(conversation, c)?;
@@ -90,7 +144,8 @@ impl RewardModel {
         self.score_tokens(&encoded)
     }
 
-    /// Scores of already tokenized sequences (value of label 0 at the last token).
+    /// Scores of already tokenized sequences (value of label 0 at the last
+    /// token), `max_batch` whole sequences per forward.
     pub fn score_tokens(&self, sequences: &[Vec<u32>]) -> Result<Vec<f64>, RewardError> {
         let mut out = Vec::with_capacity(sequences.len());
         for chunk in sequences.chunks(self.max_batch.max(1)) {
@@ -101,16 +156,18 @@ impl RewardModel {
                     cache: None,
                 })
                 .collect();
-            let scores = self
-                .bundle
-                .loaded
-                .model
-                .score(&mut inputs, Mode::Inference)?;
-            let scores = scores.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
-            out.extend(scores.into_iter().map(f64::from));
+            out.extend(score_rows(self.model(), &mut inputs)?);
         }
         Ok(out)
     }
+}
+
+/// One ragged forward through the score head: label 0 at each sequence's
+/// last new token, in input order.
+pub fn score_rows(model: &Transformer, inputs: &mut [SeqInput]) -> candle_core::Result<Vec<f64>> {
+    let scores = model.score(inputs, Mode::Inference)?;
+    let scores = scores.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(scores.into_iter().map(f64::from).collect())
 }
 
 impl quorum_scoring::RewardScorer for RewardModel {

@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::batch::{BatchConfig, Batcher};
 use super::group::GroupSink;
+use super::metrics::EngineMetrics;
 use super::sampler::SamplingParams;
 use super::sequence::{FinishReason, TokenLogprob};
 use super::think::ThinkSpec;
-use super::worker::EngineMetrics;
 use super::EngineError;
 use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;

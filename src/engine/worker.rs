@@ -1,28 +1,38 @@
-//! The engine thread: owns the model, takes requests from a bounded queue and
-//! streams events back. Started with a ready handshake, so a model that fails
-//! to load is a clean error at start-up, not a dead engine later.
+//! The engine thread: owns the policy model and its reward model (if the
+//! bundle has one), takes requests from a bounded queue and answers them.
+//! Started with a ready handshake, so a model that fails to load is a clean
+//! error at start-up, not a dead engine later.
 //!
-//! Requests are batched continuously (see [`super::scheduler`] for the
-//! policy): between two forwards the thread takes new requests off the queue
-//! as long as nothing is waiting for KV budget, so a request that does not
-//! fit yet keeps its place in the bounded queue and a full queue still
-//! rejects at once.
+//! Generation requests are batched continuously (see [`super::scheduler`]
+//! for the policy): between two forwards the thread takes new requests off
+//! the queue as long as nothing is waiting for KV budget, so a request that
+//! does not fit yet keeps its place in the bounded queue and a full queue
+//! still rejects at once. Score jobs come through the same queue (the same
+//! capacity, the same [`SubmitError::QueueFull`], the same cancellation by
+//! dropping the receiver) and run between policy steps as ragged batches of
+//! the reward model, at most `score_chunk` tokens per step (see
+//! [`super::score_queue`]). The queue is FIFO: a score job queued behind a
+//! generation that waits for KV budget waits with it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 
-use super::api::{EngineEvent, GenerateOutput, GenerateRequest, SubmitError};
+use super::api::{
+    EngineEvent, GenerateOutput, GenerateRequest, ScoreFailure, ScoreOutput, ScoreReceiver,
+    ScoreRequest, SubmitError,
+};
 use super::batch::{BatchConfig, Batcher, Completion};
 use super::bundle::ModelBundle;
 use super::cancel::CancelSet;
-use super::group::GroupSink;
-use super::rollout::TokenEvent;
+pub use super::metrics::EngineMetrics;
 use super::scheduler::{GroupId, SchedulerConfig};
-use super::sequence::FinishReason;
+use super::score_queue::{ScoreJob, ScoreQueue};
+use super::sink::ChannelSink;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -42,6 +52,9 @@ pub struct EngineConfig {
     /// Prefix-cache byte budget; `None` derives it from `MemAvailable`,
     /// `Some(0)` turns the cache off.
     pub prefix_cache_bytes: Option<usize>,
+    /// Most reward-model tokens scored per step (see
+    /// [`super::score_queue`]); 128 like `prefill_chunk`, for the same reason.
+    pub score_chunk: usize,
 }
 
 impl Default for EngineConfig {
@@ -52,48 +65,23 @@ impl Default for EngineConfig {
             prefill_chunk: 128,
             max_decode_seqs: 256,
             prefix_cache_bytes: None,
+            score_chunk: 128,
         }
     }
 }
 
-/// Counters the engine keeps for `/metrics`.
-#[derive(Debug, Default)]
-pub struct EngineMetrics {
-    pub requests_total: AtomicU64,
-    pub requests_rejected: AtomicU64,
-    pub requests_cancelled: AtomicU64,
-    pub rollouts_total: AtomicU64,
-    pub prompt_tokens_total: AtomicU64,
-    pub completion_tokens_total: AtomicU64,
-    /// Requests submitted and still in the queue channel.
-    pub queue_depth: AtomicUsize,
-    /// Requests taken off the queue but waiting for KV budget (0 or 1: the
-    /// rest wait in the channel). Waiting in all = `queue_depth + waiting`.
-    pub waiting: AtomicUsize,
-    /// Requests admitted and running (prefilling or decoding).
-    pub running: AtomicUsize,
-    /// Unfinished rollouts of running requests.
-    pub running_sequences: AtomicUsize,
-    /// The KV budget in tokens.
-    pub kv_budget_tokens: AtomicUsize,
-    /// KV tokens reserved by running requests (admission accounting).
-    pub kv_reserved_tokens: AtomicUsize,
-    /// Bytes the running requests' KV caches actually hold.
-    pub kv_reserved_bytes: AtomicUsize,
-    /// Bytes held by the prefix cache.
-    pub prefix_cache_bytes: AtomicUsize,
-    /// Prompt tokens served from the prefix cache.
-    pub prefix_cache_hit_tokens: AtomicU64,
-    /// Prompt tokens that had to be prefilled.
-    pub prefix_cache_miss_tokens: AtomicU64,
-    /// Batched forwards run.
-    pub decode_steps_total: AtomicU64,
-}
-
-struct Job {
+/// A generation request as it travels the queue.
+struct GenerateJob {
     req: GenerateRequest,
     events: UnboundedSender<EngineEvent>,
     cancel: Option<Arc<CancelSet>>,
+}
+
+/// What the engine queue carries.
+enum Job {
+    /// Boxed: a generation request is much larger than a score job.
+    Generate(Box<GenerateJob>),
+    Score(ScoreJob),
 }
 
 /// Cloneable handle to the engine thread.
@@ -114,6 +102,15 @@ pub struct ModelInfo {
     pub kv_budget_tokens: usize,
     /// KV bytes one token of one sequence takes.
     pub kv_bytes_per_token: usize,
+    /// The reward model this engine scores with, if any.
+    pub reward: Option<RewardInfo>,
+}
+
+/// What the HTTP layer needs to know about the reward model.
+#[derive(Debug, Clone)]
+pub struct RewardInfo {
+    pub context_length: usize,
+    pub vocab_size: usize,
 }
 
 impl EngineHandle {
@@ -133,7 +130,8 @@ impl EngineHandle {
                 Ok(bundle) => {
                     let (info, batch_cfg) = plan_memory(&bundle, &cfg);
                     let _ = ready_tx.send(Ok(info));
-                    super::in_engine_pool(move || run(bundle, batch_cfg, rx, m));
+                    let chunk = cfg.score_chunk;
+                    super::in_engine_pool(move || run(bundle, batch_cfg, chunk, rx, m));
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -186,14 +184,37 @@ impl EngineHandle {
             });
         }
         let (events, rx) = unbounded_channel();
-        match self.tx.try_send(Job {
+        self.enqueue(Job::Generate(Box::new(GenerateJob {
             req,
             events,
             cancel,
-        }) {
+        })))?;
+        Ok(rx)
+    }
+
+    /// Queue a reward-model score job on the same queue as generation (a
+    /// full queue is an immediate [`SubmitError::QueueFull`]). The reply
+    /// comes once; dropping the receiver cancels the job.
+    pub fn submit_score(&self, req: ScoreRequest) -> Result<ScoreReceiver, SubmitError> {
+        if self.info.reward.is_none() {
+            return Err(SubmitError::NoRewardModel);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Job::Score(ScoreJob { req, reply }))?;
+        Ok(ScoreReceiver::new(rx))
+    }
+
+    /// [`Self::submit_score`], then wait for the scores.
+    pub async fn score(&self, req: ScoreRequest) -> Result<ScoreOutput, ScoreFailure> {
+        let rx = self.submit_score(req)?;
+        Ok(rx.await?)
+    }
+
+    fn enqueue(&self, job: Job) -> Result<(), SubmitError> {
+        match self.tx.try_send(job) {
             Ok(()) => {
                 self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-                Ok(rx)
+                Ok(())
             }
             Err(TrySendError::Full(_)) => {
                 self.metrics
@@ -236,6 +257,10 @@ fn plan_memory(bundle: &ModelBundle, cfg: &EngineConfig) -> (ModelInfo, BatchCon
         context_length: context,
         kv_budget_tokens,
         kv_bytes_per_token,
+        reward: bundle.reward.as_ref().map(|rm| RewardInfo {
+            context_length: rm.model().max_positions(),
+            vocab_size: rm.loaded.config.vocab_size,
+        }),
     };
     let batch = BatchConfig {
         scheduler: SchedulerConfig {
@@ -250,67 +275,13 @@ fn plan_memory(bundle: &ModelBundle, cfg: &EngineConfig) -> (ModelInfo, BatchCon
     (info, batch)
 }
 
-/// Streams a group's events to its request's channel.
-struct ChannelSink {
-    events: UnboundedSender<EngineEvent>,
-    cancel: Option<Arc<CancelSet>>,
-}
-
-impl GroupSink for ChannelSink {
-    fn started(&mut self, prompt_tokens: usize, cached_tokens: usize) -> bool {
-        self.events
-            .send(EngineEvent::Started {
-                prompt_tokens,
-                cached_tokens,
-            })
-            .is_ok()
-    }
-
-    fn token(&mut self, ev: TokenEvent<'_>) -> bool {
-        let logprob = super::sequence::TokenLogprob {
-            token: ev.token,
-            logprob: ev.logprob,
-            top_logprobs: ev.top_logprobs.to_vec(),
-        };
-        let mut alive = self
-            .events
-            .send(EngineEvent::Token {
-                rollout: ev.rollout,
-                token: ev.token,
-                text: ev.text.to_string(),
-                logprob,
-            })
-            .is_ok();
-        if let Some(finish_reason) = ev.finish {
-            alive &= self
-                .events
-                .send(EngineEvent::RolloutFinished {
-                    rollout: ev.rollout,
-                    finish_reason,
-                })
-                .is_ok();
-        }
-        alive
-    }
-
-    fn is_closed(&self) -> bool {
-        self.events.is_closed()
-    }
-
-    fn cancel_set(&self) -> Option<&CancelSet> {
-        self.cancel.as_deref()
-    }
-
-    fn rollout_finished(&mut self, rollout: usize, finish_reason: FinishReason) -> bool {
-        let ev = EngineEvent::RolloutFinished {
-            rollout,
-            finish_reason,
-        };
-        self.events.send(ev).is_ok()
-    }
-}
-
-fn run(bundle: ModelBundle, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<EngineMetrics>) {
+fn run(
+    bundle: ModelBundle,
+    cfg: BatchConfig,
+    score_chunk: usize,
+    rx: Receiver<Job>,
+    metrics: Arc<EngineMetrics>,
+) {
     let eos: Arc<[u32]> = bundle.eos_token_ids.clone().into();
     let mut batcher = Batcher::new(
         &bundle.loaded.model,
@@ -318,30 +289,39 @@ fn run(bundle: ModelBundle, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<En
         cfg,
         metrics.clone(),
     );
+    let reward = bundle.reward.as_ref().map(|rm| rm.model());
+    let mut scores = ScoreQueue::new(reward, score_chunk, metrics.clone());
     let mut senders: HashMap<GroupId, UnboundedSender<EngineEvent>> = HashMap::new();
     let mut open = true;
-    while open || !batcher.is_idle() {
+    while open || !batcher.is_idle() || !scores.is_idle() {
         // Take requests while nothing waits for KV budget; block only when idle.
         while open && batcher.accepting() {
-            let job = if batcher.is_idle() {
+            let job = if batcher.is_idle() && scores.is_idle() {
                 rx.recv().map_err(|_| TryRecvError::Disconnected)
             } else {
                 rx.try_recv()
             };
             match job {
-                Ok(job) => {
+                Ok(Job::Generate(job)) => {
                     metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     if job.events.is_closed() {
                         // Cancelled while queued: never admitted.
                         metrics.requests_cancelled.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    accept(&mut batcher, &mut senders, job, &eos);
+                    accept(&mut batcher, &mut senders, *job, &eos);
+                }
+                Ok(Job::Score(job)) => {
+                    metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    scores.push(job);
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
+        // One reward-model forward (at most `score_chunk` tokens), then one
+        // policy step: running decodes wait for at most one score chunk.
+        scores.step();
         for done in batcher.step() {
             finish(&mut senders, done);
         }
@@ -351,7 +331,7 @@ fn run(bundle: ModelBundle, cfg: BatchConfig, rx: Receiver<Job>, metrics: Arc<En
 fn accept(
     batcher: &mut Batcher<'_>,
     senders: &mut HashMap<GroupId, UnboundedSender<EngineEvent>>,
-    job: Job,
+    job: GenerateJob,
     eos: &Arc<[u32]>,
 ) {
     let sink = ChannelSink {

@@ -140,6 +140,7 @@ impl ApiError {
             },
             SubmitError::ShuttingDown => Self::Unavailable(e.to_string()),
             SubmitError::TooLarge { .. } => Self::ContextLength(e.to_string()),
+            SubmitError::NoRewardModel => Self::invalid("model", e.to_string()),
         }
     }
 }

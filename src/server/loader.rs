@@ -1,5 +1,6 @@
-//! Model loading at start-up: one engine thread per model, plus the
-//! tokenizer and chat template the HTTP layer keeps for prompt building.
+//! Model loading at start-up: one engine thread per model (with the
+//! model's reward model, if configured, on the same thread), plus the
+//! tokenizers and chat templates the HTTP layer keeps for prompt building.
 //! Also provides the interim default model.
 
 use std::path::{Path, PathBuf};
@@ -11,8 +12,7 @@ use super::config::{ModelSpec, ServerConfig};
 use super::generate::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
-use crate::engine::reward_worker::RewardHandle;
-use crate::engine::{EngineConfig, EngineHandle, ModelBundle};
+use crate::engine::{EngineConfig, EngineHandle, ModelBundle, RewardCodec};
 use crate::model::init::{init_model, InitOptions};
 use crate::model::presets::preset;
 
@@ -78,6 +78,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     let (tok_tx, tok_rx) = std::sync::mpsc::channel();
     let dir = spec.dir.clone();
     let dtype = cfg.dtype;
+    let reward_dir = cfg.reward_model_dir(&spec.id);
     // Without a struct-update the engine's future settings would break this
     // call; with it, the literal keeps compiling as fields are added.
     #[allow(clippy::needless_update)]
@@ -87,24 +88,36 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let engine = EngineHandle::spawn(
         move || {
-            let bundle = ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
-            // The HTTP layer tokenizes prompts itself (off the engine thread).
-            let _ = tok_tx.send(bundle.tokenizer.clone());
+            let mut bundle =
+                ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
+            if let Some(rm) = &reward_dir {
+                bundle
+                    .load_reward(rm, dtype, &Device::Cpu)
+                    .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
+            }
+            // The HTTP layer tokenizes prompts (and reward-model pairs)
+            // itself, off the engine thread.
+            let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());
+            let _ = tok_tx.send((bundle.tokenizer.clone(), rm_tok));
             Ok(bundle)
         },
         engine_cfg,
     )
     .map_err(err)?;
-    let tokenizer = tok_rx
+    let (tokenizer, rm_tokenizer) = tok_rx
         .recv()
         .map_err(|_| err("the engine did not hand back its tokenizer".into()))?;
     let template = ChatTemplate::from_tokenizer(&tokenizer).map_err(|e| err(e.to_string()))?;
-    let reward = match cfg.reward_model_dir(&spec.id) {
-        Some(dir) => {
-            let rm = RewardHandle::spawn(dir.clone(), dtype, cfg.queue_capacity)
-                .map_err(|e| err(format!("reward model {}: {e}", dir.display())))?;
-            tracing::info!(model = %spec.id, reward_model = %dir.display(), "reward model loaded");
-            Some(rm)
+    let reward = match rm_tokenizer {
+        Some(tok) => {
+            let codec = RewardCodec::from_tokenizer(tok)
+                .map_err(|e| err(format!("reward model template: {e}")))?;
+            tracing::info!(
+                model = %spec.id,
+                reward_model = %cfg.reward_model_dir(&spec.id).unwrap_or_default().display(),
+                "reward model loaded on the engine"
+            );
+            Some(Arc::new(codec))
         }
         None => None,
     };

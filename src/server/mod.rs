@@ -5,13 +5,15 @@
 //! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
 //! rejections), [`generate`] and [`sse`] (the generation path shared by the
 //! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
-//! [`auth`]. The engine is reached only through [`crate::engine::EngineHandle`].
+//! [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
+//! reached only through [`crate::engine::EngineHandle`].
 //!
 //! [`start`] binds first and loads models in the background, so `/health`
 //! can answer 503 while loading, and returns a [`RunningServer`] used by the
 //! CLI and by tests alike.
 
 pub mod auth;
+pub mod best_of;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -19,6 +21,7 @@ pub mod generate;
 pub mod loader;
 pub mod metrics;
 pub mod openai;
+pub mod reward;
 pub mod routes;
 pub mod selection;
 pub mod sse;

@@ -33,9 +33,10 @@ pub struct ModelEntry {
     pub template: Arc<ChatTemplate>,
     /// Unix seconds the model was loaded (`created` in `/v1/models`).
     pub created: u64,
-    /// The reward model of this model, on its own thread (selection
-    /// strategies `best_of_n` / `weighted_majority`, `/v1/score`).
-    pub reward: Option<crate::engine::reward_worker::RewardHandle>,
+    /// The tokenizer and chat template of this model's reward model, which
+    /// runs on the same engine (selection strategies `best_of_n` /
+    /// `weighted_majority`, `/v1/score`; see [`super::reward`]).
+    pub reward: Option<Arc<crate::engine::RewardCodec>>,
 }
 
 /// Cheap to clone: everything lives behind one `Arc`.

@@ -57,6 +57,10 @@ pub struct ValidCompletionRequest {
     pub common: ValidRequest,
     pub prompt: PromptInput,
     pub echo: bool,
+    /// `best_of` ranking: return the best `n` rollouts by mean token
+    /// log-probability (see [`super::best_of`]); off with an explicit
+    /// `selection` or when streaming.
+    pub rank_by_logprob: bool,
 }
 
 pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatRequest, ApiError> {
@@ -132,7 +136,15 @@ pub fn completion(
         return Err(ApiError::invalid("suffix", "suffix is not supported"));
     }
     let top = req.logprobs.unwrap_or(0);
-    let common = common(
+    let explicit_selection = vendor.selection.as_ref().is_some_and(|s| !s.is_null());
+    let stream = sampling.stream.unwrap_or(false);
+    super::best_of::check(
+        req.best_of,
+        vendor.rollouts,
+        sampling.n.unwrap_or(1),
+        stream,
+    )?;
+    let mut common = common(
         req.model,
         &sampling,
         &vendor,
@@ -142,10 +154,16 @@ pub fn completion(
         req.best_of,
         cfg,
     )?;
+    let rank_by_logprob = req.best_of.is_some() && !explicit_selection && !stream;
+    if req.best_of.is_some() && !explicit_selection {
+        // `best_of` keeps OpenAI's meaning over a configured default strategy.
+        common.selection = None;
+    }
     Ok(ValidCompletionRequest {
         common,
         prompt,
         echo: req.echo,
+        rank_by_logprob,
     })
 }
 

@@ -34,6 +34,29 @@ pub fn tiny_model_dir() -> PathBuf {
     .clone()
 }
 
+/// A tiny reward model (`Qwen3ForSequenceClassification`), written once.
+pub fn reward_model_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = root.join("server-tiny-rm-v1");
+        if dir.join("config.json").is_file() {
+            return dir;
+        }
+        let tmp = root.join(format!("server-tiny-rm-v1.tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut opts = InitOptions::new(preset("tiny").expect("preset"), &tmp);
+        opts.seed = 5;
+        opts.reward_head = true;
+        init_model(&opts, &|_| {}).expect("init reward model");
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        dir
+    })
+    .clone()
+}
+
 /// A test config: the tiny model as `tiny`, port 0, short timings.
 pub fn config() -> ServerConfig {
     ServerConfig {

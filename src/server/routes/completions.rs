@@ -1,21 +1,31 @@
 //! `POST /v1/completions` (legacy text completions): raw prompt, no chat
 //! template; `echo` and the legacy parallel-array logprobs format.
+//!
+//! Drawing several rollouts: `best_of` ranks them by mean token
+//! log-probability and returns the best `n` (OpenAI semantics, see
+//! [`crate::server::best_of`]); `selection` / `rollouts` run answer
+//! selection exactly as on chat (the reward model, if the strategy needs
+//! it, scores each completion as the answer to the prompt taken as one user
+//! message), with the `quorum` object on the response.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde_json::{Map, Value};
 
+use crate::chat::ChatMessage;
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::{FinishReason, GenerateOutput};
+use crate::server::best_of;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::generate::{
-    blocking, collect, finish_reason, new_id, now_secs, submit, RequestRecord, FINGERPRINT,
+    blocking, collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord,
+    FINGERPRINT,
 };
 use crate::server::openai::*;
+use crate::server::selection::{self, QuorumWriter};
 use crate::server::sse::{self, ChunkWriter};
 use crate::server::state::AppState;
 use crate::server::tokens::token_text;
@@ -28,6 +38,12 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let req = validate::completion(body, &state.config)?;
     let entry = state.model(&req.common.model)?;
+    // `best_of` ranking and answer selection exclude each other (the
+    // validator keeps `selection` only when it was asked for explicitly).
+    let mut plan = match req.rank_by_logprob {
+        true => None,
+        false => selection::plan(&state, &entry, &req.common, &[])?,
+    };
     let permit = state.admit()?;
     let id = new_id("cmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "completions", &req.common);
@@ -48,11 +64,17 @@ pub async fn completions(
     })
     .await;
     let (ids, prompt_text) = record.check(prepared)?;
+    if let Some((_, conversation)) = plan.as_mut().and_then(|p| p.reward.as_mut()) {
+        *conversation = vec![ChatMessage::user(&prompt_text)];
+    }
     let echo = echo.then(|| Echo {
         text: prompt_text,
         ids: ids.clone(),
     });
-    let rx = record.check(submit(&state, &entry, &id, ids, &mut common))?;
+    let cancel = plan.as_ref().map(|p| p.cancel.clone());
+    let submitted = submit_cancellable(&state, &entry, &id, ids, &mut common, cancel);
+    let rx = record.check(submitted)?;
+    let (rx, quorum) = selection::run::start(plan, rx, common.params.max_tokens.unwrap_or(0));
     let writer = CompletionWriter {
         id,
         created: now_secs(),
@@ -67,14 +89,20 @@ pub async fn completions(
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
             rx,
-            writer,
+            QuorumWriter::new(writer, quorum, common.n),
             record,
             common.include_usage,
             keepalive,
         ));
     }
-    let out = collect(rx, &mut record).await?;
-    Ok(Json(writer.response(out)).into_response())
+    let mut out = collect(rx, &mut record).await?;
+    if req.rank_by_logprob {
+        out = best_of::rank(out, common.n);
+    }
+    Ok(selection::report::json_with_quorum(
+        &writer.response(out),
+        &quorum,
+    ))
 }
 
 /// The prompt to prepend (`echo`).

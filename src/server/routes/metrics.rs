@@ -22,7 +22,7 @@ type Series = (
     fn(&EngineMetrics) -> u64,
 );
 
-fn engine_series() -> [Series; 8] {
+fn engine_series() -> [Series; 10] {
     [
         (
             "quorum_requests_total",
@@ -71,6 +71,18 @@ fn engine_series() -> [Series; 8] {
             "gauge",
             "Requests the engine is decoding.",
             |m| m.running.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "quorum_score_requests_total",
+            "counter",
+            "Reward-model score jobs answered by the engine.",
+            |m| m.score_requests_total.load(Ordering::Relaxed),
+        ),
+        (
+            "quorum_score_tokens_total",
+            "counter",
+            "Tokens run through the reward model.",
+            |m| m.score_tokens_total.load(Ordering::Relaxed),
         ),
     ]
 }

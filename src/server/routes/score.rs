@@ -7,17 +7,23 @@
 //! `weighted_majority` score rollouts. Response:
 //! `{"object": "list", "data": [{"object": "score", "index", "score"}], "model", "usage"}`,
 //! `usage.prompt_tokens` counting every token run through the reward model.
+//!
+//! The pairs are tokenized here (blocking pool) and scored as one job on the
+//! model's engine, through the same bounded queue as generation: a full
+//! queue is a 429 with Retry-After, and a client that goes away cancels
+//! the job (the engine drops it before its next step).
 
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatMessage;
-use crate::engine::reward_worker::RewardJobError;
 use crate::server::error::ApiError;
 use crate::server::extract::{parse, ApiJson, JsonBody};
+use crate::server::generate::new_id;
 use crate::server::openai::request::WireMessage;
 use crate::server::openai::Usage;
+use crate::server::reward::RewardClient;
 use crate::server::state::AppState;
 use crate::server::validate;
 
@@ -66,7 +72,7 @@ pub async fn score(
         ));
     }
     let entry = state.model(&req.model)?;
-    let Some(rm) = entry.reward.clone() else {
+    let Some(rm) = RewardClient::of(&entry) else {
         return Err(ApiError::invalid(
             "model",
             format!(
@@ -76,18 +82,10 @@ pub async fn score(
         ));
     };
     let _permit = state.admit()?;
-    let out = rm
-        .score(conversation, req.completions)
-        .await
-        .map_err(|e| match e {
-            RewardJobError::QueueFull { .. } => ApiError::RateLimited {
-                message: e.to_string(),
-                retry_after_secs: state.config.retry_after_secs,
-            },
-            RewardJobError::Invalid(m) => ApiError::invalid("completions", m),
-            RewardJobError::Stopped => ApiError::Unavailable(e.to_string()),
-            RewardJobError::Failed(_) => ApiError::Internal(e.to_string()),
-        })?;
+    let job = rm
+        .encode(&new_id("score"), conversation, req.completions)
+        .await?;
+    let out = rm.score(job, state.config.retry_after_secs).await?;
     let data = out
         .scores
         .into_iter()

@@ -7,7 +7,8 @@
 //! module sits between the engine's event stream and the response writers:
 //! [`run::start`] consumes the engine events (stopping rollouts early through
 //! a [`CancelSet`] when the vote is decided), scores with the reward model
-//! when the strategy needs it, selects, and then *replays* the chosen
+//! when the strategy needs it (one score job on the same engine, see
+//! [`super::reward`]), selects, and then *replays* the chosen
 //! rollouts' token events, re-indexed in ranking order, on a fresh stream.
 //! Both response paths (JSON and SSE) read that stream exactly as they read
 //! the engine's, so the chat writers need no selection logic of their own.
@@ -27,10 +28,10 @@ use std::sync::Arc;
 use quorum_scoring::{SelectionConfig, Selector, WeightSource};
 
 use super::error::ApiError;
+use super::reward::RewardClient;
 use super::state::{AppState, ModelEntry};
 use super::validate::ValidRequest;
 use crate::chat::ChatMessage;
-use crate::engine::reward_worker::RewardHandle;
 use crate::engine::CancelSet;
 
 pub use metrics::SelectionMetrics;
@@ -44,7 +45,7 @@ pub struct Plan {
     /// Per-rollout cancellation shared with the engine (early stop).
     pub cancel: Arc<CancelSet>,
     /// The reward model and the conversation it scores completions against.
-    pub reward: Option<(RewardHandle, Vec<ChatMessage>)>,
+    pub reward: Option<(RewardClient, Vec<ChatMessage>)>,
     pub rollouts: usize,
     pub n: usize,
     pub state: AppState,
@@ -87,7 +88,7 @@ pub fn plan(
         .build()
         .map_err(|e| ApiError::invalid("selection", e.to_string()))?;
     let reward = if needs_reward(&options.config) {
-        let Some(rm) = entry.reward.clone() else {
+        let Some(rm) = RewardClient::of(entry) else {
             return Err(ApiError::invalid(
                 "selection.strategy",
                 format!(

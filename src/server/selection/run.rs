@@ -17,6 +17,7 @@ use super::early::{answer, EarlyStop, Trace};
 use super::report::{self, QuorumSlot};
 use super::Plan;
 use crate::engine::{EngineEvent, FinishReason, GenerateOutput};
+use crate::server::generate::new_id;
 
 /// Starts the driver when `plan` is set; otherwise hands `rx` back as is.
 /// `max_tokens` is the request's final completion budget.
@@ -146,10 +147,12 @@ async fn select(
             .filter(|&k| outs[k].finish_reason != FinishReason::Cancelled)
             .collect();
         let completions = scored.iter().map(|&k| summaries[k].text.clone()).collect();
-        let res = rm
-            .score(conversation.clone(), completions)
+        let failed = |e: crate::server::ApiError| format!("reward model scoring failed: {e}");
+        let job = rm
+            .encode(&new_id("score"), conversation.clone(), completions)
             .await
-            .map_err(|e| format!("reward model scoring failed: {e}"))?;
+            .map_err(failed)?;
+        let res = rm.score_patiently(job).await.map_err(failed)?;
         for (&k, s) in scored.iter().zip(res.scores) {
             summaries[k].score = Some(s);
         }

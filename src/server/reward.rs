@@ -1,0 +1,117 @@
+//! Reward-model scoring from the HTTP layer. The reward model runs on the
+//! policy's engine thread ([`crate::engine::score_queue`]); this side only
+//! renders and tokenizes (conversation, completion) pairs with the reward
+//! model's chat template (on the blocking pool, like prompts), checks them
+//! against its context, and submits the job to the engine's queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::ApiError;
+use super::generate::blocking;
+use super::state::ModelEntry;
+use crate::chat::ChatMessage;
+use crate::engine::{
+    EngineHandle, RewardCodec, ScoreError, ScoreFailure, ScoreOutput, ScoreRequest, SubmitError,
+};
+
+/// How long answer selection waits for room in a full engine queue before
+/// giving up on scoring: its rollouts are already decoded, so a short wait
+/// is better than throwing them away with a 429.
+const SELECTION_PATIENCE: Duration = Duration::from_secs(30);
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Scores completions with one model's reward model.
+#[derive(Clone)]
+pub struct RewardClient {
+    engine: EngineHandle,
+    codec: Arc<RewardCodec>,
+    context: usize,
+}
+
+impl RewardClient {
+    /// The reward model of `entry`, if it has one.
+    pub fn of(entry: &ModelEntry) -> Option<Self> {
+        let codec = entry.reward.clone()?;
+        let info = entry.engine.info().reward.as_ref()?;
+        Some(Self {
+            engine: entry.engine.clone(),
+            codec,
+            context: info.context_length,
+        })
+    }
+
+    /// Renders and tokenizes each completion as the assistant's answer to
+    /// `conversation`; a pair over the reward model's context is a 400
+    /// naming `completions`.
+    pub async fn encode(
+        &self,
+        id: &str,
+        conversation: Vec<ChatMessage>,
+        completions: Vec<String>,
+    ) -> Result<ScoreRequest, ApiError> {
+        let (codec, context) = (self.codec.clone(), self.context);
+        let sequences = blocking(move || {
+            completions
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let ids = codec.encode_pair(&conversation, c).map_err(|e| {
+                        ApiError::invalid("completions", format!("completions[{i}]: {e}"))
+                    })?;
+                    if ids.len() > context {
+                        return Err(ApiError::invalid(
+                            "completions",
+                            format!(
+                                "completions[{i}]: {} tokens with the conversation exceed the reward model's context of {context}",
+                                ids.len()
+                            ),
+                        ));
+                    }
+                    Ok(ids)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        Ok(ScoreRequest {
+            id: id.to_string(),
+            sequences,
+        })
+    }
+
+    /// Scores on the engine; a full queue is a 429 with Retry-After.
+    pub async fn score(
+        &self,
+        req: ScoreRequest,
+        retry_after_secs: u64,
+    ) -> Result<ScoreOutput, ApiError> {
+        self.engine
+            .score(req)
+            .await
+            .map_err(|e| api_error(e, retry_after_secs))
+    }
+
+    /// [`Self::score`] for answer selection: while the engine queue is full
+    /// it retries for a while instead of failing at once.
+    pub async fn score_patiently(&self, req: ScoreRequest) -> Result<ScoreOutput, ApiError> {
+        let start = Instant::now();
+        loop {
+            match self.engine.submit_score(req.clone()) {
+                Ok(rx) => return rx.await.map_err(|e| api_error(e.into(), 0)),
+                Err(SubmitError::QueueFull { .. }) if start.elapsed() < SELECTION_PATIENCE => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(api_error(e.into(), 0)),
+            }
+        }
+    }
+}
+
+fn api_error(e: ScoreFailure, retry_after_secs: u64) -> ApiError {
+    match e {
+        ScoreFailure::Submit(e) => ApiError::from_submit(e, retry_after_secs),
+        ScoreFailure::Score(ScoreError::Invalid(m)) => ApiError::invalid("completions", m),
+        ScoreFailure::Score(e @ ScoreError::Failed(_)) => ApiError::Internal(e.to_string()),
+        ScoreFailure::Score(e @ ScoreError::Stopped) => ApiError::Unavailable(e.to_string()),
+    }
+}
