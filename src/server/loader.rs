@@ -77,7 +77,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let (tok_tx, tok_rx) = std::sync::mpsc::channel();
     let dir = spec.dir.clone();
-    let dtype = cfg.dtype;
+    let (dtype, quantize, amx) = (cfg.dtype, cfg.quantize, cfg.amx);
     // Without a struct-update the engine's future settings would break this
     // call; with it, the literal keeps compiling as fields are added.
     #[allow(clippy::needless_update)]
@@ -87,7 +87,14 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let engine = EngineHandle::spawn(
         move || {
-            let bundle = ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
+            let mut bundle =
+                ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
+            match quantize {
+                Some(q) => bundle.quantize(q).map_err(|e| e.to_string())?,
+                None => {
+                    bundle.pack_amx(amx).map_err(|e| e.to_string())?;
+                }
+            }
             // The HTTP layer tokenizes prompts itself (off the engine thread).
             let _ = tok_tx.send(bundle.tokenizer.clone());
             Ok(bundle)
