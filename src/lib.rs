@@ -5,6 +5,7 @@
 //! [`chat`] (HF tokenizers and chat templates), [`engine`] (KV cache, sampler,
 //! batched rollouts), and the CLI in `src/cli/`.
 
+pub mod alloc;
 pub mod chat;
 pub mod cli;
 pub mod engine;

@@ -29,6 +29,10 @@ pub struct ModelArgs {
     /// Quantize weight matrices at load (inference only): q8_0 or q4k.
     #[arg(long, env = "QUORUM_QUANTIZE", value_enum)]
     pub quantize: Option<crate::model::Quantization>,
+    /// Run bf16 weight matrices on Intel AMX tiles: auto (when the CPU has
+    /// AMX), on (required), off.
+    #[arg(long, env = "QUORUM_AMX", value_enum, default_value_t = crate::model::AmxMode::Auto)]
+    pub amx: crate::model::AmxMode,
 }
 
 impl ModelArgs {
@@ -48,6 +52,11 @@ impl ModelArgs {
             bundle
                 .quantize(q)
                 .with_context(|| format!("quantizing {} to {q:?}", self.model.display()))?;
+        }
+        if self.quantize.is_none() {
+            bundle
+                .pack_amx(self.amx)
+                .with_context(|| format!("packing {} for AMX", self.model.display()))?;
         }
         Ok(bundle)
     }

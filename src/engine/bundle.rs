@@ -66,6 +66,40 @@ impl ModelBundle {
         Ok(())
     }
 
+    /// Pack the bf16 weight matrices (policy and reward model, if loaded) for
+    /// Intel AMX per `mode` (see [`crate::model::AmxMode`]); returns how many
+    /// layers were packed.
+    pub fn pack_amx(&mut self, mode: crate::model::AmxMode) -> Result<usize, BundleError> {
+        use crate::model::AmxMode;
+        let wrap = |e| BundleError::Model(crate::model::ModelError::Candle(e));
+        #[cfg(target_arch = "x86_64")]
+        let available = crate::kernels::amx::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let available = false;
+        match mode {
+            AmxMode::Off => Ok(0),
+            AmxMode::Auto if !available => Ok(0),
+            #[cfg(target_arch = "x86_64")]
+            AmxMode::Auto | AmxMode::On => {
+                let mut packed = self.loaded.model.pack_amx().map_err(wrap)?;
+                if let Some(rm) = &mut self.reward {
+                    packed += rm.loaded.model.pack_amx().map_err(wrap)?;
+                }
+                if packed == 0 && mode == AmxMode::On {
+                    return Err(wrap(candle_core::Error::Msg(
+                        "--amx on needs bf16 weight matrices (a bf16 checkpoint or --dtype bf16)"
+                            .into(),
+                    )));
+                }
+                Ok(packed)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            AmxMode::Auto | AmxMode::On => Err(wrap(candle_core::Error::Msg(
+                "Intel AMX is only available on x86-64".into(),
+            ))),
+        }
+    }
+
     /// Quantize the weight matrices for serving (see
     /// [`crate::model::Transformer::quantize`]).
     pub fn quantize(&mut self, q: crate::model::Quantization) -> Result<(), BundleError> {

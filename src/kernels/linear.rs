@@ -12,7 +12,9 @@
 //!   candle's blocked GEMM reuses `x` better): candle's own matmul.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D,
+};
 
 use super::matmul::{matmul_xwt_bf16_with, matmul_xwt_f32_with, Isa};
 
@@ -127,6 +129,59 @@ pub fn linear_with(isa: Isa, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let w = w.contiguous()?;
     xf.apply_op2_no_bwd(&w, &LinearOp { isa })?
         .to_dtype(x.dtype())
+}
+
+/// `x · Wᵀ` against an AMX-packed bf16 weight (see [`super::amx`]); any m,
+/// CPU only, inference only (no gradient). `x` of shape `(.., k)` in any float
+/// dtype; the result is `(.., n)` in `x`'s dtype.
+#[cfg(target_arch = "x86_64")]
+pub fn linear_packed(x: &Tensor, w: &super::amx::PackedBf16) -> Result<Tensor> {
+    let xk = x.dim(D::Minus1)?;
+    if xk != w.k() {
+        bail!(
+            "linear: x has shape {:?} but w is ({}, {})",
+            x.dims(),
+            w.n(),
+            w.k()
+        )
+    }
+    if !x.device().is_cpu() {
+        bail!("linear: AMX-packed weights need CPU activations")
+    }
+    let xf = x.to_dtype(DType::F32)?.contiguous()?;
+    xf.apply_op1_no_bwd(&PackedLinearOp(w))?.to_dtype(x.dtype())
+}
+
+/// [`CustomOp1`] running [`super::amx::PackedBf16::matmul`] on CPU storage.
+#[cfg(target_arch = "x86_64")]
+struct PackedLinearOp<'a>(&'a super::amx::PackedBf16);
+
+#[cfg(target_arch = "x86_64")]
+impl CustomOp1 for PackedLinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "quorum-linear-amx"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(x) = s else {
+            bail!("{}: x must be f32, got {:?}", self.name(), s.dtype())
+        };
+        let Some((x0, x1)) = l.contiguous_offsets() else {
+            bail!("{}: x must be contiguous", self.name())
+        };
+        let dims = l.dims();
+        let m: usize = dims[..dims.len().saturating_sub(1)].iter().product();
+        let n = self.0.n();
+        let mut out = vec![0f32; m * n];
+        self.0
+            .matmul(&x[x0..x1], m, &mut out)
+            .map_err(candle_core::Error::wrap)?;
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = n;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(out_dims)))
+    }
 }
 
 /// candle's own (differentiable) `x · wᵀ`: leading dims flattened so one 2-D

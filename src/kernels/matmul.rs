@@ -260,11 +260,12 @@ fn validate(
 
 /// Rows of `W` per parallel task: about [`TASKS_PER_THREAD`] tasks per
 /// thread, but never fewer than [`MIN_CHUNK_ELEMS`] weight elements, rounded
-/// up to a multiple of [`NB`] so only the last chunk has a partial tile.
+/// up to a multiple of 12 (the tile widths in use are 3 and 4) so only the
+/// last chunk has a partial tile.
 fn chunk_rows(n: usize, k: usize, threads: usize) -> usize {
     let by_tasks = n.div_ceil(threads.max(1) * TASKS_PER_THREAD);
     let by_size = MIN_CHUNK_ELEMS.div_ceil(k.max(1));
-    by_tasks.max(by_size).max(1).next_multiple_of(NB)
+    by_tasks.max(by_size).max(1).next_multiple_of(12)
 }
 
 /// A per-chunk kernel: this chunk's weight rows and, per row of `x`, the
@@ -442,7 +443,7 @@ pub(crate) mod tests {
     fn chunking_is_tile_aligned_and_bounded() {
         assert_eq!(chunk_rows(3072, 1024, 2), 384);
         assert!(chunk_rows(10, 8, 2) >= 10); // one chunk: runs inline
-        assert_eq!(chunk_rows(151_936, 1024, 2) % NB, 0);
+        assert_eq!(chunk_rows(151_936, 1024, 2) % 12, 0);
         assert!(chunk_rows(100_000, 4, 2) * 4 >= MIN_CHUNK_ELEMS);
     }
 

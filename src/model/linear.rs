@@ -13,7 +13,13 @@ use super::Mode;
 #[derive(Debug, Clone)]
 pub enum Weight {
     Dense(Tensor),
-    Quantized { matmul: Arc<QMatMul>, bytes: usize },
+    Quantized {
+        matmul: Arc<QMatMul>,
+        bytes: usize,
+    },
+    /// bf16 weight reordered for Intel AMX tiles (inference only).
+    #[cfg(target_arch = "x86_64")]
+    Amx(Arc<crate::kernels::amx::PackedBf16>),
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +40,7 @@ impl Linear {
     pub fn dense(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Quantized { .. } => None,
+            _ => None,
         }
     }
 
@@ -43,6 +49,8 @@ impl Linear {
         match &self.weight {
             Weight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
             Weight::Quantized { bytes, .. } => *bytes,
+            #[cfg(target_arch = "x86_64")]
+            Weight::Amx(p) => p.bytes(),
         }
     }
 
@@ -59,6 +67,25 @@ impl Linear {
         Ok(())
     }
 
+    /// Replace a dense bf16 CPU weight by its AMX tile-packed copy (see
+    /// [`crate::kernels::amx`]); other weights are left as they are. Returns
+    /// whether this layer was packed.
+    #[cfg(target_arch = "x86_64")]
+    pub fn pack_amx(&mut self) -> Result<bool> {
+        let Weight::Dense(w) = &self.weight else {
+            return Ok(false);
+        };
+        if w.dtype() != candle_core::DType::BF16 || !w.device().is_cpu() {
+            return Ok(false);
+        }
+        let (n, k) = w.dims2()?;
+        let data: Vec<half::bf16> = w.flatten_all()?.to_vec1()?;
+        let packed =
+            crate::kernels::amx::PackedBf16::pack(&data, n, k).map_err(candle_core::Error::wrap)?;
+        self.weight = Weight::Amx(Arc::new(packed));
+        Ok(true)
+    }
+
     /// `x`: (rows, in) → (rows, out).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match (&self.weight, mode) {
@@ -72,8 +99,10 @@ impl Linear {
                 candle_nn::Linear::new(w, None).forward(x)?
             }
             (Weight::Quantized { matmul, .. }, Mode::Inference) => matmul.forward(x)?,
-            (Weight::Quantized { .. }, Mode::Train) => {
-                candle_core::bail!("quantized weights cannot be trained")
+            #[cfg(target_arch = "x86_64")]
+            (Weight::Amx(p), Mode::Inference) => crate::kernels::linear_packed(x, p)?,
+            (_, Mode::Train) => {
+                candle_core::bail!("quantized or packed weights cannot be trained")
             }
         };
         match &self.bias {

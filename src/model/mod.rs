@@ -40,6 +40,32 @@ impl Quantization {
     }
 }
 
+/// Whether bf16 weight matrices run on Intel AMX tiles (`--amx`). Packing
+/// reorders each bf16 matrix once at load; activations are then rounded to
+/// bf16 inside those matmuls (see [`crate::kernels::amx`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AmxMode {
+    /// Pack bf16 weights when the CPU and OS support AMX; otherwise run the
+    /// AVX-512/AVX2 kernels.
+    #[default]
+    Auto,
+    /// Require AMX (error at load if unavailable or the weights aren't bf16).
+    On,
+    /// Never use AMX.
+    Off,
+}
+
 /// Which kernels a forward uses: fused, gradient-free ones for serving, or
 /// composed differentiable ones for training (candle's fused rms_norm,
 /// softmax_last_dim and rope produce no gradient).

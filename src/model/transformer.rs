@@ -550,6 +550,23 @@ impl Transformer {
         Ok(())
     }
 
+    /// Reorder every dense bf16 linear layer (and the LM head; a tied head
+    /// gets its own packed copy while the embedding table stays dense for
+    /// lookups) into Intel AMX tile order, so inference matmuls run on the
+    /// tile unit (see [`crate::kernels::amx`]). Inference only. Returns the
+    /// number of layers packed; errors if AMX is not available.
+    #[cfg(target_arch = "x86_64")]
+    pub fn pack_amx(&mut self) -> Result<usize> {
+        if !crate::kernels::amx::available() {
+            candle_core::bail!("Intel AMX (amx-tile + amx-bf16) is not available on this CPU/OS")
+        }
+        let mut packed = 0;
+        for l in self.linears_mut() {
+            packed += usize::from(l.pack_amx()?);
+        }
+        Ok(packed)
+    }
+
     /// Bytes of weights one decode step streams: every linear layer once
     /// (a tied LM head is the embedding table; an untied input embedding is
     /// only gathered, so it does not count).

@@ -88,6 +88,12 @@ pub struct ServeSettings {
     /// Storage dtype of the weights [default: f32 on CPU].
     #[arg(long, env = "QUORUM_DTYPE", value_enum)]
     pub dtype: Option<WeightDType>,
+    /// Quantize weight matrices at load: q8_0 or q4k [default: none].
+    #[arg(long, env = "QUORUM_QUANTIZE", value_enum)]
+    pub quantize: Option<crate::model::Quantization>,
+    /// Run bf16 weight matrices on Intel AMX tiles: auto, on, off [default: auto].
+    #[arg(long, env = "QUORUM_AMX", value_enum)]
+    pub amx: Option<crate::model::AmxMode>,
     /// Accepted API key (repeatable; env: comma-separated). With none, no auth.
     #[arg(
         long = "api-key",
@@ -194,6 +200,8 @@ impl ServeSettings {
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
             dtype: self.dtype.or(lower.dtype),
+            quantize: self.quantize.or(lower.quantize),
+            amx: self.amx.or(lower.amx),
             api_keys: self.api_keys.or(lower.api_keys),
             api_keys_file: self.api_keys_file.or(lower.api_keys_file),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
@@ -245,6 +253,8 @@ impl ServeSettings {
             host: self.host.unwrap_or_else(|| defaults::HOST.into()),
             port: self.port.unwrap_or(defaults::PORT),
             dtype: self.dtype,
+            quantize: self.quantize,
+            amx: self.amx.unwrap_or_default(),
             api_keys,
             max_body_bytes: positive(
                 "max_body_bytes",
@@ -309,6 +319,8 @@ pub struct ServerConfig {
     pub host: String,
     pub port: u16,
     pub dtype: Option<WeightDType>,
+    pub quantize: Option<crate::model::Quantization>,
+    pub amx: crate::model::AmxMode,
     /// Empty: no authentication.
     pub api_keys: Vec<String>,
     pub max_body_bytes: usize,

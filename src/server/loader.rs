@@ -77,7 +77,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let (tok_tx, tok_rx) = std::sync::mpsc::channel();
     let dir = spec.dir.clone();
-    let dtype = cfg.dtype;
+    let (dtype, quantize, amx) = (cfg.dtype, cfg.quantize, cfg.amx);
     let reward_dir = cfg.reward_model_dir(&spec.id);
     // Without a struct-update the engine's future settings would break this
     // call; with it, the literal keeps compiling as fields are added.
@@ -94,6 +94,12 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
                 bundle
                     .load_reward(rm, dtype, &Device::Cpu)
                     .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
+            }
+            match quantize {
+                Some(q) => bundle.quantize(q).map_err(|e| e.to_string())?,
+                None => {
+                    bundle.pack_amx(amx).map_err(|e| e.to_string())?;
+                }
             }
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
