@@ -132,3 +132,61 @@ fn verify_jsonl_writes_one_verdict_per_line() {
     assert_eq!(lines[0]["equal"], true);
     assert_eq!(lines[1]["equal"], false);
 }
+
+/// `--amx on` is a requirement, not a hint: with f32 weights (nothing to
+/// pack) or without AMX it fails at load with a message saying why; with a
+/// bf16 checkpoint on an AMX machine it generates through the tile kernel.
+#[test]
+fn amx_on_requires_bf16_weights_and_an_amx_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f32_dir = tmp.path().join("f32");
+    let bf16_dir = tmp.path().join("bf16");
+    for (dir, dtype) in [(&f32_dir, "f32"), (&bf16_dir, "bf16")] {
+        let st = quorum()
+            .args(["model", "init", "--preset", "tiny", "--dtype", dtype, "--out"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let generate = |dir: &std::path::Path| {
+        quorum()
+            .args([
+                "generate",
+                "--prompt",
+                "Hi",
+                "--max-tokens",
+                "3",
+                "--ignore-eos",
+                "--json",
+                "--amx",
+                "on",
+                "--model",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = generate(&f32_dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bf16 weight matrices") || err.contains("AMX"),
+        "unexpected error: {err}"
+    );
+    let out = generate(&bf16_dir);
+    if quorum::kernels::amx::available() {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["completions"][0]["token_ids"].as_array().unwrap().len(),
+            3
+        );
+    } else {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AMX"));
+    }
+}
