@@ -1,11 +1,14 @@
 //! `quorum bench decode`: single-group decode speed against the memory
 //! bandwidth roofline. EOS is ignored so every run does the same work.
+//! `bench throughput` and `bench selection` live in their own files.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::common::ModelArgs;
 
+#[path = "bench_selection.rs"]
+mod selection;
 #[path = "bench_throughput.rs"]
 mod throughput;
 use crate::engine::ModelBundle;
@@ -17,6 +20,9 @@ pub enum BenchCommand {
     Decode(DecodeArgs),
     /// Serving throughput through the engine's continuous batching.
     Throughput(throughput::ThroughputArgs),
+    /// Answer selection on a task file: accuracy, pass@N, and the tokens
+    /// early stopping saves (on and off, same seeds).
+    Selection(selection::SelectionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +64,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Decode(args) => decode(args),
         BenchCommand::Throughput(args) => throughput::run(args),
+        BenchCommand::Selection(args) => selection::run(args),
     }
 }
 
