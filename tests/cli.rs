@@ -143,7 +143,9 @@ fn amx_on_requires_bf16_weights_and_an_amx_cpu() {
     let bf16_dir = tmp.path().join("bf16");
     for (dir, dtype) in [(&f32_dir, "f32"), (&bf16_dir, "bf16")] {
         let st = quorum()
-            .args(["model", "init", "--preset", "tiny", "--dtype", dtype, "--out"])
+            .args([
+                "model", "init", "--preset", "tiny", "--dtype", dtype, "--out",
+            ])
             .arg(dir)
             .status()
             .unwrap();
