@@ -3,6 +3,7 @@
 //! random-weight model writer used for tests and benchmarks.
 
 pub mod config;
+mod decode_attention;
 pub mod init;
 pub mod kv_cache;
 pub mod linear;

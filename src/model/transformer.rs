@@ -14,6 +14,7 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::decode_attention::{self, DecodeItem};
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::rope::RotaryEmbedding;
@@ -156,7 +157,10 @@ impl Attention {
         let v = v.reshape((total, kvh, d))?;
         let group = h / kvh;
         let scale = 1.0 / (d as f64).sqrt();
-        let mut outs = Vec::with_capacity(batch.seqs.len());
+        // Per sequence: its attention output, or (inference, one new token,
+        // no mask) a slot filled by the fused decode kernel afterwards.
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(batch.seqs.len());
+        let mut decode: Vec<(usize, DecodeItem)> = Vec::new();
         for seq in batch.seqs.iter_mut() {
             let len = seq.len;
             // (len, n, d) -> (n, len, d); a free reshape for one token.
@@ -175,6 +179,25 @@ impl Attention {
                 Some(cache) => cache.append(layer, &ks, &vs)?,
                 None => (ks, vs),
             };
+            let item = DecodeItem {
+                q: qs,
+                k: keys,
+                v: values,
+            };
+            if mode == Mode::Inference
+                && len == 1
+                && seq.mask.is_none()
+                && decode_attention::supported(&item)
+            {
+                decode.push((outs.len(), item));
+                outs.push(None);
+                continue;
+            }
+            let DecodeItem {
+                q: qs,
+                k: keys,
+                v: values,
+            } = item;
             // Query heads sharing a KV head are stacked: (kvh, group*len, d).
             let qs = qs.reshape((kvh, group * len, d))?;
             let mut scores = (qs.matmul(&keys.t()?)? * scale)?;
@@ -186,16 +209,32 @@ impl Attention {
                 Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             };
             let out = probs.matmul(&values)?; // (kvh, group*len, d)
-            outs.push(
+            outs.push(Some(
                 out.reshape((h, len, d))?
                     .transpose(0, 1)?
                     .reshape((len, h * d))?,
-            );
+            ));
         }
-        let attn = if outs.len() == 1 {
-            outs.pop().expect("one output")
+        let attn = if decode.is_empty() {
+            let mut outs: Vec<Tensor> = outs.into_iter().flatten().collect();
+            if outs.len() == 1 {
+                outs.pop().expect("one output")
+            } else {
+                Tensor::cat(&outs, 0)?
+            }
         } else {
-            Tensor::cat(&outs, 0)?
+            let (slots, items): (Vec<usize>, Vec<DecodeItem>) = decode.into_iter().unzip();
+            let rows = decode_attention::attend(&items, h, kvh, d, scale as f32)?;
+            let rows = Tensor::from_vec(rows, (items.len(), h * d), x.device())?;
+            if slots.len() == outs.len() {
+                rows
+            } else {
+                for (r, slot) in slots.iter().enumerate() {
+                    outs[*slot] = Some(rows.narrow(0, r, 1)?);
+                }
+                let outs: Vec<Tensor> = outs.into_iter().flatten().collect();
+                Tensor::cat(&outs, 0)?
+            }
         };
         self.o_proj.forward(&attn, mode)
     }
