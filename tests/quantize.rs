@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::Device;
 use quorum::engine::ModelBundle;
-use quorum::model::{Mode, Positions, Quantization, SeqInput};
+use quorum::model::{AmxMode, Mode, Positions, Quantization, SeqInput};
 
 fn last_logits(b: &ModelBundle, prompt: &[u32]) -> Vec<f32> {
     let mut cache = b.loaded.model.new_cache();
@@ -21,35 +21,45 @@ fn last_logits(b: &ModelBundle, prompt: &[u32]) -> Vec<f32> {
     l.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// Both Q8_0 kernels — candle's `QMatMul` (`--amx off`) and Quorum's AMX
+/// tile kernel (`--amx auto` on a CPU with AMX) — stay close to the dense
+/// model and stream under a third of its bytes.
 #[test]
-fn q8_0_logits_track_the_dense_model() {
+fn q8_0_logits_track_the_dense_model_on_both_kernels() {
     let m = common::temp_model("tiny", 4);
     let dense = ModelBundle::load(&m.dir, None, &Device::Cpu).unwrap();
-    let mut q = ModelBundle::load(&m.dir, None, &Device::Cpu).unwrap();
-    let before = q.loaded.weight_bytes;
-    q.quantize(Quantization::Q8_0).unwrap();
-    assert!(
-        q.loaded.weight_bytes * 3 < before,
-        "Q8_0 should stream < 1/3 of the f32 bytes"
-    );
     let prompt = [100u32, 2000, 30000, 7, 99];
-    let (a, b) = (last_logits(&dense, &prompt), last_logits(&q, &prompt));
-    let max = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let a = last_logits(&dense, &prompt);
     let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
-    assert!(
-        max < 0.02 * scale.max(1e-3),
-        "Q8_0 logits differ by {max} (scale {scale})"
-    );
+    for amx in [AmxMode::Off, AmxMode::Auto] {
+        let mut q = ModelBundle::load(&m.dir, None, &Device::Cpu).unwrap();
+        let before = q.loaded.weight_bytes;
+        q.quantize(Quantization::Q8_0, amx).unwrap();
+        assert!(
+            q.loaded.weight_bytes * 3 < before,
+            "{amx:?}: Q8_0 should stream < 1/3 of the f32 bytes"
+        );
+        let b = last_logits(&q, &prompt);
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max < 0.02 * scale.max(1e-3),
+            "{amx:?}: Q8_0 logits differ by {max} (scale {scale})"
+        );
+    }
 }
 
 #[test]
 fn q4k_on_a_width_not_divisible_by_256_is_refused_with_the_reason() {
     let m = common::temp_model("tiny", 4);
     let mut q = ModelBundle::load(&m.dir, None, &Device::Cpu).unwrap();
-    let err = q.quantize(Quantization::Q4k).err().unwrap().to_string();
+    let err = q
+        .quantize(Quantization::Q4k, AmxMode::Auto)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("block size 256"), "{err}");
 }

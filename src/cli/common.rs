@@ -50,7 +50,7 @@ impl ModelArgs {
             .with_context(|| format!("loading model from {}", self.model.display()))?;
         if let Some(q) = self.quantize {
             bundle
-                .quantize(q)
+                .quantize(q, self.amx)
                 .with_context(|| format!("quantizing {} to {q:?}", self.model.display()))?;
         }
         if self.quantize.is_none() {

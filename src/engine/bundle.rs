@@ -102,11 +102,41 @@ impl ModelBundle {
 
     /// Quantize the weight matrices for serving (see
     /// [`crate::model::Transformer::quantize`]).
-    pub fn quantize(&mut self, q: crate::model::Quantization) -> Result<(), BundleError> {
-        self.loaded
-            .model
-            .quantize(q.ggml())
-            .map_err(|e| BundleError::Model(crate::model::ModelError::Candle(e)))?;
+    /// With `q8_0` and `amx` not `off`, on a CPU with AMX, the weights go to
+    /// Quorum's AMX Q8_0 kernel ([`crate::kernels::amx_q8`]: the weight is
+    /// streamed once per call for any batch); otherwise to candle's `QMatMul`.
+    pub fn quantize(
+        &mut self,
+        q: crate::model::Quantization,
+        amx: crate::model::AmxMode,
+    ) -> Result<(), BundleError> {
+        use crate::model::{AmxMode, Quantization};
+        let wrap = |e| BundleError::Model(crate::model::ModelError::Candle(e));
+        #[cfg(target_arch = "x86_64")]
+        let available = crate::kernels::amx::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let available = false;
+        let use_amx = match (q, amx) {
+            (_, AmxMode::Off) => false,
+            (Quantization::Q8_0, AmxMode::Auto) => available,
+            (Quantization::Q8_0, AmxMode::On) => true,
+            (Quantization::Q4k, AmxMode::Auto) => false,
+            (Quantization::Q4k, AmxMode::On) => {
+                return Err(wrap(candle_core::Error::Msg(
+                    "--amx on supports --quantize q8_0 only".into(),
+                )))
+            }
+        };
+        if use_amx {
+            #[cfg(target_arch = "x86_64")]
+            self.loaded.model.quantize_q8_amx().map_err(wrap)?;
+            #[cfg(not(target_arch = "x86_64"))]
+            return Err(wrap(candle_core::Error::Msg(
+                "Intel AMX is only available on x86-64".into(),
+            )));
+        } else {
+            self.loaded.model.quantize(q.ggml()).map_err(wrap)?;
+        }
         self.loaded.weight_bytes = self.loaded.model.weight_bytes_per_step();
         Ok(())
     }

@@ -43,11 +43,11 @@ use rayon::prelude::*;
 use super::matmul::KernelError;
 
 /// Output columns per group (4 tiles of 16 f32 columns).
-const GROUP: usize = 64;
+pub(super) const GROUP: usize = 64;
 /// k values per tile step (16 rows of bf16 pairs).
-const KSTEP: usize = 32;
+pub(super) const KSTEP: usize = 32;
 /// Rows of `x` per tile (AMX tile height).
-const MROWS: usize = 16;
+pub(super) const MROWS: usize = 16;
 /// Minimum packed groups per rayon task (a group of a k = 1024 layer is
 /// 128 KiB; smaller layers stay in one or two tasks).
 const MIN_GROUP_ELEMS: usize = 64 * 1024;
@@ -177,62 +177,20 @@ impl PackedBf16 {
     /// `out = x · Wᵀ`: `x` is `m × k` f32, `out` is `m × n` f32 (overwritten).
     /// Errors on bad lengths, or if [`available`] is false.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), KernelError> {
-        let (n, k) = (self.n, self.k);
-        if !available() {
-            return Err(KernelError::Unsupported(super::Isa::Avx512Bf16));
-        }
-        let overflow = KernelError::Overflow { m, k, n };
-        for (name, got, expected) in [
-            ("x", x.len(), m.checked_mul(k).ok_or(overflow.clone())?),
-            ("out", out.len(), m.checked_mul(n).ok_or(overflow)?),
-        ] {
-            if got != expected {
-                return Err(KernelError::BadLen {
-                    name,
-                    expected,
-                    got,
-                    shape: format!("m = {m}, k = {k}, n = {n}"),
-                });
-            }
-        }
-        if m == 0 || n == 0 {
-            return Ok(());
-        }
-        // x as bf16, rows padded to k_pad (zeros) and, above one tile, to a
-        // multiple of 16 rows so every tile after the first is full height.
-        let m_pad = if m <= MROWS {
-            m
-        } else {
-            m.next_multiple_of(MROWS)
-        };
-        let mut xb = vec![0u16; m_pad * self.k_pad];
-        for (dst, src) in xb.chunks_mut(self.k_pad).zip(x.chunks(k.max(1))) {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = bf16::from_f32(s).to_bits();
-            }
-        }
-        let groups = n.div_ceil(GROUP);
-        let threads = rayon::current_num_threads().max(1);
-        let min_groups = MIN_GROUP_ELEMS.div_ceil(GROUP * self.k_pad).max(1);
-        let per_task = groups.div_ceil(threads * 4).max(min_groups);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let run = |g0: usize, g1: usize| {
-            // SAFETY: `available()` was checked; `xb` holds `m_pad × k_pad`
-            // bf16, `lines` holds every group's tiles, and tasks write
-            // disjoint column ranges [g0·64, g1·64) ∩ [0, n) of `out`
-            // (m × n), which outlives the scope below.
-            unsafe { self.drive(&xb, m, m_pad, g0, g1, out_ptr.get()) }
-        };
-        if per_task >= groups {
-            run(0, groups);
-        } else {
-            let tasks = groups.div_ceil(per_task);
-            (0..tasks).into_par_iter().for_each(|t| {
-                let g0 = t * per_task;
-                run(g0, (g0 + per_task).min(groups));
-            });
-        }
-        Ok(())
+        run_groups(
+            x,
+            m,
+            self.n,
+            self.k,
+            self.k_pad,
+            out,
+            |xb, m_pad, g0, g1, out| {
+                // SAFETY: `run_groups` checked `available()` and the lengths;
+                // `xb` holds `m_pad × k_pad` bf16, `lines` every group's tiles,
+                // and this task writes only the columns of groups g0..g1.
+                unsafe { self.drive(xb, m, m_pad, g0, g1, out) }
+            },
+        )
     }
 
     /// Groups `[g0, g1)` for all rows of `x`.
@@ -321,13 +279,80 @@ impl PackedBf16 {
     }
 }
 
+/// The scaffolding of an AMX matmul against a weight packed in groups of
+/// [`GROUP`] output columns: checks AMX and the lengths, rounds `x` to bf16
+/// rows padded to `k_pad` (and, above one tile, to a multiple of 16 rows so
+/// every tile after the first is full height), and runs `drive(xb, m_pad, g0,
+/// g1, out)` over group ranges on the current rayon pool. `drive` must write
+/// only the output columns of its groups.
+pub(super) fn run_groups<F>(
+    x: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    k_pad: usize,
+    out: &mut [f32],
+    drive: F,
+) -> Result<(), KernelError>
+where
+    F: Fn(&[u16], usize, usize, usize, *mut f32) + Sync,
+{
+    if !available() {
+        return Err(KernelError::Unsupported(super::Isa::Avx512Bf16));
+    }
+    let overflow = KernelError::Overflow { m, k, n };
+    for (name, got, expected) in [
+        ("x", x.len(), m.checked_mul(k).ok_or(overflow.clone())?),
+        ("out", out.len(), m.checked_mul(n).ok_or(overflow)?),
+    ] {
+        if got != expected {
+            return Err(KernelError::BadLen {
+                name,
+                expected,
+                got,
+                shape: format!("m = {m}, k = {k}, n = {n}"),
+            });
+        }
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let m_pad = if m <= MROWS {
+        m
+    } else {
+        m.next_multiple_of(MROWS)
+    };
+    let mut xb = vec![0u16; m_pad * k_pad];
+    for (dst, src) in xb.chunks_mut(k_pad).zip(x.chunks(k.max(1))) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = bf16::from_f32(s).to_bits();
+        }
+    }
+    let groups = n.div_ceil(GROUP);
+    let threads = rayon::current_num_threads().max(1);
+    let min_groups = MIN_GROUP_ELEMS.div_ceil(GROUP * k_pad).max(1);
+    let per_task = groups.div_ceil(threads * 4).max(min_groups);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |g0: usize, g1: usize| drive(&xb, m_pad, g0, g1, out_ptr.get());
+    if per_task >= groups {
+        run(0, groups);
+    } else {
+        let tasks = groups.div_ceil(per_task);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let g0 = t * per_task;
+            run(g0, (g0 + per_task).min(groups));
+        });
+    }
+    Ok(())
+}
+
 /// `ldtilecfg` operand: palette 1; tiles 0–4 (C0..C3 and A) are `rows` × 64
 /// bytes, tiles 5–7 (B) are 16 × 64 bytes.
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(super) struct TileConfig(pub(super) [u8; 64]);
 
 impl TileConfig {
-    fn new(rows: usize) -> Self {
+    pub(super) fn new(rows: usize) -> Self {
         let mut c = [0u8; 64];
         c[0] = 1;
         for t in 0..8 {

@@ -135,7 +135,7 @@ pub fn linear_with(isa: Isa, x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// CPU only, inference only (no gradient). `x` of shape `(.., k)` in any float
 /// dtype; the result is `(.., n)` in `x`'s dtype.
 #[cfg(target_arch = "x86_64")]
-pub fn linear_packed(x: &Tensor, w: &super::amx::PackedBf16) -> Result<Tensor> {
+pub fn linear_packed<P: PackedMatmul>(x: &Tensor, w: &P) -> Result<Tensor> {
     let xk = x.dim(D::Minus1)?;
     if xk != w.k() {
         bail!(
@@ -152,12 +152,64 @@ pub fn linear_packed(x: &Tensor, w: &super::amx::PackedBf16) -> Result<Tensor> {
     xf.apply_op1_no_bwd(&PackedLinearOp(w))?.to_dtype(x.dtype())
 }
 
-/// [`CustomOp1`] running [`super::amx::PackedBf16::matmul`] on CPU storage.
+/// A weight in a kernel-specific packed layout (AMX bf16 or Q8_0 tiles).
 #[cfg(target_arch = "x86_64")]
-struct PackedLinearOp<'a>(&'a super::amx::PackedBf16);
+pub trait PackedMatmul: Send + Sync {
+    /// Output features.
+    fn n(&self) -> usize;
+    /// Input features.
+    fn k(&self) -> usize;
+    /// `out = x · Wᵀ` for `x` of `m × k` f32.
+    fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) -> std::result::Result<(), super::KernelError>;
+}
 
 #[cfg(target_arch = "x86_64")]
-impl CustomOp1 for PackedLinearOp<'_> {
+impl PackedMatmul for super::amx::PackedBf16 {
+    fn n(&self) -> usize {
+        self.n()
+    }
+    fn k(&self) -> usize {
+        self.k()
+    }
+    fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) -> std::result::Result<(), super::KernelError> {
+        self.matmul(x, m, out)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PackedMatmul for super::amx_q8::PackedQ8 {
+    fn n(&self) -> usize {
+        self.n()
+    }
+    fn k(&self) -> usize {
+        self.k()
+    }
+    fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) -> std::result::Result<(), super::KernelError> {
+        self.matmul(x, m, out)
+    }
+}
+
+/// [`CustomOp1`] running a [`PackedMatmul`] on CPU storage.
+#[cfg(target_arch = "x86_64")]
+struct PackedLinearOp<'a, P>(&'a P);
+
+#[cfg(target_arch = "x86_64")]
+impl<P: PackedMatmul> CustomOp1 for PackedLinearOp<'_, P> {
     fn name(&self) -> &'static str {
         "quorum-linear-amx"
     }

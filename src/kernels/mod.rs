@@ -45,6 +45,8 @@ macro_rules! tile_match {
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
+pub mod amx_q8;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -52,9 +54,9 @@ pub mod linear;
 pub mod matmul;
 mod portable;
 
-#[cfg(target_arch = "x86_64")]
-pub use linear::linear_packed;
 pub use linear::{linear, linear_with, LinearOp};
+#[cfg(target_arch = "x86_64")]
+pub use linear::{linear_packed, PackedMatmul};
 pub use matmul::{
     matmul_xwt_bf16, matmul_xwt_bf16_with, matmul_xwt_f32, matmul_xwt_f32_with, Isa, KernelError,
 };

@@ -20,6 +20,9 @@ pub enum Weight {
     /// bf16 weight reordered for Intel AMX tiles (inference only).
     #[cfg(target_arch = "x86_64")]
     Amx(Arc<crate::kernels::amx::PackedBf16>),
+    /// Q8_0 weight in AMX tile order (inference only).
+    #[cfg(target_arch = "x86_64")]
+    AmxQ8(Arc<crate::kernels::amx_q8::PackedQ8>),
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ impl Linear {
             Weight::Quantized { bytes, .. } => *bytes,
             #[cfg(target_arch = "x86_64")]
             Weight::Amx(p) => p.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Weight::AmxQ8(p) => p.bytes(),
         }
     }
 
@@ -86,6 +91,24 @@ impl Linear {
         Ok(true)
     }
 
+    /// Replace a dense weight by its Q8_0 quantization in AMX tile order (see
+    /// [`crate::kernels::amx_q8`]); returns whether this layer was converted.
+    #[cfg(target_arch = "x86_64")]
+    pub fn quantize_q8_amx(&mut self) -> Result<bool> {
+        let Weight::Dense(w) = &self.weight else {
+            return Ok(false);
+        };
+        let (n, k) = w.dims2()?;
+        let data: Vec<f32> = w
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let packed = crate::kernels::amx_q8::PackedQ8::quantize(&data, n, k)
+            .map_err(candle_core::Error::wrap)?;
+        self.weight = Weight::AmxQ8(Arc::new(packed));
+        Ok(true)
+    }
+
     /// `x`: (rows, in) → (rows, out).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match (&self.weight, mode) {
@@ -100,7 +123,9 @@ impl Linear {
             }
             (Weight::Quantized { matmul, .. }, Mode::Inference) => matmul.forward(x)?,
             #[cfg(target_arch = "x86_64")]
-            (Weight::Amx(p), Mode::Inference) => crate::kernels::linear_packed(x, p)?,
+            (Weight::Amx(p), Mode::Inference) => crate::kernels::linear_packed(x, p.as_ref())?,
+            #[cfg(target_arch = "x86_64")]
+            (Weight::AmxQ8(p), Mode::Inference) => crate::kernels::linear_packed(x, p.as_ref())?,
             (_, Mode::Train) => {
                 candle_core::bail!("quantized or packed weights cannot be trained")
             }

@@ -606,6 +606,22 @@ impl Transformer {
         Ok(packed)
     }
 
+    /// Quantize every dense linear layer (and the LM head, as in
+    /// [`Transformer::quantize`]) to Q8_0 in Intel AMX tile order
+    /// ([`crate::kernels::amx_q8`]). Inference only. Returns the number of
+    /// layers converted; errors if AMX is not available.
+    #[cfg(target_arch = "x86_64")]
+    pub fn quantize_q8_amx(&mut self) -> Result<usize> {
+        if !crate::kernels::amx::available() {
+            candle_core::bail!("Intel AMX (amx-tile + amx-bf16) is not available on this CPU/OS")
+        }
+        let mut converted = 0;
+        for l in self.linears_mut() {
+            converted += usize::from(l.quantize_q8_amx()?);
+        }
+        Ok(converted)
+    }
+
     /// Bytes of weights one decode step streams: every linear layer once
     /// (a tied LM head is the embedding table; an untied input embedding is
     /// only gathered, so it does not count).

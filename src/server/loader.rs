@@ -96,7 +96,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
                     .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
             }
             match quantize {
-                Some(q) => bundle.quantize(q).map_err(|e| e.to_string())?,
+                Some(q) => bundle.quantize(q, amx).map_err(|e| e.to_string())?,
                 None => {
                     bundle.pack_amx(amx).map_err(|e| e.to_string())?;
                 }
