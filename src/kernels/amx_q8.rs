@@ -177,6 +177,10 @@ impl PackedQ8 {
         let xs = (self.k_pad * 2) as isize;
         // Four dequantized B tiles (bf16), rewritten every k step.
         let mut buf = Tiles([[0u16; 512]; 4]);
+        // Above one tile of rows, the group is dequantized once (all k steps,
+        // ≤ 384 KiB: L2) and every row block multiplies from there.
+        let whole = m_pad > MROWS;
+        let mut scratch = vec![0u16; if whole { steps * 4 * 512 } else { 0 }];
         let mut tmp = [0f32; MROWS * GROUP];
         // Lane j of the low/high half takes column scale j / 2 (resp. 8 + j / 2).
         let lo_idx = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
@@ -186,6 +190,13 @@ impl PackedQ8 {
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
             for g in g0..g1 {
+                if whole {
+                    for step in 0..steps {
+                        let t0 = (g * steps + step) * 4;
+                        let dst = scratch.as_mut_ptr().add(step * 4 * 512);
+                        self.dequantize_step(t0, dst, lo_idx, hi_idx);
+                    }
+                }
                 let mut i = 0;
                 while i < m {
                     asm!(
@@ -197,32 +208,12 @@ impl PackedQ8 {
                     );
                     for step in 0..steps {
                         let t0 = (g * steps + step) * 4;
-                        for (tile, b) in buf.0.iter_mut().enumerate() {
-                            let q = self.qs.as_ptr().add((t0 + tile) * TILE_Q);
-                            let s = _mm512_loadu_ps(self.scales.as_ptr().add((t0 + tile) * TILE_S));
-                            let (s_lo, s_hi) = (
-                                _mm512_permutexvar_ps(lo_idx, s),
-                                _mm512_permutexvar_ps(hi_idx, s),
-                            );
-                            for r in 0..16 {
-                                let v =
-                                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(q.add(r * 32).cast()));
-                                let lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
-                                    _mm512_castsi512_si256(v),
-                                ));
-                                let hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
-                                    _mm512_extracti64x4_epi64::<1>(v),
-                                ));
-                                let packed = _mm512_cvtne2ps_pbh(
-                                    _mm512_mul_ps(hi, s_hi),
-                                    _mm512_mul_ps(lo, s_lo),
-                                );
-                                _mm512_storeu_si512(
-                                    b.as_mut_ptr().add(r * 32).cast(),
-                                    std::mem::transmute::<__m512bh, __m512i>(packed),
-                                );
-                            }
-                        }
+                        let b: *const u16 = if whole {
+                            scratch.as_ptr().add(step * 4 * 512)
+                        } else {
+                            self.dequantize_step(t0, buf.0.as_mut_ptr().cast(), lo_idx, hi_idx);
+                            buf.0.as_ptr().cast()
+                        };
                         let a = xb.as_ptr().add(i * self.k_pad + step * KSTEP);
                         asm!(
                             "tileloadd tmm4, [{a} + {xs}*1]",
@@ -236,7 +227,7 @@ impl PackedQ8 {
                             "tdpbf16ps tmm3, tmm4, tmm5",
                             a = in(reg) a,
                             xs = in(reg) xs,
-                            b = in(reg) buf.0.as_ptr(),
+                            b = in(reg) b,
                             s = in(reg) 64isize,
                             options(nostack, readonly)
                         );
@@ -264,6 +255,43 @@ impl PackedQ8 {
                 }
             }
             asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
+    /// Dequantizes the 4 tiles starting at tile index `t0` into `dst`
+    /// (4 × 512 bf16, tile after tile).
+    ///
+    /// # Safety
+    /// AVX-512F/BW + AVX512-BF16 available; `t0 + 4` tiles exist; `dst` is
+    /// valid for 2048 u16 writes. `lo_idx`/`hi_idx` are the scale
+    /// permutations built in `drive`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    unsafe fn dequantize_step(&self, t0: usize, dst: *mut u16, lo_idx: __m512i, hi_idx: __m512i) {
+        // SAFETY: caller contract bounds every pointer.
+        unsafe {
+            for tile in 0..4 {
+                let q = self.qs.as_ptr().add((t0 + tile) * TILE_Q);
+                let s = _mm512_loadu_ps(self.scales.as_ptr().add((t0 + tile) * TILE_S));
+                let (s_lo, s_hi) = (
+                    _mm512_permutexvar_ps(lo_idx, s),
+                    _mm512_permutexvar_ps(hi_idx, s),
+                );
+                let b = dst.add(tile * 512);
+                for r in 0..16 {
+                    let v = _mm512_cvtepi8_epi16(_mm256_loadu_si256(q.add(r * 32).cast()));
+                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(v)));
+                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(
+                        _mm512_extracti64x4_epi64::<1>(v),
+                    ));
+                    let packed =
+                        _mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, s_hi), _mm512_mul_ps(lo, s_lo));
+                    _mm512_storeu_si512(
+                        b.add(r * 32).cast(),
+                        std::mem::transmute::<__m512bh, __m512i>(packed),
+                    );
+                }
+            }
         }
     }
 }
