@@ -141,3 +141,56 @@ fn bench_selection_names_the_bad_task_line() {
     assert!(err.contains("tasks.jsonl:2:"), "{err}");
     assert!(err.contains("missing field `gold`"), "{err}");
 }
+
+#[test]
+fn bench_selection_majority_early_stop_fires_with_a_regex_extractor() {
+    // The math extractor finds no answers in a random model's noise, so
+    // `majority` early stop never fires on it. A regex with a small answer
+    // space (the last vowel: five values) makes random rollouts agree by
+    // chance, and an EOS bias makes them end at different lengths: the vote
+    // is then often decided while some rollouts still run. At N = 16 it
+    // fired on 4-6 of these 8 tasks for every model seed (1-3) and bench
+    // seed (0-2) tried, so the check does not hang on one lucky task.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny");
+    let st = quorum()
+        .args(["model", "init", "--preset", "tiny", "--seed", "1", "--out"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tasks = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bench/arith.jsonl");
+    let spec = r#"{"strategy": "majority", "extract": {"regex": "([aeiou])"}}"#;
+    let out = quorum()
+        .args(["bench", "selection", "--n", "16", "--limit", "8"])
+        .args(["--max-tokens", "256", "--temperature", "0.7", "--seed", "0"])
+        .args(["--strategy", spec, "--logit-bias", "151645=6", "--json"])
+        .arg("--model")
+        .arg(&dir)
+        .args(["--tasks", tasks])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    let (off, on) = (&rows[0], &rows[1]);
+    assert_eq!(on["strategy"], r#"majority(extract={"regex":"([aeiou])"})"#);
+    assert_eq!(
+        (&off["early_stop"], &on["early_stop"]),
+        (&false.into(), &true.into())
+    );
+    // Rollouts answer (vowels), unlike with the math extractor.
+    assert!(f(off, "mean_vote_share") > 0.2, "{off}");
+    assert!(f(on, "decided_early") > 0.0, "{on}");
+    assert!(f(on, "rollouts_stopped_per_task") > 0.0, "{on}");
+    assert!(f(on, "tokens_saved_per_task") > 0.0, "{on}");
+    assert!(f(on, "budget_tokens_saved_per_task") > 0.0, "{on}");
+    assert!(
+        f(on, "tokens_per_task") < f(off, "tokens_per_task"),
+        "{on} vs {off}"
+    );
+}

@@ -261,6 +261,11 @@ async fn selection_errors_are_400s_naming_the_field() {
         ),
         (&url, chat_body(plain_bon), "selection.strategy"),
         (
+            &url,
+            sel(json!({"strategy": "majority", "extract": {"regex": "(unclosed"}})),
+            "selection.extract.regex",
+        ),
+        (
             &score_url,
             json!({"model": "plain", "prompt": "hi", "completions": ["a"]}),
             "model",
@@ -280,6 +285,10 @@ async fn selection_errors_are_400s_naming_the_field() {
         let (st, v) = post(&c, u, &body).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
         assert_eq!(v["error"]["param"], param, "{v}");
+        if param == "selection.extract.regex" {
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("unclosed group"), "{v}");
+        }
         assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
     }
 }

@@ -54,6 +54,7 @@ pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &
         let cfg = ExtractConfig {
             extractors: vec![Extractor::LastNumber],
             after_think: false,
+            regex: None,
         };
         if let Some(e) = extract(body, &cfg) {
             return Some((e.answer, "last number in prose"));

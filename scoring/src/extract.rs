@@ -4,10 +4,17 @@
 //! Extractors are tried in the order configured by [`ExtractConfig`]; the
 //! first that finds something wins. Within one extractor the *last*
 //! occurrence in the text wins.
+//!
+//! A user pattern ([`ExtractConfig::regex`], an [`AnswerPattern`]) is tried
+//! before the listed extractors: the answer is capture group 1 of its last
+//! match (the whole match when the pattern has no group); no match, or an
+//! empty or non-participating group, falls through to the list.
 
 use crate::braces::matching_brace;
-use regex::Regex;
-use serde::{Deserialize, Serialize};
+use crate::error::ScoringError;
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 use std::sync::LazyLock;
 
 /// One extraction method.
@@ -26,6 +33,11 @@ pub enum Extractor {
     Choice,
     /// The last number in the text (integers, decimals, fractions `a/b`).
     LastNumber,
+    /// The user pattern of [`ExtractConfig::regex`]. Reported as the
+    /// method of the answers it finds; it is not a list entry (the pattern
+    /// always runs first), so `"regex"` in `extractors` is rejected.
+    #[serde(skip_deserializing)]
+    Regex,
 }
 
 /// Which extractors to run, in order.
@@ -35,6 +47,94 @@ pub struct ExtractConfig {
     pub extractors: Vec<Extractor>,
     /// Search only the text after the last `</think>` (default true).
     pub after_think: bool,
+    /// A user pattern tried before `extractors` (default none); see
+    /// [`AnswerPattern`]. On the wire, the pattern string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<AnswerPattern>,
+}
+
+/// A user answer pattern, compiled once when the config is built or
+/// deserialized (cloning shares the compiled program). Equality, `Debug`
+/// and serde use the pattern string.
+///
+/// The answer is capture group 1 of the **last** match in the searched text,
+/// or the whole match when the pattern has no capture group; surrounding
+/// whitespace is trimmed. Syntax is the `regex` crate's (linear time, no
+/// look-around or back-references); patterns are limited to
+/// [`AnswerPattern::MAX_LEN`] bytes and a 1 MiB compiled size.
+#[derive(Clone)]
+pub struct AnswerPattern(Regex);
+
+impl AnswerPattern {
+    /// The longest accepted pattern, in bytes.
+    pub const MAX_LEN: usize = 4096;
+
+    /// Compiles `pattern`; the error carries the regex crate's message.
+    pub fn new(pattern: &str) -> Result<Self, ScoringError> {
+        let invalid = |message: String| ScoringError::InvalidRegex {
+            pattern: pattern.to_string(),
+            message,
+        };
+        if pattern.len() > Self::MAX_LEN {
+            return Err(invalid(format!(
+                "pattern is {} bytes, more than {}",
+                pattern.len(),
+                Self::MAX_LEN
+            )));
+        }
+        RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(AnswerPattern)
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The pattern string.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Group 1 (or the whole match without groups) of the last match in
+    /// `body`, trimmed; `None` when there is no match or it is empty.
+    pub fn find_last(&self, body: &str) -> Option<String> {
+        let caps = self.0.captures_iter(body).last()?;
+        let m = if self.0.captures_len() > 1 {
+            caps.get(1)?
+        } else {
+            caps.get(0)?
+        };
+        let answer = m.as_str().trim();
+        (!answer.is_empty()).then(|| answer.to_string())
+    }
+}
+
+impl PartialEq for AnswerPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for AnswerPattern {}
+
+impl fmt::Debug for AnswerPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AnswerPattern")
+            .field(&self.as_str())
+            .finish()
+    }
+}
+
+impl Serialize for AnswerPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AnswerPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(d)?;
+        AnswerPattern::new(&pattern).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for ExtractConfig {
@@ -50,6 +150,7 @@ impl ExtractConfig {
         ExtractConfig {
             extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, LastNumber],
             after_think: true,
+            regex: None,
         }
     }
 
@@ -59,6 +160,7 @@ impl ExtractConfig {
         ExtractConfig {
             extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, LastNumber],
             after_think: true,
+            regex: None,
         }
     }
 
@@ -67,6 +169,7 @@ impl ExtractConfig {
         ExtractConfig {
             extractors: vec![Extractor::Choice],
             after_think: true,
+            regex: None,
         }
     }
 
@@ -76,6 +179,7 @@ impl ExtractConfig {
         ExtractConfig {
             extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine],
             after_think: true,
+            regex: None,
         }
     }
 }
@@ -102,6 +206,12 @@ pub fn extract(text: &str, cfg: &ExtractConfig) -> Option<Extracted> {
     } else {
         text
     };
+    if let Some(answer) = cfg.regex.as_ref().and_then(|p| p.find_last(body)) {
+        return Some(Extracted {
+            answer,
+            method: Extractor::Regex,
+        });
+    }
     cfg.extractors.iter().find_map(|&method| {
         let answer = run(method, body)?;
         let answer = answer.trim();
@@ -125,6 +235,8 @@ fn run(method: Extractor, body: &str) -> Option<String> {
         Extractor::AnswerLine => last_capture(&ANSWER_LINE, body).map(|s| strip_sentence(&s)),
         Extractor::Choice => choice(body),
         Extractor::LastNumber => last_number(body),
+        // The pattern lives in the config and runs before the list.
+        Extractor::Regex => None,
     }
 }
 
@@ -267,5 +379,96 @@ mod tests {
     fn think_section_is_ignored() {
         let t = r"<think>maybe \boxed{3}</think>The answer is 4.";
         assert_eq!(extract_answer(t).as_deref(), Some("4"));
+    }
+
+    fn with_regex(pattern: &str) -> ExtractConfig {
+        ExtractConfig {
+            regex: Some(AnswerPattern::new(pattern).unwrap()),
+            ..ExtractConfig::math()
+        }
+    }
+
+    fn got(text: &str, cfg: &ExtractConfig) -> Option<(String, Extractor)> {
+        extract(text, cfg).map(|e| (e.answer, e.method))
+    }
+
+    #[test]
+    fn regex_last_match_wins_and_runs_before_the_list() {
+        let cfg = with_regex(r"ANS=(\w+)");
+        let t = r"ANS=first \boxed{9} ANS=second then 7";
+        assert_eq!(got(t, &cfg), Some(("second".into(), Extractor::Regex)));
+    }
+
+    #[test]
+    fn regex_group_one_or_whole_match() {
+        let t = "pick: red, pick: blue.";
+        let group = with_regex(r"pick:\s*(\w+)");
+        assert_eq!(got(t, &group).map(|x| x.0).as_deref(), Some("blue"));
+        let whole = with_regex(r"pick:\s*\w+");
+        assert_eq!(got(t, &whole).map(|x| x.0).as_deref(), Some("pick: blue"));
+        // Group 1 only, even with more groups.
+        let two = with_regex(r"(\w+): (\w+)");
+        assert_eq!(got(t, &two).map(|x| x.0).as_deref(), Some("pick"));
+        // A non-participating group 1 is no answer: the list runs.
+        let optional = with_regex(r"pick: (?:(x)|\w+)");
+        assert_eq!(
+            got("pick: red then 5", &optional),
+            Some(("5".into(), Extractor::LastNumber))
+        );
+    }
+
+    #[test]
+    fn regex_respects_after_think() {
+        let mut cfg = with_regex(r"w=(\d+)");
+        let t = "<think>w=1 w=2</think>no marker here, just 3";
+        assert_eq!(got(t, &cfg), Some(("3".into(), Extractor::LastNumber)));
+        cfg.after_think = false;
+        assert_eq!(got(t, &cfg), Some(("2".into(), Extractor::Regex)));
+    }
+
+    #[test]
+    fn regex_without_a_match_falls_through() {
+        let cfg = with_regex(r"FINAL: (\S+)");
+        assert_eq!(
+            got(r"The answer is \boxed{12}.", &cfg),
+            Some(("12".into(), Extractor::Boxed))
+        );
+        // An empty capture is no answer either.
+        let cfg = with_regex(r"FINAL:( *)");
+        assert_eq!(
+            got("FINAL: then 4", &cfg),
+            Some(("4".into(), Extractor::LastNumber))
+        );
+        let only = ExtractConfig {
+            extractors: vec![],
+            ..with_regex(r"FINAL: (\S+)")
+        };
+        assert_eq!(got("nothing", &only), None);
+    }
+
+    #[test]
+    fn regex_invalid_pattern_is_an_error_and_serde_uses_the_string() {
+        let e = AnswerPattern::new("(unclosed").unwrap_err();
+        assert!(matches!(e, ScoringError::InvalidRegex { .. }), "{e}");
+        assert!(e.to_string().contains("(unclosed"), "{e}");
+        let long = "a".repeat(AnswerPattern::MAX_LEN + 1);
+        assert!(AnswerPattern::new(&long).is_err());
+        let bad = serde_json::from_str::<ExtractConfig>(r#"{"regex": "a["}"#).unwrap_err();
+        assert!(bad.to_string().contains("invalid regex"), "{bad}");
+        assert!(serde_json::from_str::<ExtractConfig>(r#"{"extractors": ["regex"]}"#).is_err());
+
+        let cfg: ExtractConfig = serde_json::from_str(r#"{"regex": "(\\S+)"}"#).unwrap();
+        assert_eq!(cfg, with_regex(r"(\S+)"));
+        assert_eq!(cfg.extractors, ExtractConfig::math().extractors);
+        let v = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(v["regex"], r"(\S+)");
+        assert_eq!(serde_json::from_value::<ExtractConfig>(v).unwrap(), cfg);
+        // Presets serialize as before (no `regex` key).
+        let v = serde_json::to_value(ExtractConfig::math()).unwrap();
+        assert!(v.get("regex").is_none(), "{v}");
+        assert_eq!(
+            format!("{:?}", cfg.regex.unwrap()),
+            r#"AnswerPattern("(\\S+)")"#
+        );
     }
 }

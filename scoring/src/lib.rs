@@ -6,7 +6,10 @@
 //! 1. **Extract** ([`extract`]): take the text after the last `</think>`
 //!    and pull out the final answer with configurable extractors
 //!    (`\boxed{}`, "the answer is", `####`, `Answer:`, choice letter, last
-//!    number), see [`ExtractConfig`].
+//!    number), see [`ExtractConfig`]. An optional user regex
+//!    ([`ExtractConfig::regex`], an [`AnswerPattern`] compiled once) runs
+//!    first: group 1 of its last match, or the whole match without groups;
+//!    no match falls through to the extractors.
 //! 2. **Normalize** ([`normalize`]): strip LaTeX/presentation noise
 //!    (`\text{}`, `\left`, `$`, units, `^\circ`, thousands separators) and
 //!    parse into a structured [`Answer`]: exact rationals (`3/4`, `0.75`,
@@ -38,7 +41,9 @@ pub mod verifier;
 pub use compare::{compare, compare_with, Comparison};
 pub use equivalence::{answers_equivalent, equivalent, equivalent_with, Judgement};
 pub use error::ScoringError;
-pub use extract::{after_think, extract, extract_answer, ExtractConfig, Extracted, Extractor};
+pub use extract::{
+    after_think, extract, extract_answer, AnswerPattern, ExtractConfig, Extracted, Extractor,
+};
 pub use math::answer::{normalize, Answer, CollKind};
 pub use math::number::{Rational, Tolerance, Value};
 pub use reward::{score_checked, RewardScorer};

@@ -90,7 +90,7 @@ proptest! {
     fn extraction_never_panics(s in mathy()) {
         for ex in [Extractor::Boxed, Extractor::AnswerIs, Extractor::Gsm8k, Extractor::AnswerLine,
                    Extractor::Choice, Extractor::LastNumber] {
-            let _ = extract(&s, &ExtractConfig { extractors: vec![ex], after_think: true });
+            let _ = extract(&s, &ExtractConfig { extractors: vec![ex], after_think: true, regex: None });
         }
     }
 

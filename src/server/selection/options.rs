@@ -6,7 +6,9 @@
 //! before the strategy is parsed:
 //! - `extract`: how answers are pulled out of completions — a preset name
 //!   (`math` (default), `gsm8k`, `choice`, `explicit`) or an
-//!   [`ExtractConfig`] object (`{"extractors": ["boxed", ...], "after_think": true}`);
+//!   [`ExtractConfig`] object (`{"extractors": ["boxed", ...], "after_think": true,
+//!   "regex": "ANSWER: (\\S+)"}`); `regex` is compiled here, so a bad pattern is
+//!   an error naming `selection.extract.regex`;
 //! - `early_stop` (bool, default false): adaptive stopping, see [`super::early`];
 //! - `warmup` (int): for `confidence` early stop, how many finished
 //!   rollouts set the threshold (default `ceil(rollouts / 4)`).
@@ -16,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use quorum_scoring::{ExtractConfig, SelectionConfig};
+use quorum_scoring::{AnswerPattern, ExtractConfig, SelectionConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -50,10 +52,23 @@ impl SelectionOptions {
         let extract = match obj.remove("extract") {
             None | Some(Value::Null) => None,
             Some(Value::String(name)) => Some(extract_preset(&name)?),
-            Some(v @ Value::Object(_)) => Some(
-                serde_json::from_value(v)
-                    .map_err(|e| format!("selection.extract: {e}"))?,
-            ),
+            Some(Value::Object(mut m)) => {
+                // Compiled here (once per request) so that the error names the key.
+                let regex = match m.remove("regex") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(p)) => Some(
+                        AnswerPattern::new(&p)
+                            .map_err(|e| format!("selection.extract.regex: {e}"))?,
+                    ),
+                    Some(_) => {
+                        return Err("selection.extract.regex must be a string (a regular expression)".into())
+                    }
+                };
+                let mut cfg: ExtractConfig = serde_json::from_value(Value::Object(m))
+                    .map_err(|e| format!("selection.extract: {e}"))?;
+                cfg.regex = regex;
+                Some(cfg)
+            }
             Some(_) => {
                 return Err(
                     "selection.extract must be a preset name (math, gsm8k, choice, explicit) or an object".into(),
@@ -184,6 +199,30 @@ mod tests {
     }
 
     #[test]
+    fn extract_regex_is_compiled_at_parse_time() {
+        let o = SelectionOptions::parse(
+            &json!({"strategy": "majority", "extract": {"regex": "ANSWER: (\\S+)", "after_think": false}}),
+        )
+        .unwrap();
+        let cfg = o.extract.unwrap();
+        assert_eq!(
+            cfg.regex.as_ref().map(|p| p.as_str()),
+            Some("ANSWER: (\\S+)")
+        );
+        assert!(!cfg.after_think);
+        assert_eq!(cfg.extractors, ExtractConfig::math().extractors);
+        let e = SelectionOptions::parse(
+            &json!({"strategy": "majority", "extract": {"regex": "(unclosed"}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("selection.extract.regex: invalid regex `(unclosed`"),
+            "{e}"
+        );
+        assert!(e.contains("unclosed group"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_rejected_with_a_reason() {
         for v in [
             json!({"strategy": "vibes"}),
@@ -191,6 +230,8 @@ mod tests {
             json!({"early_stop": true}),
             json!({"strategy": "majority", "early_stop": "yes"}),
             json!({"strategy": "majority", "extract": "roman"}),
+            json!({"strategy": "majority", "extract": {"extractors": ["regex"]}}),
+            json!({"strategy": "majority", "extract": {"regex": 5}}),
             json!(3),
         ] {
             assert!(SelectionOptions::parse(&v).is_err(), "{v}");
