@@ -208,74 +208,108 @@ impl PackedBf16 {
         g1: usize,
         out: *mut f32,
     ) {
-        let rows = m_pad.min(MROWS);
-        let cfg = TileConfig::new(rows);
         let kc = self.k_pad / KSTEP;
-        let xs = (self.k_pad * 2) as isize;
         let lines = self.lines.as_ptr();
-        let mut tmp = [0f32; MROWS * GROUP];
-        // SAFETY: the config describes 5 tiles of `rows` × 64 bytes (C0..C3,
-        // A) and 3 of 16 × 64 bytes (B); every load below reads exactly such
-        // a tile from inside `xb` / `lines`, and stores go to `tmp`.
+        // SAFETY: caller contract; group g's k step s is 4 consecutive tiles
+        // (64 lines) at line (g·kc + s)·64 of `lines`.
         unsafe {
-            asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
-            for g in g0..g1 {
-                let group = lines.add(g * kc * 64);
-                let mut i = 0;
-                while i < m {
-                    asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
-                        options(nostack, nomem)
-                    );
-                    let mut a = xb.as_ptr().add(i * self.k_pad);
-                    let mut b = group;
-                    for _ in 0..kc {
-                        asm!(
-                            "tileloadd tmm4, [{a} + {xs}*1]",
-                            "tileloadd tmm5, [{b} + {s}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm5",
-                            "tileloadd tmm6, [{b} + {s}*1 + 1024]",
-                            "tdpbf16ps tmm1, tmm4, tmm6",
-                            "tileloadd tmm7, [{b} + {s}*1 + 2048]",
-                            "tdpbf16ps tmm2, tmm4, tmm7",
-                            "tileloadd tmm5, [{b} + {s}*1 + 3072]",
-                            "tdpbf16ps tmm3, tmm4, tmm5",
-                            a = in(reg) a,
-                            xs = in(reg) xs,
-                            b = in(reg) b,
-                            s = in(reg) 64isize,
-                            options(nostack, readonly)
-                        );
-                        a = a.add(KSTEP);
-                        b = b.add(64);
-                    }
-                    let t = tmp.as_mut_ptr();
-                    asm!(
-                        "tilestored [{t} + {s}*1], tmm0",
-                        "tilestored [{t} + {s}*1 + 64], tmm1",
-                        "tilestored [{t} + {s}*1 + 128], tmm2",
-                        "tilestored [{t} + {s}*1 + 192], tmm3",
-                        t = in(reg) t,
-                        s = in(reg) (GROUP * 4) as isize,
-                        options(nostack)
-                    );
-                    let col0 = g * GROUP;
-                    let width = GROUP.min(self.n - col0);
-                    for r in 0..rows.min(m - i) {
-                        std::ptr::copy_nonoverlapping(
-                            tmp.as_ptr().add(r * GROUP),
-                            out.add((i + r) * self.n + col0),
-                            width,
-                        );
-                    }
-                    i += rows;
-                }
-            }
-            asm!("tilerelease", options(nostack, nomem));
+            drive_groups(
+                xb,
+                self.k_pad,
+                (m, m_pad, self.n),
+                (g0, g1),
+                out,
+                |_| {},
+                |g, step| lines.add((g * kc + step) * 64).cast(),
+            )
         }
+    }
+}
+
+/// The tile loop shared by the packed formats: for each group of `g0..g1`
+/// and each block of (≤ 16) rows of `x`, zero four C tiles, multiply the A
+/// tile of each k step by the 4 B tiles (2 KiB, 64-byte rows) that
+/// `b_tiles(g, step)` points to, and copy the result into `out`'s columns of
+/// that group. `prepare_group(g)` runs before a group's first row block.
+///
+/// # Safety
+/// AMX available; `xb` is `m_pad × k_pad` bf16 bits (`m_pad` as in
+/// [`run_groups`]); every pointer `b_tiles` returns is valid for 2 KiB of
+/// reads until the next call; `out` is `m × n` f32 and the caller owns the
+/// columns of groups `g0..g1`.
+pub(super) unsafe fn drive_groups(
+    xb: &[u16],
+    k_pad: usize,
+    (m, m_pad, n): (usize, usize, usize),
+    (g0, g1): (usize, usize),
+    out: *mut f32,
+    mut prepare_group: impl FnMut(usize),
+    mut b_tiles: impl FnMut(usize, usize) -> *const u16,
+) {
+    let rows = m_pad.min(MROWS);
+    let cfg = TileConfig::new(rows);
+    let steps = k_pad / KSTEP;
+    let xs = (k_pad * 2) as isize;
+    let mut tmp = [0f32; MROWS * GROUP];
+    // SAFETY: the config describes 5 tiles of `rows` × 64 bytes (C0..C3, A)
+    // and 3 of 16 × 64 bytes (B); every load below reads exactly such a tile
+    // from inside `xb` or what `b_tiles` returned, and stores go to `tmp`.
+    unsafe {
+        asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
+        for g in g0..g1 {
+            prepare_group(g);
+            let mut i = 0;
+            while i < m {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem)
+                );
+                for step in 0..steps {
+                    let a = xb.as_ptr().add(i * k_pad + step * KSTEP);
+                    let b = b_tiles(g, step);
+                    asm!(
+                        "tileloadd tmm4, [{a} + {xs}*1]",
+                        "tileloadd tmm5, [{b} + {s}*1]",
+                        "tdpbf16ps tmm0, tmm4, tmm5",
+                        "tileloadd tmm6, [{b} + {s}*1 + 1024]",
+                        "tdpbf16ps tmm1, tmm4, tmm6",
+                        "tileloadd tmm7, [{b} + {s}*1 + 2048]",
+                        "tdpbf16ps tmm2, tmm4, tmm7",
+                        "tileloadd tmm5, [{b} + {s}*1 + 3072]",
+                        "tdpbf16ps tmm3, tmm4, tmm5",
+                        a = in(reg) a,
+                        xs = in(reg) xs,
+                        b = in(reg) b,
+                        s = in(reg) 64isize,
+                        options(nostack, readonly)
+                    );
+                }
+                let t = tmp.as_mut_ptr();
+                asm!(
+                    "tilestored [{t} + {s}*1], tmm0",
+                    "tilestored [{t} + {s}*1 + 64], tmm1",
+                    "tilestored [{t} + {s}*1 + 128], tmm2",
+                    "tilestored [{t} + {s}*1 + 192], tmm3",
+                    t = in(reg) t,
+                    s = in(reg) (GROUP * 4) as isize,
+                    options(nostack)
+                );
+                let col0 = g * GROUP;
+                let width = GROUP.min(n - col0);
+                for r in 0..rows.min(m - i) {
+                    std::ptr::copy_nonoverlapping(
+                        tmp.as_ptr().add(r * GROUP),
+                        out.add((i + r) * n + col0),
+                        width,
+                    );
+                }
+                i += rows;
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
     }
 }
 

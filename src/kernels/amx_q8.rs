@@ -22,12 +22,11 @@
 
 #![allow(clippy::incompatible_msrv)]
 
-use std::arch::asm;
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::amx::{run_groups, TileConfig, GROUP, KSTEP, MROWS};
+use super::amx::{drive_groups, run_groups, GROUP, KSTEP, MROWS};
 use super::matmul::KernelError;
 
 /// Bytes of one tile's int8 values (16 rows × 16 columns × 2).
@@ -171,90 +170,45 @@ impl PackedQ8 {
         g1: usize,
         out: *mut f32,
     ) {
-        let rows = m_pad.min(MROWS);
-        let cfg = TileConfig::new(rows);
         let steps = self.k_pad / KSTEP;
-        let xs = (self.k_pad * 2) as isize;
         // Four dequantized B tiles (bf16), rewritten every k step.
         let mut buf = Tiles([[0u16; 512]; 4]);
         // Above one tile of rows, the group is dequantized once (all k steps,
         // ≤ 384 KiB: L2) and every row block multiplies from there.
         let whole = m_pad > MROWS;
         let mut scratch = vec![0u16; if whole { steps * 4 * 512 } else { 0 }];
-        let mut tmp = [0f32; MROWS * GROUP];
+        let scratch_ptr = scratch.as_mut_ptr();
+        let buf_ptr: *mut u16 = buf.0.as_mut_ptr().cast();
         // Lane j of the low/high half takes column scale j / 2 (resp. 8 + j / 2).
         let lo_idx = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
         let hi_idx = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-        // SAFETY: tiles as configured by `cfg` (see `amx::PackedBf16::drive`);
-        // every pointer below stays inside `qs`, `scales`, `xb`, `buf`, `tmp`.
+        // SAFETY: caller contract; tiles `(g·steps + step)·4 ..+4` exist, and
+        // `scratch` (all steps) / `buf` (one step) hold the dequantized tiles
+        // `b_tiles` points to.
         unsafe {
-            asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
-            for g in g0..g1 {
-                if whole {
-                    for step in 0..steps {
-                        let t0 = (g * steps + step) * 4;
-                        let dst = scratch.as_mut_ptr().add(step * 4 * 512);
-                        self.dequantize_step(t0, dst, lo_idx, hi_idx);
+            drive_groups(
+                xb,
+                self.k_pad,
+                (m, m_pad, self.n),
+                (g0, g1),
+                out,
+                |g| {
+                    if whole {
+                        for step in 0..steps {
+                            let dst = scratch_ptr.add(step * 4 * 512);
+                            self.dequantize_step((g * steps + step) * 4, dst, lo_idx, hi_idx);
+                        }
                     }
-                }
-                let mut i = 0;
-                while i < m {
-                    asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
-                        options(nostack, nomem)
-                    );
-                    for step in 0..steps {
-                        let t0 = (g * steps + step) * 4;
-                        let b: *const u16 = if whole {
-                            scratch.as_ptr().add(step * 4 * 512)
-                        } else {
-                            self.dequantize_step(t0, buf.0.as_mut_ptr().cast(), lo_idx, hi_idx);
-                            buf.0.as_ptr().cast()
-                        };
-                        let a = xb.as_ptr().add(i * self.k_pad + step * KSTEP);
-                        asm!(
-                            "tileloadd tmm4, [{a} + {xs}*1]",
-                            "tileloadd tmm5, [{b} + {s}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm5",
-                            "tileloadd tmm6, [{b} + {s}*1 + 1024]",
-                            "tdpbf16ps tmm1, tmm4, tmm6",
-                            "tileloadd tmm7, [{b} + {s}*1 + 2048]",
-                            "tdpbf16ps tmm2, tmm4, tmm7",
-                            "tileloadd tmm5, [{b} + {s}*1 + 3072]",
-                            "tdpbf16ps tmm3, tmm4, tmm5",
-                            a = in(reg) a,
-                            xs = in(reg) xs,
-                            b = in(reg) b,
-                            s = in(reg) 64isize,
-                            options(nostack, readonly)
-                        );
+                },
+                |g, step| {
+                    if whole {
+                        scratch_ptr.add(step * 4 * 512)
+                    } else {
+                        self.dequantize_step((g * steps + step) * 4, buf_ptr, lo_idx, hi_idx);
+                        buf_ptr
                     }
-                    let t = tmp.as_mut_ptr();
-                    asm!(
-                        "tilestored [{t} + {s}*1], tmm0",
-                        "tilestored [{t} + {s}*1 + 64], tmm1",
-                        "tilestored [{t} + {s}*1 + 128], tmm2",
-                        "tilestored [{t} + {s}*1 + 192], tmm3",
-                        t = in(reg) t,
-                        s = in(reg) (GROUP * 4) as isize,
-                        options(nostack)
-                    );
-                    let col0 = g * GROUP;
-                    let width = GROUP.min(self.n - col0);
-                    for r in 0..rows.min(m - i) {
-                        std::ptr::copy_nonoverlapping(
-                            tmp.as_ptr().add(r * GROUP),
-                            out.add((i + r) * self.n + col0),
-                            width,
-                        );
-                    }
-                    i += rows;
-                }
-            }
-            asm!("tilerelease", options(nostack, nomem));
+                },
+            )
         }
     }
 

@@ -168,41 +168,30 @@ pub trait PackedMatmul: Send + Sync {
     ) -> std::result::Result<(), super::KernelError>;
 }
 
-#[cfg(target_arch = "x86_64")]
-impl PackedMatmul for super::amx::PackedBf16 {
-    fn n(&self) -> usize {
-        self.n()
-    }
-    fn k(&self) -> usize {
-        self.k()
-    }
-    fn matmul(
-        &self,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-    ) -> std::result::Result<(), super::KernelError> {
-        self.matmul(x, m, out)
-    }
+/// Both packed formats expose `n`, `k` and `matmul` inherently.
+macro_rules! impl_packed_matmul {
+    ($($ty:ty),*) => {$(
+        #[cfg(target_arch = "x86_64")]
+        impl PackedMatmul for $ty {
+            fn n(&self) -> usize {
+                <$ty>::n(self)
+            }
+            fn k(&self) -> usize {
+                <$ty>::k(self)
+            }
+            fn matmul(
+                &self,
+                x: &[f32],
+                m: usize,
+                out: &mut [f32],
+            ) -> std::result::Result<(), super::KernelError> {
+                <$ty>::matmul(self, x, m, out)
+            }
+        }
+    )*};
 }
 
-#[cfg(target_arch = "x86_64")]
-impl PackedMatmul for super::amx_q8::PackedQ8 {
-    fn n(&self) -> usize {
-        self.n()
-    }
-    fn k(&self) -> usize {
-        self.k()
-    }
-    fn matmul(
-        &self,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-    ) -> std::result::Result<(), super::KernelError> {
-        self.matmul(x, m, out)
-    }
-}
+impl_packed_matmul!(super::amx::PackedBf16, super::amx_q8::PackedQ8);
 
 /// [`CustomOp1`] running a [`PackedMatmul`] on CPU storage.
 #[cfg(target_arch = "x86_64")]
