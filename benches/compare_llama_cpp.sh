@@ -1,0 +1,36 @@
+#!/bin/bash
+# Same-run throughput comparison against llama.cpp (README "Performance").
+#
+# Needs the peers harness built once: cp -r ../shared/peers DIR && bash DIR/run.sh
+# (it builds llama.cpp and the membw probe and writes the random-weight
+# Qwen3-0.6B-shape model as HF directories and GGUF files under DIR/.cache).
+#
+#   PEERS=DIR/.cache Q=target/release/quorum bash benches/compare_llama_cpp.sh
+#
+# Prints membw before/after, then per precision llama-batched-bench's table and
+# `quorum bench throughput --json`, interleaved so drift hits both alike.
+set -u
+C=${PEERS:?set PEERS to the peers harness cache dir (…/.cache)}
+Q=${Q:-target/release/quorum}
+LB=$C/build/llama.cpp/bin/llama-batched-bench
+NPL=${NPL:-1,8}
+QN=${QN:-1,8,32}
+echo "== $(date -u) membw"; "$C/build/membw" 2>&1 | tail -2
+for p in f32 bf16; do
+  echo "== llama.cpp $p"
+  "$LB" -m "$C/gguf/qwen3-0.6b-shape-$p.gguf" -c 4096 -b 2048 -ub 512 -npp 128 -ntg 128 \
+    -npl "$NPL" -pps -t 2 -tb 2 2>/dev/null | grep -E '^\|'
+  echo "== quorum $p"
+  "$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-$p" --n "$QN" \
+    --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
+done
+echo "== quorum bf16 --amx off"
+"$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-bf16" --amx off --n 1,8 \
+  --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
+echo "== quorum q8_0 --amx on"
+"$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-f32" --quantize q8_0 --amx on \
+  --n "$QN" --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
+echo "== quorum q8_0 (candle QMatMul)"
+"$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-f32" --quantize q8_0 --n 1,8 \
+  --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
+echo "== $(date -u) membw"; "$C/build/membw" 2>&1 | tail -2
