@@ -18,7 +18,7 @@ use crate::engine::{
     CancelSet, EngineEvent, EngineHandle, FinishReason, GenerateRequest, RolloutOutput,
     SamplingParams, SubmitError,
 };
-use crate::server::selection::early::{answer, EarlyStop, Trace};
+use crate::server::selection::early::{answer, Trace, Watch};
 use crate::server::selection::SelectionOptions;
 use crate::server::think::{prepare, ThinkFields};
 use crate::server::ServerConfig;
@@ -92,61 +92,26 @@ pub fn run_group(
             Err(e) => bail!("{e}"),
         }
     };
-    let mut traces = vec![Trace::default(); n];
-    let mut early = EarlyStop::new(opts, n, max_tokens);
+    let mut watch = Watch::new(opts, n, max_tokens);
     let out = loop {
         let Some(ev) = rx.blocking_recv() else {
             bail!("the engine closed the stream");
         };
-        match ev {
-            EngineEvent::Token {
-                rollout,
-                text,
-                logprob,
-                ..
-            } => {
-                if let Some(t) = traces.get_mut(rollout) {
-                    t.push(text, logprob);
-                }
-                if early.on_token(&traces, rollout) {
-                    cancel.cancel(rollout);
-                }
-            }
-            EngineEvent::RolloutFinished {
-                rollout,
-                finish_reason,
-            } => {
-                if let Some(t) = traces.get_mut(rollout) {
-                    t.finish = Some(finish_reason);
-                }
-                if finish_reason != FinishReason::Cancelled {
-                    for i in early.on_finished(&traces) {
-                        cancel.cancel(i);
-                    }
-                }
-            }
-            EngineEvent::Finished(out) => break out,
-            EngineEvent::Error(e) => bail!("engine error: {e}"),
-            EngineEvent::Started { .. } => {}
+        match watch.observe(ev, &cancel) {
+            Some(EngineEvent::Finished(out)) => break out,
+            Some(EngineEvent::Error(e)) => bail!("engine error: {e}"),
+            _ => {}
         }
     };
     let wall = start.elapsed();
     let mut outs = out.rollouts;
     outs.sort_by_key(|o| o.index);
-    let cancelled = |i: usize| {
-        outs.iter()
-            .any(|o| o.index == i && o.finish_reason == FinishReason::Cancelled)
-    };
-    // A flag raised after the rollout ended stopped nothing.
-    let stopped: Vec<usize> = early
-        .stopped
-        .into_iter()
-        .filter(|&i| cancelled(i))
-        .collect();
+    watch.settle(&outs);
+    let Watch { traces, early } = watch;
     Ok(Group {
         outs,
         traces,
-        stopped,
+        stopped: early.stopped,
         decoded: out.completion_tokens,
         wall,
     })

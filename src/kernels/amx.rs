@@ -116,17 +116,8 @@ impl PackedBf16 {
     /// Reorders `w` (`n × k`, row-major) into tile order. Runs on the current
     /// rayon pool (one task per group of 64 output rows).
     pub fn pack(w: &[bf16], n: usize, k: usize) -> Result<Self, KernelError> {
+        let k_pad = check_weight(w.len(), n, k)?;
         let overflow = KernelError::Overflow { m: 0, k, n };
-        let expected = n.checked_mul(k).ok_or(overflow.clone())?;
-        if w.len() != expected {
-            return Err(KernelError::BadLen {
-                name: "w",
-                expected,
-                got: w.len(),
-                shape: format!("n = {n}, k = {k}"),
-            });
-        }
-        let k_pad = k.next_multiple_of(KSTEP);
         let groups = n.div_ceil(GROUP);
         let kc = k_pad / KSTEP;
         // Lines per group: kc steps × 4 tiles × 16 rows.
@@ -311,6 +302,23 @@ pub(super) unsafe fn drive_groups(
         }
         asm!("tilerelease", options(nostack, nomem));
     }
+}
+
+/// Checks a weight buffer's length against `n × k`; returns `k` padded to
+/// the tile step.
+pub(super) fn check_weight(len: usize, n: usize, k: usize) -> Result<usize, KernelError> {
+    let expected = n
+        .checked_mul(k)
+        .ok_or(KernelError::Overflow { m: 0, k, n })?;
+    if len != expected {
+        return Err(KernelError::BadLen {
+            name: "w",
+            expected,
+            got: len,
+            shape: format!("n = {n}, k = {k}"),
+        });
+    }
+    Ok(k.next_multiple_of(KSTEP))
 }
 
 /// The scaffolding of an AMX matmul against a weight packed in groups of

@@ -26,7 +26,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::amx::{drive_groups, run_groups, GROUP, KSTEP, MROWS};
+use super::amx::{check_weight, drive_groups, run_groups, GROUP, KSTEP, MROWS};
 use super::matmul::KernelError;
 
 /// Bytes of one tile's int8 values (16 rows × 16 columns × 2).
@@ -56,17 +56,8 @@ impl PackedQ8 {
     /// Quantizes `w` (`n × k` f32, row-major) block by block (32 inputs).
     /// Runs on the current rayon pool (one task per group of 64 outputs).
     pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Self, KernelError> {
+        let k_pad = check_weight(w.len(), n, k)?;
         let overflow = KernelError::Overflow { m: 0, k, n };
-        let expected = n.checked_mul(k).ok_or(overflow.clone())?;
-        if w.len() != expected {
-            return Err(KernelError::BadLen {
-                name: "w",
-                expected,
-                got: w.len(),
-                shape: format!("n = {n}, k = {k}"),
-            });
-        }
-        let k_pad = k.next_multiple_of(KSTEP);
         let (groups, steps) = (n.div_ceil(GROUP), k_pad / KSTEP);
         let tiles = groups.checked_mul(steps * 4).ok_or(overflow.clone())?;
         let mut qs = vec![0i8; tiles.checked_mul(TILE_Q).ok_or(overflow)?];

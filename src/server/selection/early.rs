@@ -25,7 +25,7 @@ use quorum_scoring::{
 
 use super::options::SelectionOptions;
 use crate::engine::sequence::TokenLogprob;
-use crate::engine::FinishReason;
+use crate::engine::{CancelSet, EngineEvent, FinishReason, RolloutOutput};
 
 /// What the driver keeps of one rollout while it runs.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +85,69 @@ enum Policy {
         keep_fraction: f64,
         warmup: usize,
     },
+}
+
+/// The per-rollout traces of one request plus its early-stop policy, fed
+/// from the engine's event stream (the server's selection driver and
+/// `quorum bench selection` share it).
+pub struct Watch {
+    pub traces: Vec<Trace>,
+    pub early: EarlyStop,
+}
+
+impl Watch {
+    pub fn new(opts: &SelectionOptions, rollouts: usize, max_tokens: usize) -> Self {
+        Self {
+            traces: vec![Trace::default(); rollouts],
+            early: EarlyStop::new(opts, rollouts, max_tokens),
+        }
+    }
+
+    /// Records a token or a finished rollout and cancels (in `cancel`) what
+    /// the policy stops; returns every other event for the caller.
+    pub fn observe(&mut self, ev: EngineEvent, cancel: &CancelSet) -> Option<EngineEvent> {
+        match ev {
+            EngineEvent::Token {
+                rollout,
+                text,
+                logprob,
+                ..
+            } => {
+                if let Some(t) = self.traces.get_mut(rollout) {
+                    t.push(text, logprob);
+                }
+                if self.early.on_token(&self.traces, rollout) {
+                    cancel.cancel(rollout);
+                }
+                None
+            }
+            EngineEvent::RolloutFinished {
+                rollout,
+                finish_reason,
+            } => {
+                if let Some(t) = self.traces.get_mut(rollout) {
+                    t.finish = Some(finish_reason);
+                }
+                if finish_reason != FinishReason::Cancelled {
+                    for i in self.early.on_finished(&self.traces) {
+                        cancel.cancel(i);
+                    }
+                }
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Keeps in `early.stopped` only the rollouts that actually ended
+    /// cancelled: a flag raised after a rollout had ended stopped nothing.
+    pub fn settle(&mut self, outs: &[RolloutOutput]) {
+        let cancelled = |i: usize| {
+            outs.iter()
+                .any(|o| o.index == i && o.finish_reason == FinishReason::Cancelled)
+        };
+        self.early.stopped.retain(|&i| cancelled(i));
+    }
 }
 
 /// The early-stop state of one request.

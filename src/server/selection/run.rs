@@ -13,7 +13,7 @@
 use quorum_scoring::{after_think, RolloutSummary};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::early::{answer, EarlyStop, Trace};
+use super::early::{answer, Watch};
 use super::report::{self, QuorumSlot};
 use super::Plan;
 use crate::engine::{EngineEvent, FinishReason, GenerateOutput};
@@ -48,41 +48,14 @@ async fn drive(
     max_tokens: usize,
     slot: &QuorumSlot,
 ) {
-    let mut traces = vec![Trace::default(); plan.rollouts];
-    let mut early = EarlyStop::new(&plan.options, plan.rollouts, max_tokens);
+    let mut watch = Watch::new(&plan.options, plan.rollouts, max_tokens);
     while let Some(ev) = rx.recv().await {
+        let Some(ev) = watch.observe(ev, &plan.cancel) else {
+            continue;
+        };
         match ev {
-            EngineEvent::Started { .. } => {
-                let _ = tx.send(ev);
-            }
-            EngineEvent::Token {
-                rollout,
-                text,
-                logprob,
-                ..
-            } => {
-                if let Some(t) = traces.get_mut(rollout) {
-                    t.push(text, logprob);
-                }
-                if early.on_token(&traces, rollout) {
-                    plan.cancel.cancel(rollout);
-                }
-            }
-            EngineEvent::RolloutFinished {
-                rollout,
-                finish_reason,
-            } => {
-                if let Some(t) = traces.get_mut(rollout) {
-                    t.finish = Some(finish_reason);
-                }
-                if finish_reason != FinishReason::Cancelled {
-                    for i in early.on_finished(&traces) {
-                        plan.cancel.cancel(i);
-                    }
-                }
-            }
             EngineEvent::Finished(out) => {
-                let events = match select(&plan, &traces, &mut early, out, max_tokens).await {
+                let events = match select(&plan, &mut watch, out, max_tokens).await {
                     Ok((events, quorum)) => {
                         if let Ok(mut g) = slot.lock() {
                             *g = Some(quorum);
@@ -100,6 +73,10 @@ async fn drive(
                 let _ = tx.send(ev);
                 return;
             }
+            // Started (and anything the watch passes on) goes to the client.
+            other => {
+                let _ = tx.send(other);
+            }
         }
     }
     // The engine went away: dropping `tx` tells the consumer.
@@ -108,19 +85,14 @@ async fn drive(
 /// Scores, selects, and builds the replay events and the `quorum` object.
 async fn select(
     plan: &Plan,
-    traces: &[Trace],
-    early: &mut EarlyStop,
+    watch: &mut Watch,
     out: GenerateOutput,
     max_tokens: usize,
 ) -> Result<(Vec<EngineEvent>, serde_json::Value), String> {
     let mut outs = out.rollouts.clone();
     outs.sort_by_key(|o| o.index);
-    let cancelled = |i: usize| {
-        outs.iter()
-            .any(|o| o.index == i && o.finish_reason == FinishReason::Cancelled)
-    };
-    // A flag raised too late (the rollout had already ended) stopped nothing.
-    early.stopped.retain(|&i| cancelled(i));
+    watch.settle(&outs);
+    let (traces, early) = (&watch.traces, &watch.early);
     let extract = plan.options.extract.as_ref();
     let mut summaries: Vec<RolloutSummary> = outs
         .iter()
