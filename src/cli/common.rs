@@ -33,6 +33,10 @@ pub struct ModelArgs {
     /// AMX), on (required), off.
     #[arg(long, env = "QUORUM_AMX", value_enum, default_value_t = crate::model::AmxMode::Auto)]
     pub amx: crate::model::AmxMode,
+    /// KV cache storage: auto (a bf16 checkpoint keeps bf16, others f32),
+    /// f32, f16, bf16.
+    #[arg(long, env = "QUORUM_KV_CACHE_DTYPE", value_enum, default_value_t = crate::model::KvCacheDType::Auto)]
+    pub kv_cache_dtype: crate::model::KvCacheDType,
 }
 
 impl ModelArgs {
@@ -58,6 +62,7 @@ impl ModelArgs {
                 .pack_amx(self.amx)
                 .with_context(|| format!("packing {} for AMX", self.model.display()))?;
         }
+        bundle.set_kv_dtype(self.kv_cache_dtype);
         Ok(bundle)
     }
 }

@@ -208,13 +208,8 @@ impl<'a> Batcher<'a> {
             let mut g = self.waiting.remove(pos);
             let max_reuse = g.prompt.len() - 1;
             let (cache, cached) = match self.prefix.lookup(&g.prompt, max_reuse) {
-                Ok(Some(hit)) => (hit.cache, hit.tokens),
-                Ok(None) => (self.model.new_cache(), 0),
-                Err(e) => {
-                    self.groups.push(g);
-                    self.fail(id, e.into());
-                    continue;
-                }
+                Some(hit) => (hit.cache, hit.tokens),
+                None => (self.model.new_cache(), 0),
             };
             self.sched.skip_prefill(id, cached);
             let m = &self.metrics;

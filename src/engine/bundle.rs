@@ -66,6 +66,14 @@ impl ModelBundle {
         Ok(())
     }
 
+    /// Store KV caches (policy and reward model) as `mode` resolves.
+    pub fn set_kv_dtype(&mut self, mode: crate::model::KvCacheDType) {
+        self.loaded.model.set_kv_dtype(mode);
+        if let Some(rm) = &mut self.reward {
+            rm.loaded.model.set_kv_dtype(mode);
+        }
+    }
+
     /// Pack the bf16 weight matrices (policy and reward model, if loaded) for
     /// Intel AMX per `mode` (see [`crate::model::AmxMode`]); returns how many
     /// layers were packed.

@@ -63,11 +63,12 @@ fn admission_rejects_past_the_budget_and_queues_what_fits_later() {
         },
     );
     assert_eq!(engine.info().kv_budget_tokens, 300);
-    let err = engine.submit(request(100, 1, 2, 60)).unwrap_err();
+    // The prompt once plus 60 tokens per rollout.
+    let err = engine.submit(request(100, 1, 4, 60)).unwrap_err();
     assert_eq!(
         err,
         SubmitError::TooLarge {
-            needed: 320,
+            needed: 340,
             budget: 300
         }
     );

@@ -13,7 +13,7 @@ use super::scheduler::GroupId;
 use super::sequence::{FinishReason, Sequence};
 use super::think::ThinkSpec;
 use super::EngineError;
-use crate::model::{KvCache, SeqInput};
+use crate::model::{KvCache, SeqInput, SharedKv};
 use crate::tokenizer::Tokenizer;
 
 /// Where a group's events go: a channel for the server, a callback for
@@ -49,6 +49,8 @@ pub struct ActiveGroup<'s> {
     pub think: Option<ThinkSpec>,
     /// The prompt KV while it is being prefilled.
     pub cache: Option<KvCache>,
+    /// The prompt KV once prefilled: every rollout's cache starts on it.
+    prompt_kv: Option<Arc<SharedKv>>,
     pub cached_tokens: usize,
     pub seqs: Vec<Sequence>,
     pub sink: Box<dyn GroupSink + 's>,
@@ -84,6 +86,7 @@ impl<'s> ActiveGroup<'s> {
             stop_ids,
             think: None,
             cache: None,
+            prompt_kv: None,
             cached_tokens: 0,
             seqs: Vec::with_capacity(n),
             sink,
@@ -114,9 +117,10 @@ impl<'s> ActiveGroup<'s> {
         self.cancelled || (self.cache.is_none() && self.seqs.len() == self.n && self.live() == 0)
     }
 
-    /// KV bytes this group holds now.
+    /// KV bytes this group holds now (the shared prompt counted once).
     pub fn kv_bytes(&self) -> usize {
         self.cache.as_ref().map_or(0, KvCache::reserved_bytes)
+            + self.prompt_kv.as_ref().map_or(0, |kv| kv.bytes())
             + self
                 .seqs
                 .iter()
@@ -178,10 +182,9 @@ impl<'s> ActiveGroup<'s> {
     }
 
     /// The prompt is complete: fan its KV out to the rollouts and sample each
-    /// first token from `row` (the prompt's last logits). Each rollout gets
-    /// one copy of the prompt KV; the original goes to the prefix cache, or
-    /// to the last rollout when that cache is off. Copies and first samples
-    /// run in parallel: they are most of what N rollouts add to the TTFT.
+    /// first token from `row` (the prompt's last logits). The prompt KV is
+    /// frozen once and shared by every rollout (and the prefix cache), not
+    /// copied; first samples run in parallel.
     pub fn fork_rollouts(
         &mut self,
         tok: &Tokenizer,
@@ -196,21 +199,11 @@ impl<'s> ActiveGroup<'s> {
             self.cancelled = true;
             return Ok(());
         }
-        let copies = if prefix.is_enabled() {
-            self.n
-        } else {
-            self.n - 1
-        };
-        let mut caches = (0..copies)
-            .into_par_iter()
-            .map(|_| prompt_cache.fork())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        if prefix.is_enabled() {
-            prefix.insert(&self.prompt, prompt_cache);
-        } else {
-            caches.push(prompt_cache);
-        }
-        for (i, cache) in caches.into_iter().enumerate() {
+        let shared = prompt_cache.into_shared()?;
+        prefix.insert(&self.prompt, shared.clone());
+        self.prompt_kv = Some(shared.clone());
+        for i in 0..self.n {
+            let cache = KvCache::on_prefix(shared.clone(), shared.len());
             let mut sampler = Sampler::new(self.params.clone(), i as u64);
             sampler.observe_prompt(&self.prompt);
             let mut seq = Sequence::new(

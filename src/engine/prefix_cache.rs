@@ -1,18 +1,21 @@
 //! Prompt KV reuse across requests. After a group's prompt is prefilled, its
-//! KV cache is kept here keyed by the prompt tokens; a later prompt sharing a
-//! prefix (a system prompt, a few-shot header, the same question again) forks
-//! the longest match and prefills only the rest.
+//! KV (the same [`SharedKv`] its rollouts read) is kept here keyed by the
+//! prompt tokens; a later prompt sharing a prefix (a system prompt, a
+//! few-shot header, the same question again) starts a cache on the longest
+//! match, without copying it, and prefills only the rest.
 //!
 //! Entries are whole prompts and lookup is a longest-common-prefix scan over
 //! them. That is deliberate: every entry holds megabytes of KV, so the byte
 //! budget keeps the count small, and comparing a few thousand token ids per
 //! entry costs far less than prefilling one token. Eviction is LRU.
 
-use crate::model::KvCache;
+use std::sync::Arc;
+
+use crate::model::{KvCache, SharedKv};
 
 struct Entry {
     tokens: Vec<u32>,
-    cache: KvCache,
+    kv: Arc<SharedKv>,
     bytes: usize,
     last_used: u64,
 }
@@ -27,7 +30,7 @@ pub struct PrefixCache {
 
 /// A prefix found in the cache.
 pub struct PrefixHit {
-    /// A private copy holding exactly `tokens` committed tokens.
+    /// A cache on the entry's shared KV seeing exactly `tokens` tokens.
     pub cache: KvCache,
     pub tokens: usize,
 }
@@ -61,39 +64,29 @@ impl PrefixCache {
     }
 
     /// The longest cached prefix of `prompt`, at most `max_tokens` long, as a
-    /// fresh cache (only the matched tokens are copied). `None` on a miss.
-    pub fn lookup(
-        &mut self,
-        prompt: &[u32],
-        max_tokens: usize,
-    ) -> candle_core::Result<Option<PrefixHit>> {
+    /// cache reading the entry in place. `None` on a miss.
+    pub fn lookup(&mut self, prompt: &[u32], max_tokens: usize) -> Option<PrefixHit> {
         let best = self
             .entries
             .iter_mut()
             .map(|e| (common_prefix(&e.tokens, prompt).min(max_tokens), e))
             .max_by_key(|(len, _)| *len);
-        let Some((len, entry)) = best else {
-            return Ok(None);
-        };
+        let (len, entry) = best?;
         if len == 0 {
-            return Ok(None);
+            return None;
         }
         self.clock += 1;
         entry.last_used = self.clock;
-        // A clone shares the storage; truncating it first makes the fork copy
-        // only the matched prefix. The fork is private, so appends are safe.
-        let mut view = entry.cache.clone();
-        view.truncate(len);
-        Ok(Some(PrefixHit {
-            cache: view.fork()?,
+        Some(PrefixHit {
+            cache: KvCache::on_prefix(entry.kv.clone(), len),
             tokens: len,
-        }))
+        })
     }
 
-    /// Keep `cache` (holding exactly `tokens`) for later prompts. Entries
+    /// Keep `kv` (holding exactly `tokens`) for later prompts. Entries
     /// that are a prefix of it are dropped; if an entry already extends
     /// `tokens`, only its recency is refreshed.
-    pub fn insert(&mut self, tokens: &[u32], cache: KvCache) {
+    pub fn insert(&mut self, tokens: &[u32], kv: Arc<SharedKv>) {
         if !self.is_enabled() || tokens.is_empty() {
             return;
         }
@@ -107,7 +100,7 @@ impl PrefixCache {
             e.last_used = now;
             return;
         }
-        let bytes = cache.reserved_bytes();
+        let bytes = kv.bytes();
         if bytes > self.budget_bytes {
             return;
         }
@@ -122,7 +115,7 @@ impl PrefixCache {
         self.bytes -= freed;
         self.entries.push(Entry {
             tokens: tokens.to_vec(),
-            cache,
+            kv,
             bytes,
             last_used: now,
         });
@@ -158,7 +151,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     /// A one-layer cache of `len` tokens whose K rows hold their position.
-    fn cache(len: usize) -> KvCache {
+    fn cache(len: usize) -> Arc<SharedKv> {
         let mut c = KvCache::new(1);
         let k = Tensor::arange(0f32, len as f32, &Device::Cpu)
             .unwrap()
@@ -166,7 +159,7 @@ mod tests {
             .unwrap();
         c.append(0, &k, &k).unwrap();
         c.commit(len);
-        c
+        c.into_shared().unwrap()
     }
 
     #[test]
@@ -174,17 +167,17 @@ mod tests {
         let mut pc = PrefixCache::new(1 << 20);
         pc.insert(&[1, 2, 3, 4], cache(4));
         pc.insert(&[1, 2, 9, 9, 9], cache(5));
-        let hit = pc.lookup(&[1, 2, 3, 7], 10).unwrap().unwrap();
+        let hit = pc.lookup(&[1, 2, 3, 7], 10).unwrap();
         assert_eq!(hit.tokens, 3);
         assert_eq!(hit.cache.len(), 3);
-        assert!(pc.lookup(&[5, 6], 10).unwrap().is_none());
+        assert!(pc.lookup(&[5, 6], 10).is_none());
         // Capped so that at least one token is left to prefill.
-        assert_eq!(pc.lookup(&[1, 2, 3, 4], 3).unwrap().unwrap().tokens, 3);
+        assert_eq!(pc.lookup(&[1, 2, 3, 4], 3).unwrap().tokens, 3);
     }
 
     #[test]
     fn extending_prompt_replaces_its_prefix_entry_and_lru_evicts() {
-        let one = cache(4).reserved_bytes();
+        let one = cache(4).bytes();
         let mut pc = PrefixCache::new(2 * one);
         pc.insert(&[1, 2], cache(2));
         pc.insert(&[1, 2, 3], cache(3));
@@ -195,10 +188,7 @@ mod tests {
         pc.lookup(&[1, 2, 3], 3).unwrap();
         pc.insert(&[8, 8], cache(2));
         assert_eq!(pc.len(), 2);
-        assert!(
-            pc.lookup(&[7, 7], 2).unwrap().is_none(),
-            "LRU entry evicted"
-        );
+        assert!(pc.lookup(&[7, 7], 2).is_none(), "LRU entry evicted");
         assert!(pc.bytes() <= 2 * one);
     }
 

@@ -9,11 +9,11 @@
 //!   reservation fits the KV budget. The head of the queue blocks the ones
 //!   behind it, so a large request cannot be starved by a stream of small ones.
 //!   A group that can never fit is rejected at [`Scheduler::enqueue`].
-//! * **The reservation is conservative:** `n · (prompt + max_new)` tokens,
-//!   because every rollout owns a full copy of the prompt KV (forks copy; there
-//!   is no paged sharing) and may run to `max_new`. No preemption is needed:
-//!   an admitted group always has the memory to finish. A finished rollout
-//!   returns its share at once, so waiting groups get in as soon as possible.
+//! * **The reservation is conservative:** `prompt + n · max_new` tokens: the
+//!   rollouts share one copy of the prompt KV and each may run to `max_new`.
+//!   No preemption is needed: an admitted group always has the memory to
+//!   finish. A finished rollout returns its share at once, so waiting groups
+//!   get in as soon as possible.
 //! * **Decodes run every step,** capped at `max_decode_seqs` sequences. When
 //!   the cap binds, slots are dealt one per group in round-robin passes (the
 //!   starting group rotates each step), so a group with 64 rollouts gets no
@@ -58,14 +58,19 @@ pub struct GroupShape {
 }
 
 impl GroupShape {
-    /// KV tokens one rollout may hold.
-    pub fn per_rollout_tokens(&self) -> usize {
-        self.prompt_tokens.saturating_add(self.max_new_tokens)
+    /// KV tokens the group holds with `live` unfinished rollouts: the shared
+    /// prompt once, and each rollout's own tokens up to `max_new`.
+    pub fn reservation_for(&self, live: usize) -> usize {
+        if live == 0 {
+            return 0;
+        }
+        self.prompt_tokens
+            .saturating_add(live.saturating_mul(self.max_new_tokens))
     }
 
     /// KV tokens the whole group reserves at admission.
     pub fn reservation(&self) -> usize {
-        self.n.saturating_mul(self.per_rollout_tokens())
+        self.reservation_for(self.n)
     }
 }
 
@@ -268,7 +273,7 @@ impl Scheduler {
     pub fn set_live(&mut self, id: GroupId, live: usize) {
         if let Some(g) = self.running.iter_mut().find(|g| g.id == id) {
             g.live = live.min(g.shape.n);
-            let keep = g.live * g.shape.per_rollout_tokens();
+            let keep = g.shape.reservation_for(g.live);
             if keep < g.reserved {
                 self.reserved -= g.reserved - keep;
                 g.reserved = keep;

@@ -147,11 +147,11 @@ fn decode_slots_rotate_between_equal_groups_under_the_cap() {
 #[test]
 fn admission_is_oldest_first_and_waits_for_released_budget() {
     let mut s = Scheduler::new(cfg(100, 512, 64));
-    s.enqueue(1, shape(10, 2, 30)).unwrap(); // 80
+    s.enqueue(1, shape(10, 2, 30)).unwrap(); // 70: the prompt once, 30 per rollout
     s.enqueue(2, shape(10, 1, 30)).unwrap(); // 40: does not fit yet
     s.enqueue(3, shape(1, 1, 1)).unwrap(); // 2: fits, but waits behind 2
     assert_eq!(s.admit(), vec![1]);
-    assert_eq!(s.reserved_tokens(), 80);
+    assert_eq!(s.reserved_tokens(), 70);
     assert_eq!(s.waiting_len(), 2);
     prefill_fully(&mut s, 1);
     s.set_live(1, 1); // one rollout finished: 40 tokens back
@@ -168,9 +168,9 @@ fn admission_is_oldest_first_and_waits_for_released_budget() {
 fn group_larger_than_the_whole_budget_is_rejected() {
     let mut s = Scheduler::new(cfg(100, 512, 64));
     assert_eq!(
-        s.enqueue(1, shape(10, 4, 20)),
+        s.enqueue(1, shape(10, 5, 20)),
         Err(ScheduleError::TooLarge {
-            needed: 120,
+            needed: 110,
             budget: 100
         })
     );

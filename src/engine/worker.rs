@@ -238,7 +238,12 @@ fn kv_tokens_needed(req: &GenerateRequest, context: usize) -> usize {
         .max_tokens
         .unwrap_or(usize::MAX)
         .min(context.saturating_sub(prompt));
-    req.n.saturating_mul(prompt.saturating_add(max_new))
+    super::scheduler::GroupShape {
+        prompt_tokens: prompt,
+        n: req.n,
+        max_new_tokens: max_new,
+    }
+    .reservation()
 }
 
 /// Resolve the memory budgets once the weights are in memory.
@@ -248,7 +253,7 @@ fn plan_memory(bundle: &ModelBundle, cfg: &EngineConfig) -> (ModelInfo, BatchCon
     let kv_bytes_per_token = bundle
         .loaded
         .config
-        .kv_bytes_per_token(model.activation_dtype().size_in_bytes());
+        .kv_bytes_per_token(model.kv_dtype().size_in_bytes());
     let kv_budget_tokens = cfg
         .kv_budget_tokens
         .unwrap_or_else(|| super::memory::default_kv_budget_tokens(kv_bytes_per_token, context));

@@ -46,6 +46,7 @@ macro_rules! tile_match {
 pub mod amx;
 #[cfg(target_arch = "x86_64")]
 pub mod amx_q8;
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

@@ -13,7 +13,7 @@ pub mod rope;
 pub mod transformer;
 
 pub use config::{Architecture, ModelConfig};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvView, PrefixView, SharedKv};
 pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};
 pub use transformer::{Positions, SeqInput, Transformer};
 
@@ -65,6 +65,52 @@ pub enum AmxMode {
     On,
     /// Never use AMX.
     Off,
+}
+
+/// Storage type of the KV cache (`--kv-cache-dtype`). Half precision
+/// halves the cache's memory and the bytes decode attention reads per step;
+/// K and V are rounded once when stored (llama.cpp's default cache is f16).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheDType {
+    /// The weights' storage type when it is half precision (a bf16
+    /// checkpoint keeps a bf16 cache), else the activations' (f32).
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl KvCacheDType {
+    /// The cache dtype for a model whose dense weights are stored as
+    /// `weights` and whose activations are `activations`.
+    pub fn resolve(
+        self,
+        weights: candle_core::DType,
+        activations: candle_core::DType,
+    ) -> candle_core::DType {
+        use candle_core::DType;
+        match self {
+            KvCacheDType::Auto => match weights {
+                DType::F16 | DType::BF16 => weights,
+                _ => activations,
+            },
+            KvCacheDType::F32 => DType::F32,
+            KvCacheDType::F16 => DType::F16,
+            KvCacheDType::Bf16 => DType::BF16,
+        }
+    }
 }
 
 /// Which kernels a forward uses: fused, gradient-free ones for serving, or

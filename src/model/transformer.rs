@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::decode_attention::{self, DecodeItem};
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvView};
 use super::linear::Linear;
 use super::rope::RotaryEmbedding;
 use super::{Architecture, Mode, ModelConfig};
@@ -175,15 +175,15 @@ impl Attention {
             let qs = heads_first(&q, h)?;
             let ks = heads_first(&k, kvh)?;
             let vs = heads_first(&v, kvh)?;
-            let (keys, values) = match seq.cache.as_deref_mut() {
+            let kv = match seq.cache.as_deref_mut() {
                 Some(cache) => cache.append(layer, &ks, &vs)?,
-                None => (ks, vs),
+                None => KvView {
+                    prefix: None,
+                    k: ks,
+                    v: vs,
+                },
             };
-            let item = DecodeItem {
-                q: qs,
-                k: keys,
-                v: values,
-            };
+            let item = DecodeItem { q: qs, kv };
             if mode == Mode::Inference
                 && len == 1
                 && seq.mask.is_none()
@@ -193,11 +193,8 @@ impl Attention {
                 outs.push(None);
                 continue;
             }
-            let DecodeItem {
-                q: qs,
-                k: keys,
-                v: values,
-            } = item;
+            let DecodeItem { q: qs, kv } = item;
+            let (keys, values) = kv.joined(qs.dtype())?;
             // Query heads sharing a KV head are stacked: (kvh, group*len, d).
             let qs = qs.reshape((kvh, group * len, d))?;
             let mut scores = (qs.matmul(&keys.t()?)? * scale)?;
@@ -358,6 +355,8 @@ pub struct Transformer {
     cfg: ModelConfig,
     arch: Architecture,
     act_dtype: DType,
+    /// Storage dtype of new KV caches (`None`: the activation dtype).
+    kv_dtype: Option<DType>,
     device: Device,
 }
 
@@ -412,6 +411,7 @@ impl Transformer {
             cfg: cfg.clone(),
             arch,
             act_dtype,
+            kv_dtype: None,
             device,
         })
     }
@@ -437,8 +437,20 @@ impl Transformer {
         self.rotary.max_positions()
     }
 
+    /// An empty KV cache in this model's KV storage dtype.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.layers.len())
+        KvCache::with_dtype(self.layers.len(), self.kv_dtype)
+    }
+
+    /// Store new KV caches as `mode` resolves for this model's weights.
+    pub fn set_kv_dtype(&mut self, mode: super::KvCacheDType) {
+        let dtype = mode.resolve(self.embed_tokens.dtype(), self.act_dtype);
+        self.kv_dtype = Some(dtype);
+    }
+
+    /// Storage dtype of new KV caches.
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype.unwrap_or(self.act_dtype)
     }
 
     /// Run the new tokens of each sequence and return final-norm hidden

@@ -94,6 +94,10 @@ pub struct ServeSettings {
     /// Run bf16 weight matrices on Intel AMX tiles: auto, on, off [default: auto].
     #[arg(long, env = "QUORUM_AMX", value_enum)]
     pub amx: Option<crate::model::AmxMode>,
+    /// KV cache storage: auto, f32, f16, bf16 [default: auto: a bf16
+    /// checkpoint keeps bf16, others f32].
+    #[arg(long, env = "QUORUM_KV_CACHE_DTYPE", value_enum)]
+    pub kv_cache_dtype: Option<crate::model::KvCacheDType>,
     /// Accepted API key (repeatable; env: comma-separated). With none, no auth.
     #[arg(
         long = "api-key",
@@ -202,6 +206,7 @@ impl ServeSettings {
             dtype: self.dtype.or(lower.dtype),
             quantize: self.quantize.or(lower.quantize),
             amx: self.amx.or(lower.amx),
+            kv_cache_dtype: self.kv_cache_dtype.or(lower.kv_cache_dtype),
             api_keys: self.api_keys.or(lower.api_keys),
             api_keys_file: self.api_keys_file.or(lower.api_keys_file),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
@@ -255,6 +260,7 @@ impl ServeSettings {
             dtype: self.dtype,
             quantize: self.quantize,
             amx: self.amx.unwrap_or_default(),
+            kv_cache_dtype: self.kv_cache_dtype.unwrap_or_default(),
             api_keys,
             max_body_bytes: positive(
                 "max_body_bytes",
@@ -321,6 +327,7 @@ pub struct ServerConfig {
     pub dtype: Option<WeightDType>,
     pub quantize: Option<crate::model::Quantization>,
     pub amx: crate::model::AmxMode,
+    pub kv_cache_dtype: crate::model::KvCacheDType,
     /// Empty: no authentication.
     pub api_keys: Vec<String>,
     pub max_body_bytes: usize,

@@ -77,7 +77,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let (tok_tx, tok_rx) = std::sync::mpsc::channel();
     let dir = spec.dir.clone();
-    let (dtype, quantize, amx) = (cfg.dtype, cfg.quantize, cfg.amx);
+    let (dtype, quantize, amx, kv) = (cfg.dtype, cfg.quantize, cfg.amx, cfg.kv_cache_dtype);
     let reward_dir = cfg.reward_model_dir(&spec.id);
     // Without a struct-update the engine's future settings would break this
     // call; with it, the literal keeps compiling as fields are added.
@@ -101,6 +101,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
                     bundle.pack_amx(amx).map_err(|e| e.to_string())?;
                 }
             }
+            bundle.set_kv_dtype(kv);
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
             let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());
