@@ -63,6 +63,8 @@ impl ModelArgs {
                 .with_context(|| format!("packing {} for AMX", self.model.display()))?;
         }
         bundle.set_kv_dtype(self.kv_cache_dtype);
+        let huge = bundle.back_with_huge_pages();
+        tracing::debug!(bytes = huge, "weights backed by huge pages");
         Ok(bundle)
     }
 }

@@ -66,6 +66,18 @@ impl ModelBundle {
         Ok(())
     }
 
+    /// Back the weights (policy and reward model) with transparent huge
+    /// pages once they are in their final form (after packing or
+    /// quantizing); returns the bytes collapsed. See
+    /// [`crate::alloc::back_with_huge_pages`].
+    pub fn back_with_huge_pages(&mut self) -> usize {
+        let mut bytes = self.loaded.model.back_with_huge_pages();
+        if let Some(rm) = &mut self.reward {
+            bytes += rm.loaded.model.back_with_huge_pages();
+        }
+        bytes
+    }
+
     /// Store KV caches (policy and reward model) as `mode` resolves.
     pub fn set_kv_dtype(&mut self, mode: crate::model::KvCacheDType) {
         self.loaded.model.set_kv_dtype(mode);

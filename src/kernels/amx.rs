@@ -165,6 +165,11 @@ impl PackedBf16 {
         self.lines.len() * std::mem::size_of::<Line>()
     }
 
+    /// Where the packed weight lives: `(address, bytes)`.
+    pub fn memory(&self) -> Vec<(usize, usize)> {
+        vec![(self.lines.as_ptr() as usize, self.bytes())]
+    }
+
     /// `out = x · Wᵀ`: `x` is `m × k` f32, `out` is `m × n` f32 (overwritten).
     /// Errors on bad lengths, or if [`available`] is false.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), KernelError> {

@@ -110,6 +110,14 @@ impl PackedQ8 {
         self.qs.len() + self.scales.len() * 4
     }
 
+    /// Where the packed weight lives: `(address, bytes)` per buffer.
+    pub fn memory(&self) -> Vec<(usize, usize)> {
+        vec![
+            (self.qs.as_ptr() as usize, self.qs.len()),
+            (self.scales.as_ptr() as usize, self.scales.len() * 4),
+        ]
+    }
+
     /// The dequantized weight `q·d` as f32, `n × k` (for tests and checks).
     pub fn dequantize(&self) -> Vec<f32> {
         let (n, k) = (self.n, self.k);

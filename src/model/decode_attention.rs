@@ -25,12 +25,11 @@
 use std::collections::HashMap;
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::kv_cache::KvView;
-use crate::kernels::attention::{Tiles, TILE};
+use crate::kernels::attention::{Rows, Tiles, TILE};
 
 /// One sequence's decode query and what it attends to.
 pub(super) struct DecodeItem {
@@ -57,8 +56,8 @@ struct View<'a> {
 }
 
 impl View<'_> {
-    /// Rows `t0..t0 + n` of head `a` as contiguous f32: borrowed when stored
-    /// that way, else widened into `buf`.
+    /// Rows `t0..t0 + n` of head `a`: borrowed in their storage type when
+    /// contiguous, else widened into `buf`.
     fn rows<'s>(
         &'s self,
         a: usize,
@@ -66,43 +65,30 @@ impl View<'_> {
         n: usize,
         d: usize,
         buf: &'s mut Vec<f32>,
-    ) -> &'s [f32] {
+    ) -> Rows<'s> {
         let o = self.start + a * self.s0 + t0 * self.s1;
         if self.s1 == d {
             let span = o..o + n * d;
             return match self.data {
-                Data::F32(x) => &x[span],
-                Data::F16(x) => widen_f16(&x[span], buf),
-                Data::Bf16(x) => widen_bf16(&x[span], buf),
+                Data::F32(x) => Rows::F32(&x[span]),
+                Data::F16(x) => Rows::F16(&x[span]),
+                Data::Bf16(x) => Rows::Bf16(&x[span]),
             };
         }
         buf.clear();
+        let mut row = Vec::new();
         for i in 0..n {
             let r = o + i * self.s1..o + i * self.s1 + d;
-            let mut row = Vec::new();
-            match self.data {
-                Data::F32(x) => buf.extend_from_slice(&x[r]),
-                Data::F16(x) => buf.extend_from_slice(widen_f16(&x[r], &mut row)),
-                Data::Bf16(x) => buf.extend_from_slice(widen_bf16(&x[r], &mut row)),
+            let wide = match self.data {
+                Data::F32(x) => Rows::F32(&x[r]),
+                Data::F16(x) => Rows::F16(&x[r]),
+                Data::Bf16(x) => Rows::Bf16(&x[r]),
             }
+            .widen(&mut row);
+            buf.extend_from_slice(wide);
         }
-        buf
+        Rows::F32(buf)
     }
-}
-
-fn widen_f16<'s>(src: &[f16], buf: &'s mut Vec<f32>) -> &'s [f32] {
-    buf.resize(src.len(), 0.0);
-    src.convert_to_f32_slice(buf);
-    buf
-}
-
-fn widen_bf16<'s>(src: &[bf16], buf: &'s mut Vec<f32>) -> &'s [f32] {
-    buf.clear();
-    buf.extend(
-        src.iter()
-            .map(|x| f32::from_bits(u32::from(x.to_bits()) << 16)),
-    );
-    buf
 }
 
 /// Borrowed storage of a `(a, len, d)` tensor (held for the kernel's duration).
@@ -277,23 +263,6 @@ fn q_row<'a>(q: &View<'a>, head: usize, d: usize) -> &'a [f32] {
     &x[o..o + d]
 }
 
-/// K rows `t0..t0 + n` of head `g` as a full tile (zero rows after `n`).
-fn key_tile<'s>(
-    k: &'s View<'_>,
-    (g, t0, n, d): (usize, usize, usize, usize),
-    buf: &'s mut Vec<f32>,
-    pad: &'s mut Vec<f32>,
-) -> &'s [f32] {
-    let rows = k.rows(g, t0, n, d, buf);
-    if n == TILE {
-        return rows;
-    }
-    pad.clear();
-    pad.extend_from_slice(rows);
-    pad.resize(TILE * d, 0.0);
-    pad
-}
-
 /// Phase 1: for each query row, `(max, sum, Σ exp(s − max)·v)` over the
 /// prefix rows of KV head `g`, into `dst` (`rows · (d + 2)`).
 fn prefix(
@@ -307,13 +276,13 @@ fn prefix(
 ) {
     let (d, len) = (shape.d, k.len);
     let mut scores = vec![0f32; qs.len() * len];
-    let (mut buf, mut pad) = (Vec::new(), Vec::new());
+    let (mut buf, mut wide) = (Vec::new(), Vec::new());
     for t0 in (0..len).step_by(TILE) {
         let n = TILE.min(len - t0);
-        let rows = key_tile(k, (g, t0, n, d), &mut buf, &mut pad);
+        let rows = k.rows(g, t0, n, d, &mut buf);
         for (r, q) in qs.iter().enumerate() {
             let out = &mut scores[r * len + t0..r * len + t0 + n];
-            tiles.scores(q, rows, d, shape.scale, out);
+            tiles.scores(q, rows, d, shape.scale, out, &mut wide);
         }
     }
     for (s, st) in scores.chunks_mut(len).zip(dst.chunks_mut(d + 2)) {
@@ -326,7 +295,7 @@ fn prefix(
         let n = TILE.min(len - t0);
         let rows = v.rows(g, t0, n, d, &mut buf);
         for (s, st) in scores.chunks(len).zip(dst.chunks_mut(d + 2)) {
-            tiles.accumulate(&s[t0..t0 + n], rows, d, &mut st[2..]);
+            tiles.accumulate(&s[t0..t0 + n], rows, d, &mut st[2..], &mut wide);
         }
     }
 }
@@ -344,16 +313,16 @@ fn own(
 ) {
     let (d, len) = (shape.d, it.k.len);
     let mut scores = vec![0f32; shape.group * len];
-    let (mut buf, mut pad) = (Vec::new(), Vec::new());
+    let (mut buf, mut wide) = (Vec::new(), Vec::new());
     let qs: Vec<&[f32]> = (0..shape.group)
         .map(|j| q_row(&it.q, g * shape.group + j, d))
         .collect();
     for t0 in (0..len).step_by(TILE) {
         let n = TILE.min(len - t0);
-        let rows = key_tile(&it.k, (g, t0, n, d), &mut buf, &mut pad);
+        let rows = it.k.rows(g, t0, n, d, &mut buf);
         for (j, q) in qs.iter().enumerate() {
             let out = &mut scores[j * len + t0..j * len + t0 + n];
-            tiles.scores(q, rows, d, shape.scale, out);
+            tiles.scores(q, rows, d, shape.scale, out, &mut wide);
         }
     }
     let mut sums = vec![0f32; shape.group];
@@ -384,7 +353,13 @@ fn own(
         let n = TILE.min(len - t0);
         let rows = it.v.rows(g, t0, n, d, &mut buf);
         for (j, o) in dst.chunks_mut(d).enumerate() {
-            tiles.accumulate(&scores[j * len + t0..j * len + t0 + n], rows, d, o);
+            tiles.accumulate(
+                &scores[j * len + t0..j * len + t0 + n],
+                rows,
+                d,
+                o,
+                &mut wide,
+            );
         }
     }
     for (o, sum) in dst.chunks_mut(d).zip(sums) {

@@ -166,8 +166,8 @@ impl KvCache {
                 slot.as_mut().expect("just set")
             }
         };
-        ck.slice_set(&k.to_dtype(dtype)?.contiguous()?, 1, self.own_len)?;
-        cv.slice_set(&v.to_dtype(dtype)?.contiguous()?, 1, self.own_len)?;
+        ck.slice_set(&narrow_to(k, dtype)?, 1, self.own_len)?;
+        cv.slice_set(&narrow_to(v, dtype)?, 1, self.own_len)?;
         let (own_k, own_v) = (ck.narrow(1, 0, needed)?, cv.narrow(1, 0, needed)?);
         let prefix = match &self.prefix {
             Some(p) if self.prefix_len > 0 => {
@@ -273,6 +273,34 @@ impl KvCache {
         }
         self.capacity = capacity;
         Ok(())
+    }
+}
+
+/// `t` as a contiguous tensor of `dtype`. f32 → f16/bf16 on the CPU is done
+/// here, single-threaded: a decode step stores one token per layer per
+/// sequence, far too little for candle's parallel cast to pay for waking
+/// the thread pool hundreds of times per step.
+fn narrow_to(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    use half::slice::HalfFloatSliceExt;
+    if t.dtype() == dtype {
+        return t.contiguous();
+    }
+    if t.dtype() != DType::F32 || !t.device().is_cpu() {
+        return t.to_dtype(dtype)?.contiguous();
+    }
+    let src: Vec<f32> = t.flatten_all()?.to_vec1()?;
+    match dtype {
+        DType::F16 => {
+            let mut out = vec![half::f16::ZERO; src.len()];
+            out.convert_from_f32_slice(&src);
+            Tensor::from_vec(out, t.shape(), t.device())
+        }
+        DType::BF16 => {
+            let mut out = vec![half::bf16::ZERO; src.len()];
+            out.convert_from_f32_slice(&src);
+            Tensor::from_vec(out, t.shape(), t.device())
+        }
+        _ => t.to_dtype(dtype)?.contiguous(),
     }
 }
 

@@ -59,6 +59,19 @@ impl Linear {
         }
     }
 
+    /// Where the weight lives in host memory: `(address, bytes)` per buffer
+    /// (none for device or candle-quantized storage).
+    pub fn memory(&self) -> Vec<(usize, usize)> {
+        match &self.weight {
+            Weight::Dense(w) => tensor_memory(w).into_iter().collect(),
+            Weight::Quantized { .. } => Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            Weight::Amx(p) => p.memory(),
+            #[cfg(target_arch = "x86_64")]
+            Weight::AmxQ8(p) => p.memory(),
+        }
+    }
+
     /// Replace a dense weight by its quantized form (GGML block format).
     pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
         if let Weight::Dense(w) = &self.weight {
@@ -135,4 +148,22 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// `(address, bytes)` of a CPU tensor's elements.
+pub fn tensor_memory(t: &Tensor) -> Option<(usize, usize)> {
+    use candle_core::{CpuStorage, Storage};
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let size = t.dtype().size_in_bytes();
+    let base = match cpu {
+        CpuStorage::F32(v) => v.as_ptr() as usize,
+        CpuStorage::BF16(v) => v.as_ptr() as usize,
+        CpuStorage::F16(v) => v.as_ptr() as usize,
+        CpuStorage::F64(v) => v.as_ptr() as usize,
+        _ => return None,
+    };
+    Some((base + layout.start_offset() * size, t.elem_count() * size))
 }

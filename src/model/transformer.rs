@@ -634,6 +634,16 @@ impl Transformer {
         Ok(converted)
     }
 
+    /// Back every weight buffer (linear layers and the embedding table) with
+    /// transparent huge pages ([`crate::alloc::back_with_huge_pages`]);
+    /// call once the weights are in their final form. Returns the bytes
+    /// collapsed (0 where the OS does not support it).
+    pub fn back_with_huge_pages(&mut self) -> usize {
+        let mut ranges: Vec<(usize, usize)> = self.linears_mut().flat_map(|l| l.memory()).collect();
+        ranges.extend(super::linear::tensor_memory(&self.embed_tokens));
+        crate::alloc::back_with_huge_pages(&ranges)
+    }
+
     /// Bytes of weights one decode step streams: every linear layer once
     /// (a tied LM head is the embedding table; an untied input embedding is
     /// only gathered, so it does not count).

@@ -102,6 +102,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
                 }
             }
             bundle.set_kv_dtype(kv);
+            bundle.back_with_huge_pages();
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
             let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());
