@@ -242,3 +242,54 @@ fn bf16_checkpoint_keeps_bf16_weights_and_matches_f32_upcast() {
         );
     }
 }
+
+/// Rollouts as the engine runs them: one prompt prefilled once, frozen into a
+/// shared KV prefix, then BATCH caches decoding different tokens on it (the
+/// decode kernel reads the prefix once for all of them). Checked against the
+/// reference on a batch of BATCH copies of the prompt, with each KV storage
+/// type: f32 to the usual 1e-4, half precision within its rounding.
+fn check_shared_prefix_rollouts(kv: quorum::model::KvCacheDType, tol: f32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_model("tiny", tmp.path());
+    let dir = tmp.path().join("m");
+    let dev = Device::Cpu;
+    let mut ours = load_model(&dir, None, &dev).unwrap();
+    ours.model.set_kv_dtype(kv);
+    let files = quorum::model::loader::weight_files(&dir).unwrap();
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &dev).unwrap() };
+    let mut theirs = reference(&cfg, vb);
+
+    let prompt = tokens(3, PROMPT, cfg.vocab_size);
+    let mut prompt_cache = [ours.model.new_cache()];
+    let our_prefill = our_step(&ours.model, &[&prompt], &mut prompt_cache);
+    let [prompt_cache] = prompt_cache;
+    let shared = prompt_cache.into_shared().unwrap();
+    let mut caches: Vec<_> = (0..BATCH)
+        .map(|_| quorum::model::KvCache::on_prefix(shared.clone(), PROMPT))
+        .collect();
+    let input = Tensor::from_vec(prompt.repeat(BATCH), (BATCH, PROMPT), &dev).unwrap();
+    let ref_prefill = theirs.step(&input, 0);
+    let d = max_abs_diff(&our_prefill, &ref_prefill.narrow(0, 0, 1).unwrap());
+    assert!(d < tol, "{kv:?}: prefill logits differ by {d}");
+    for step in 0..DECODE_STEPS {
+        let next = tokens(200 + step as u64, BATCH, cfg.vocab_size);
+        let singles: Vec<[u32; 1]> = next.iter().map(|t| [*t]).collect();
+        let refs: Vec<&[u32]> = singles.iter().map(|t| &t[..]).collect();
+        let ours_step = our_step(&ours.model, &refs, &mut caches);
+        let input = Tensor::from_vec(next, (BATCH, 1), &dev).unwrap();
+        let d = max_abs_diff(&ours_step, &theirs.step(&input, PROMPT + step));
+        assert!(d < tol, "{kv:?}: decode step {step} logits differ by {d}");
+    }
+    assert_eq!(shared.len(), PROMPT, "the shared prompt is never written");
+}
+
+#[test]
+fn rollouts_on_a_shared_prompt_prefix_match_the_reference() {
+    check_shared_prefix_rollouts(quorum::model::KvCacheDType::F32, 1e-4);
+}
+
+#[test]
+fn half_precision_kv_caches_track_the_reference() {
+    check_shared_prefix_rollouts(quorum::model::KvCacheDType::F16, 2e-3);
+    check_shared_prefix_rollouts(quorum::model::KvCacheDType::Bf16, 1e-2);
+}
