@@ -26,6 +26,10 @@ use super::matmul::{check_chunk, MB, NB};
 /// slower, so the f32 path doesn't prefetch.
 const PF_BYTES: usize = 1024;
 
+/// Bytes of weight rows per L2 panel (the L2 is 2 MiB per core here; half
+/// a MiB leaves room for `x` and the output).
+const PANEL_BYTES: usize = 512 * 1024;
+
 /// AVX-512F (FMA, masked f32 loads) + BW/VL (masked 16-bit loads).
 pub(super) fn supported() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -113,25 +117,37 @@ macro_rules! f32_lane_kernel {
             rows: usize,
             out: &mut [&mut [f32]],
         ) {
-            let mut j = 0;
-            while j < rows {
-                let nb = ($nb_max).min(rows - j);
+            // Panels of weight rows sized for L2: with more rows of x than
+            // one tile holds, each block of x rows (from L1) sweeps the
+            // panel (from L2), instead of every weight tile sweeping all of
+            // x from L2. For m ≤ one tile this is the plain row-block loop.
+            let panel_bytes = PANEL_BYTES.max(1);
+            let row_bytes = (k * std::mem::size_of::<$elem>()).max(1);
+            let panel = (panel_bytes / row_bytes).max(1).next_multiple_of($nb_max);
+            let mut j0 = 0;
+            while j0 < rows {
+                let j_end = (j0 + panel).min(rows);
                 let mut i = 0;
                 while i < m {
                     let mb = ($mb_max).min(m - i);
-                    // SAFETY: i + mb ≤ m and j + nb ≤ rows, so the tile's
-                    // rows of x and w are inside the caller's buffers.
-                    unsafe {
-                        $tile_match!(
-                            $tile,
-                            mb,
-                            nb,
-                            (x.add(i * xs), xs, w.add(j * k), k, &mut *out, i, j)
-                        )
-                    };
+                    let mut j = j0;
+                    while j < j_end {
+                        let nb = ($nb_max).min(j_end - j);
+                        // SAFETY: i + mb ≤ m and j + nb ≤ rows, so the tile's
+                        // rows of x and w are inside the caller's buffers.
+                        unsafe {
+                            $tile_match!(
+                                $tile,
+                                mb,
+                                nb,
+                                (x.add(i * xs), xs, w.add(j * k), k, &mut *out, i, j)
+                            )
+                        };
+                        j += nb;
+                    }
                     i += mb;
                 }
-                j += nb;
+                j0 = j_end;
             }
         }
 
