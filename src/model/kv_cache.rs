@@ -253,12 +253,9 @@ impl KvCache {
                 }
             });
         }
+        // Flattened rows are exact-size copies; own rows keep their capacity alive.
         let bytes = if prefix.is_some_and(|(_, n)| n > 0) {
-            layers
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
-                .sum()
+            reserved(&layers)
         } else {
             reserved(&self.layers)
         };

@@ -608,14 +608,7 @@ impl Transformer {
     /// number of layers packed; errors if AMX is not available.
     #[cfg(target_arch = "x86_64")]
     pub fn pack_amx(&mut self) -> Result<usize> {
-        if !crate::kernels::amx::available() {
-            candle_core::bail!("Intel AMX (amx-tile + amx-bf16) is not available on this CPU/OS")
-        }
-        let mut packed = 0;
-        for l in self.linears_mut() {
-            packed += usize::from(l.pack_amx()?);
-        }
-        Ok(packed)
+        self.convert_for_amx(Linear::pack_amx)
     }
 
     /// Quantize every dense linear layer (and the LM head, as in
@@ -624,12 +617,22 @@ impl Transformer {
     /// layers converted; errors if AMX is not available.
     #[cfg(target_arch = "x86_64")]
     pub fn quantize_q8_amx(&mut self) -> Result<usize> {
+        self.convert_for_amx(Linear::quantize_q8_amx)
+    }
+
+    /// Apply `convert` to every linear layer once AMX is known to be
+    /// available; returns how many layers it converted.
+    #[cfg(target_arch = "x86_64")]
+    fn convert_for_amx(
+        &mut self,
+        mut convert: impl FnMut(&mut Linear) -> Result<bool>,
+    ) -> Result<usize> {
         if !crate::kernels::amx::available() {
             candle_core::bail!("Intel AMX (amx-tile + amx-bf16) is not available on this CPU/OS")
         }
         let mut converted = 0;
         for l in self.linears_mut() {
-            converted += usize::from(l.quantize_q8_amx()?);
+            converted += usize::from(convert(l)?);
         }
         Ok(converted)
     }
