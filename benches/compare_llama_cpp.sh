@@ -29,6 +29,10 @@ for p in f32 bf16; do
     echo "== quorum f32 --kv-cache-dtype f16"
     "$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-f32" --kv-cache-dtype f16 \
       --n "$QN" --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
+    # The row-major f32 kernel (before the AVX-512 panel packing), for A/B.
+    echo "== quorum f32 QUORUM_PACK_F32=off"
+    QUORUM_PACK_F32=off "$Q" bench throughput --model "$C/models/qwen3-0.6b-shape-f32" \
+      --n "$QN" --prompt-tokens 128 --gen-tokens 128 --json 2>/dev/null
   fi
 done
 echo "== quorum bf16 --amx off"

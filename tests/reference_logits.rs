@@ -136,12 +136,30 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn check_against_reference(preset_name: &str) {
+/// How our model holds its f32 weights for a reference check.
+#[derive(Clone, Copy, PartialEq)]
+enum Weights {
+    /// As loaded (row-major tensors).
+    Dense,
+    /// Repacked into AVX-512 GEMM panels, as `quorum serve` does.
+    PackedF32,
+}
+
+fn check_against_reference(preset_name: &str, weights: Weights) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_model(preset_name, tmp.path());
     let dir = tmp.path().join("m");
     let dev = Device::Cpu;
-    let ours = load_model(&dir, None, &dev).unwrap();
+    let mut ours = load_model(&dir, None, &dev).unwrap();
+    if weights == Weights::PackedF32 {
+        let packed = ours.model.pack_f32().unwrap();
+        if !quorum::kernels::packed_f32::available() {
+            eprintln!("skipping: AVX-512 not available on this CPU");
+            return;
+        }
+        // 7 matrices per layer plus the (tied) LM head.
+        assert_eq!(packed, 7 * cfg.num_hidden_layers + 1);
+    }
     let files = quorum::model::loader::weight_files(&dir).unwrap();
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &dev).unwrap() };
     let mut theirs = reference(&cfg, vb);
@@ -183,17 +201,23 @@ fn check_against_reference(preset_name: &str) {
 
 #[test]
 fn qwen3_logits_match_candle_transformers_for_prefill_and_decode() {
-    check_against_reference("tiny");
+    check_against_reference("tiny", Weights::Dense);
 }
 
 #[test]
 fn qwen2_logits_match_candle_transformers_for_prefill_and_decode() {
-    check_against_reference("tiny-qwen2");
+    check_against_reference("tiny-qwen2", Weights::Dense);
 }
 
 #[test]
 fn llama3_logits_match_candle_transformers_for_prefill_and_decode() {
-    check_against_reference("tiny-llama");
+    check_against_reference("tiny-llama", Weights::Dense);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn packed_f32_weights_match_candle_transformers_for_prefill_and_decode() {
+    check_against_reference("tiny", Weights::PackedF32);
 }
 
 /// A bf16 checkpoint is served with bf16 weights by default (half the bytes

@@ -52,16 +52,12 @@ impl ModelArgs {
         let device = self.device()?;
         let mut bundle = ModelBundle::load(&self.model, self.dtype, &device)
             .with_context(|| format!("loading model from {}", self.model.display()))?;
-        if let Some(q) = self.quantize {
-            bundle
-                .quantize(q, self.amx)
-                .with_context(|| format!("quantizing {} to {q:?}", self.model.display()))?;
-        }
-        if self.quantize.is_none() {
-            bundle
-                .pack_amx(self.amx)
-                .with_context(|| format!("packing {} for AMX", self.model.display()))?;
-        }
+        bundle
+            .prepare_for_serving(self.quantize, self.amx)
+            .with_context(|| match self.quantize {
+                Some(q) => format!("quantizing {} to {q:?}", self.model.display()),
+                None => format!("packing the weights of {}", self.model.display()),
+            })?;
         bundle.set_kv_dtype(self.kv_cache_dtype);
         let huge = bundle.back_with_huge_pages();
         tracing::debug!(bytes = huge, "weights backed by huge pages");

@@ -120,6 +120,45 @@ impl ModelBundle {
         }
     }
 
+    /// Put the weights in their serving form: quantized (`quantize`, see
+    /// [`ModelBundle::quantize`]), else bf16 matrices packed for AMX per
+    /// `amx` and f32 matrices packed for the AVX-512 GEMM kernel
+    /// ([`crate::kernels::packed_f32`]; `QUORUM_PACK_F32=off` keeps them
+    /// row-major, for A/B runs). Returns how many layers were packed.
+    pub fn prepare_for_serving(
+        &mut self,
+        quantize: Option<crate::model::Quantization>,
+        amx: crate::model::AmxMode,
+    ) -> Result<usize, BundleError> {
+        if let Some(q) = quantize {
+            self.quantize(q, amx)?;
+            return Ok(0);
+        }
+        let packed = self.pack_amx(amx)?;
+        Ok(packed + self.pack_f32()?)
+    }
+
+    /// Pack the f32 weight matrices (policy and reward model) for the AVX-512
+    /// GEMM kernel; 0 layers where the CPU lacks AVX-512 or
+    /// `QUORUM_PACK_F32=off`.
+    pub fn pack_f32(&mut self) -> Result<usize, BundleError> {
+        if std::env::var("QUORUM_PACK_F32").is_ok_and(|v| v == "off" || v == "0") {
+            return Ok(0);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let wrap = |e| BundleError::Model(crate::model::ModelError::Candle(e));
+            let mut packed = self.loaded.model.pack_f32().map_err(wrap)?;
+            if let Some(rm) = &mut self.reward {
+                packed += rm.loaded.model.pack_f32().map_err(wrap)?;
+            }
+            self.loaded.weight_bytes = self.loaded.model.weight_bytes_per_step();
+            Ok(packed)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Ok(0)
+    }
+
     /// Quantize the weight matrices for serving (see
     /// [`crate::model::Transformer::quantize`]).
     /// With `q8_0` and `--amx on`, the weights go to Quorum's AMX Q8_0 kernel

@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::matmul::KernelError;
+use super::matmul::{check_x_out, par_groups, KernelError, SendPtr};
 
 /// Output columns per group (4 tiles of 16 f32 columns).
 pub(super) const GROUP: usize = 64;
@@ -48,9 +48,6 @@ pub(super) const GROUP: usize = 64;
 pub(super) const KSTEP: usize = 32;
 /// Rows of `x` per tile (AMX tile height).
 pub(super) const MROWS: usize = 16;
-/// Minimum packed groups per rayon task (a group of a k = 1024 layer is
-/// 128 KiB; smaller layers stay in one or two tasks).
-const MIN_GROUP_ELEMS: usize = 64 * 1024;
 
 /// Whether this CPU and OS can run the AMX path (checked once; the first call
 /// asks Linux for AMX tile state for the whole process).
@@ -347,20 +344,7 @@ where
     if !available() {
         return Err(KernelError::Unsupported(super::Isa::Avx512Bf16));
     }
-    let overflow = KernelError::Overflow { m, k, n };
-    for (name, got, expected) in [
-        ("x", x.len(), m.checked_mul(k).ok_or(overflow.clone())?),
-        ("out", out.len(), m.checked_mul(n).ok_or(overflow)?),
-    ] {
-        if got != expected {
-            return Err(KernelError::BadLen {
-                name,
-                expected,
-                got,
-                shape: format!("m = {m}, k = {k}, n = {n}"),
-            });
-        }
-    }
+    check_x_out(x.len(), m, k, n, out.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -375,21 +359,10 @@ where
             *d = bf16::from_f32(s).to_bits();
         }
     }
-    let groups = n.div_ceil(GROUP);
-    let threads = rayon::current_num_threads().max(1);
-    let min_groups = MIN_GROUP_ELEMS.div_ceil(GROUP * k_pad).max(1);
-    let per_task = groups.div_ceil(threads * 4).max(min_groups);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |g0: usize, g1: usize| drive(&xb, m_pad, g0, g1, out_ptr.get());
-    if per_task >= groups {
-        run(0, groups);
-    } else {
-        let tasks = groups.div_ceil(per_task);
-        (0..tasks).into_par_iter().for_each(|t| {
-            let g0 = t * per_task;
-            run(g0, (g0 + per_task).min(groups));
-        });
-    }
+    par_groups(n.div_ceil(GROUP), GROUP * k_pad, |g0, g1| {
+        drive(&xb, m_pad, g0, g1, out_ptr.get())
+    });
     Ok(())
 }
 
@@ -407,21 +380,6 @@ impl TileConfig {
             c[48 + t] = if t < 5 { rows as u8 } else { 16 };
         }
         Self(c)
-    }
-}
-
-/// A raw output pointer shared by the rayon tasks, each of which writes a
-/// disjoint set of columns.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (see `PackedBf16::matmul`).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -131,8 +131,9 @@ pub fn linear_with(isa: Isa, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .to_dtype(x.dtype())
 }
 
-/// `x · Wᵀ` against an AMX-packed bf16 weight (see [`super::amx`]); any m,
-/// CPU only, inference only (no gradient). `x` of shape `(.., k)` in any float
+/// `x · Wᵀ` against a packed weight (AMX bf16 or Q8_0, see [`super::amx`];
+/// AVX-512 f32 panels, see [`super::packed_f32`]); any m, CPU only,
+/// inference only (no gradient). `x` of shape `(.., k)` in any float
 /// dtype; the result is `(.., n)` in `x`'s dtype.
 #[cfg(target_arch = "x86_64")]
 pub fn linear_packed<P: PackedMatmul>(x: &Tensor, w: &P) -> Result<Tensor> {
@@ -146,13 +147,14 @@ pub fn linear_packed<P: PackedMatmul>(x: &Tensor, w: &P) -> Result<Tensor> {
         )
     }
     if !x.device().is_cpu() {
-        bail!("linear: AMX-packed weights need CPU activations")
+        bail!("linear: packed weights need CPU activations")
     }
     let xf = x.to_dtype(DType::F32)?.contiguous()?;
     xf.apply_op1_no_bwd(&PackedLinearOp(w))?.to_dtype(x.dtype())
 }
 
-/// A weight in a kernel-specific packed layout (AMX bf16 or Q8_0 tiles).
+/// A weight in a kernel-specific packed layout (AMX bf16 or Q8_0 tiles, or
+/// f32 panels).
 #[cfg(target_arch = "x86_64")]
 pub trait PackedMatmul: Send + Sync {
     /// Output features.
@@ -168,7 +170,7 @@ pub trait PackedMatmul: Send + Sync {
     ) -> std::result::Result<(), super::KernelError>;
 }
 
-/// Both packed formats expose `n`, `k` and `matmul` inherently.
+/// The packed formats expose `n`, `k` and `matmul` inherently.
 macro_rules! impl_packed_matmul {
     ($($ty:ty),*) => {$(
         #[cfg(target_arch = "x86_64")]
@@ -191,7 +193,11 @@ macro_rules! impl_packed_matmul {
     )*};
 }
 
-impl_packed_matmul!(super::amx::PackedBf16, super::amx_q8::PackedQ8);
+impl_packed_matmul!(
+    super::amx::PackedBf16,
+    super::amx_q8::PackedQ8,
+    super::packed_f32::PackedF32
+);
 
 /// [`CustomOp1`] running a [`PackedMatmul`] on CPU storage.
 #[cfg(target_arch = "x86_64")]
@@ -200,7 +206,7 @@ struct PackedLinearOp<'a, P>(&'a P);
 #[cfg(target_arch = "x86_64")]
 impl<P: PackedMatmul> CustomOp1 for PackedLinearOp<'_, P> {
     fn name(&self) -> &'static str {
-        "quorum-linear-amx"
+        "quorum-linear-packed"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {

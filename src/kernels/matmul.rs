@@ -209,6 +209,71 @@ pub fn matmul_xwt_bf16_with(
     Ok(())
 }
 
+/// Checks `x` (`m × k`) and `out` (`m × n`) against the shape: the common
+/// argument check of the packed-weight kernels (their weight was checked
+/// when it was packed).
+pub(super) fn check_x_out(
+    x_len: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    out_len: usize,
+) -> Result<(), KernelError> {
+    let overflow = KernelError::Overflow { m, k, n };
+    for (name, got, expected) in [
+        ("x", x_len, m.checked_mul(k).ok_or(overflow.clone())?),
+        ("out", out_len, m.checked_mul(n).ok_or(overflow)?),
+    ] {
+        if got != expected {
+            return Err(KernelError::BadLen {
+                name,
+                expected,
+                got,
+                shape: format!("m = {m}, k = {k}, n = {n}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `run(g0, g1)` over `[0, groups)` split into contiguous ranges on the
+/// current rayon pool: about [`TASKS_PER_THREAD`] ranges per thread, none
+/// smaller than [`MIN_CHUNK_ELEMS`] weight elements (`group_elems` per
+/// group); a single range runs on the calling thread. The packed-weight
+/// kernels use it with one group per block of output columns.
+pub(super) fn par_groups(groups: usize, group_elems: usize, run: impl Fn(usize, usize) + Sync) {
+    let threads = rayon::current_num_threads().max(1);
+    let min_groups = MIN_CHUNK_ELEMS.div_ceil(group_elems.max(1)).max(1);
+    let per_task = groups.div_ceil(threads * TASKS_PER_THREAD).max(min_groups);
+    if per_task >= groups {
+        run(0, groups);
+    } else {
+        (0..groups.div_ceil(per_task))
+            .into_par_iter()
+            .for_each(|t| {
+                let g0 = t * per_task;
+                run(g0, (g0 + per_task).min(groups));
+            });
+    }
+}
+
+/// A raw output pointer shared by [`par_groups`] tasks, each of which writes
+/// a disjoint set of output columns.
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr(pub(super) *mut f32);
+// SAFETY: tasks write disjoint elements (each owns its groups' columns).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper rather
+    /// than the raw field).
+    pub(super) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A copy of `x` whose rows are not a multiple of 4 KiB apart, with its
 /// row stride. When k·4 bytes is a multiple of 4 KiB (k = 1024, 3072, ...),
 /// the M rows of x and the N weight rows a tile reads all map to the same L1

@@ -53,6 +53,8 @@ mod avx2;
 mod avx512;
 pub mod linear;
 pub mod matmul;
+#[cfg(target_arch = "x86_64")]
+pub mod packed_f32;
 mod portable;
 
 pub use linear::{linear, linear_with, LinearOp};

@@ -23,6 +23,9 @@ pub enum Weight {
     /// Q8_0 weight in AMX tile order (inference only).
     #[cfg(target_arch = "x86_64")]
     AmxQ8(Arc<crate::kernels::amx_q8::PackedQ8>),
+    /// f32 weight in AVX-512 GEMM panels (inference only).
+    #[cfg(target_arch = "x86_64")]
+    PackedF32(Arc<crate::kernels::packed_f32::PackedF32>),
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ impl Linear {
             Weight::Amx(p) => p.bytes(),
             #[cfg(target_arch = "x86_64")]
             Weight::AmxQ8(p) => p.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Weight::PackedF32(p) => p.bytes(),
         }
     }
 
@@ -69,6 +74,8 @@ impl Linear {
             Weight::Amx(p) => p.memory(),
             #[cfg(target_arch = "x86_64")]
             Weight::AmxQ8(p) => p.memory(),
+            #[cfg(target_arch = "x86_64")]
+            Weight::PackedF32(p) => p.memory(),
         }
     }
 
@@ -101,6 +108,25 @@ impl Linear {
         let packed =
             crate::kernels::amx::PackedBf16::pack(&data, n, k).map_err(candle_core::Error::wrap)?;
         self.weight = Weight::Amx(Arc::new(packed));
+        Ok(true)
+    }
+
+    /// Replace a dense f32 CPU weight by its AVX-512 panel-packed copy (see
+    /// [`crate::kernels::packed_f32`]); other weights are left as they are.
+    /// Returns whether this layer was packed.
+    #[cfg(target_arch = "x86_64")]
+    pub fn pack_f32(&mut self) -> Result<bool> {
+        let Weight::Dense(w) = &self.weight else {
+            return Ok(false);
+        };
+        if w.dtype() != candle_core::DType::F32 || !w.device().is_cpu() {
+            return Ok(false);
+        }
+        let (n, k) = w.dims2()?;
+        let data: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        let packed = crate::kernels::packed_f32::PackedF32::pack(&data, n, k)
+            .map_err(candle_core::Error::wrap)?;
+        self.weight = Weight::PackedF32(Arc::new(packed));
         Ok(true)
     }
 
@@ -139,6 +165,10 @@ impl Linear {
             (Weight::Amx(p), Mode::Inference) => crate::kernels::linear_packed(x, p.as_ref())?,
             #[cfg(target_arch = "x86_64")]
             (Weight::AmxQ8(p), Mode::Inference) => crate::kernels::linear_packed(x, p.as_ref())?,
+            #[cfg(target_arch = "x86_64")]
+            (Weight::PackedF32(p), Mode::Inference) => {
+                crate::kernels::linear_packed(x, p.as_ref())?
+            }
             (_, Mode::Train) => {
                 candle_core::bail!("quantized or packed weights cannot be trained")
             }

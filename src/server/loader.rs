@@ -95,12 +95,9 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
                     .load_reward(rm, dtype, &Device::Cpu)
                     .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
             }
-            match quantize {
-                Some(q) => bundle.quantize(q, amx).map_err(|e| e.to_string())?,
-                None => {
-                    bundle.pack_amx(amx).map_err(|e| e.to_string())?;
-                }
-            }
+            bundle
+                .prepare_for_serving(quantize, amx)
+                .map_err(|e| e.to_string())?;
             bundle.set_kv_dtype(kv);
             bundle.back_with_huge_pages();
             // The HTTP layer tokenizes prompts (and reward-model pairs)
