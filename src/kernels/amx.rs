@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::matmul::{check_x_out, par_groups, KernelError, SendPtr};
+use super::matmul::{check_w, check_x_out, par_groups, KernelError, SendPtr};
 
 /// Output columns per group (4 tiles of 16 f32 columns).
 pub(super) const GROUP: usize = 64;
@@ -309,17 +309,7 @@ pub(super) unsafe fn drive_groups(
 /// Checks a weight buffer's length against `n × k`; returns `k` padded to
 /// the tile step.
 pub(super) fn check_weight(len: usize, n: usize, k: usize) -> Result<usize, KernelError> {
-    let expected = n
-        .checked_mul(k)
-        .ok_or(KernelError::Overflow { m: 0, k, n })?;
-    if len != expected {
-        return Err(KernelError::BadLen {
-            name: "w",
-            expected,
-            got: len,
-            shape: format!("n = {n}, k = {k}"),
-        });
-    }
+    check_w(len, n, k)?;
     Ok(k.next_multiple_of(KSTEP))
 }
 
@@ -386,7 +376,7 @@ impl TileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::matmul::tests::rand_vec;
+    use crate::kernels::matmul::tests::{assert_matches_reference, rand_vec};
 
     fn round(v: f32) -> f64 {
         bf16::from_f32(v).to_f32() as f64
@@ -415,21 +405,8 @@ mod tests {
             let p = PackedBf16::pack(&w, n, k).unwrap();
             let mut out = vec![f32::NAN; m * n];
             p.matmul(&x, m, &mut out).unwrap();
-            for i in 0..m {
-                for j in 0..n {
-                    let (mut y, mut s) = (0f64, 0f64);
-                    for q in 0..k {
-                        let t = round(x[i * k + q]) * w[j * k + q].to_f32() as f64;
-                        y += t;
-                        s += t.abs();
-                    }
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - y).abs() <= 1e-5 * s + 1e-6,
-                        "m={m} k={k} n={n} ({i},{j}): {got} vs {y}"
-                    );
-                }
-            }
+            let wf: Vec<f64> = w.iter().map(|v| v.to_f32() as f64).collect();
+            assert_matches_reference((&x, &wf, &out), (m, k, n), round, (1e-5, 1e-6));
         }
     }
 

@@ -257,7 +257,7 @@ struct Tiles([[u16; 512]; 4]);
 mod tests {
     use super::*;
     use crate::kernels::amx::available;
-    use crate::kernels::matmul::tests::rand_vec;
+    use crate::kernels::matmul::tests::{assert_matches_reference, rand_vec};
     use half::bf16;
 
     fn round(v: f32) -> f64 {
@@ -301,21 +301,7 @@ mod tests {
             let wd: Vec<f64> = p.dequantize().iter().map(|&v| round(v)).collect();
             let mut out = vec![f32::NAN; m * n];
             p.matmul(&x, m, &mut out).unwrap();
-            for i in 0..m {
-                for j in 0..n {
-                    let (mut y, mut s) = (0f64, 0f64);
-                    for q in 0..k {
-                        let t = round(x[i * k + q]) * wd[j * k + q];
-                        y += t;
-                        s += t.abs();
-                    }
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - y).abs() <= 1e-5 * s + 1e-6,
-                        "m={m} k={k} n={n} ({i},{j}): {got} vs {y}"
-                    );
-                }
-            }
+            assert_matches_reference((&x, &wd, &out), (m, k, n), round, (1e-5, 1e-6));
             // Rows don't depend on the batch.
             let mut one = vec![0f32; n];
             p.matmul(&x[(m - 1) * k..], 1, &mut one).unwrap();

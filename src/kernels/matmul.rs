@@ -236,6 +236,22 @@ pub(super) fn check_x_out(
     Ok(())
 }
 
+/// Checks a weight buffer's length against `n × k`.
+pub(super) fn check_w(len: usize, n: usize, k: usize) -> Result<(), KernelError> {
+    let expected = n
+        .checked_mul(k)
+        .ok_or(KernelError::Overflow { m: 0, k, n })?;
+    if len != expected {
+        return Err(KernelError::BadLen {
+            name: "w",
+            expected,
+            got: len,
+            shape: format!("n = {n}, k = {k}"),
+        });
+    }
+    Ok(())
+}
+
 /// Runs `run(g0, g1)` over `[0, groups)` split into contiguous ranges on the
 /// current rayon pool: about [`TASKS_PER_THREAD`] ranges per thread, none
 /// smaller than [`MIN_CHUNK_ELEMS`] weight elements (`group_elems` per
@@ -304,22 +320,11 @@ fn validate(
     if !isa.is_supported() {
         return Err(KernelError::Unsupported(isa));
     }
-    let overflow = KernelError::Overflow { m, k, n };
-    let shape = || format!("m = {m}, k = {k}, n = {n}");
-    for (name, got, expected) in [
-        ("x", x_len, m.checked_mul(k).ok_or(overflow.clone())?),
-        ("w", w_len, n.checked_mul(k).ok_or(overflow.clone())?),
-        ("out", out_len, m.checked_mul(n).ok_or(overflow)?),
-    ] {
-        if got != expected {
-            return Err(KernelError::BadLen {
-                name,
-                expected,
-                got,
-                shape: shape(),
-            });
-        }
-    }
+    check_x_out(x_len, m, k, n, out_len)?;
+    check_w(w_len, n, k).map_err(|e| match e {
+        KernelError::Overflow { .. } => KernelError::Overflow { m, k, n },
+        other => other,
+    })?;
     Ok(())
 }
 
@@ -394,6 +399,32 @@ pub(crate) mod tests {
 
     /// Deterministic pseudo-random values in [-1, 1) (xorshift), so failures
     /// reproduce without a rand dependency in the kernel tests.
+    /// Asserts `out` (`m × n`) equals `x · wᵀ` computed in f64, with every
+    /// `x` value taken through `round_x` (the kernel's activation rounding),
+    /// to within `rel · Σ|terms| + abs` per element.
+    pub(crate) fn assert_matches_reference(
+        (x, w, out): (&[f32], &[f64], &[f32]),
+        (m, k, n): (usize, usize, usize),
+        round_x: impl Fn(f32) -> f64,
+        (rel, abs): (f64, f64),
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let (mut y, mut s) = (0f64, 0f64);
+                for q in 0..k {
+                    let t = round_x(x[i * k + q]) * w[j * k + q];
+                    y += t;
+                    s += t.abs();
+                }
+                let got = out[i * n + j] as f64;
+                assert!(
+                    (got - y).abs() <= rel * s + abs,
+                    "m={m} k={k} n={n} ({i},{j}): {got} vs {y}"
+                );
+            }
+        }
+    }
+
     pub(crate) fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)

@@ -13,6 +13,10 @@
 //!   parallelism over output columns.
 //! * [`linear()`]: the candle integration (`x · wᵀ` on tensors), inference
 //!   only; training keeps candle's differentiable `matmul`.
+//! * Packed weights ([`linear_packed`]): `amx` (bf16) and `amx_q8` (Q8_0) in
+//!   Intel AMX tile order, `packed_f32` (f32 in AVX-512 GEMM panels); each is
+//!   reordered once at load and serves every m, prefill included.
+//! * [`attention`]: the tile kernels of fused decode attention.
 
 /// Expands to a `match` over the runtime tile shape `(mb, nb)` that calls the
 /// monomorphized `$tile::<MB, NB>(args..)`; each ISA module uses it so the

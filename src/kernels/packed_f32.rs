@@ -35,7 +35,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::matmul::{check_x_out, par_groups, KernelError, SendPtr};
+use super::matmul::{check_w, check_x_out, par_groups, KernelError, SendPtr};
 
 /// 16-lane vectors per panel row.
 const NV: usize = 3;
@@ -82,16 +82,8 @@ impl PackedF32 {
     /// Reorders `w` (`n × k`, row-major) into panels; one rayon task per
     /// panel.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self, KernelError> {
+        check_w(w.len(), n, k)?;
         let overflow = KernelError::Overflow { m: 0, k, n };
-        let expected = n.checked_mul(k).ok_or(overflow.clone())?;
-        if w.len() != expected {
-            return Err(KernelError::BadLen {
-                name: "w",
-                expected,
-                got: w.len(),
-                shape: format!("n = {n}, k = {k}"),
-            });
-        }
         let per_panel = k.checked_mul(NV).ok_or(overflow.clone())?;
         let total = n.div_ceil(NR).checked_mul(per_panel).ok_or(overflow)?;
         let mut lines = vec![Line([0.0; 16]); total];
@@ -401,7 +393,7 @@ unsafe fn rows_panels<const M: usize, const P: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::matmul::tests::rand_vec;
+    use crate::kernels::matmul::tests::{assert_matches_reference, rand_vec};
 
     #[test]
     fn packed_matches_f64_reference() {
@@ -427,21 +419,8 @@ mod tests {
             let p = PackedF32::pack(&w, n, k).unwrap();
             let mut out = vec![f32::NAN; m * n];
             p.matmul(&x, m, &mut out).unwrap();
-            for i in 0..m {
-                for j in 0..n {
-                    let (mut y, mut s) = (0f64, 0f64);
-                    for q in 0..k {
-                        let t = x[i * k + q] as f64 * w[j * k + q] as f64;
-                        y += t;
-                        s += t.abs();
-                    }
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - y).abs() <= 1e-6 * s + 1e-7,
-                        "m={m} k={k} n={n} ({i},{j}): {got} vs {y}"
-                    );
-                }
-            }
+            let wf: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+            assert_matches_reference((&x, &wf, &out), (m, k, n), |v| v as f64, (1e-6, 1e-7));
         }
     }
 
