@@ -36,9 +36,9 @@ const MADV_COLLAPSE: libc::c_int = 25;
 /// transparent huge pages, so streaming them each decode step is not
 /// slowed by TLB misses: one TLB entry then covers 512 of the 4 KiB pages
 /// a matmul would otherwise walk (measured: 25 → 29 GB/s reading 1 GiB with
-/// two threads on this project's machines). Ranges are widened to whole
-/// Touching ranges are merged and the whole huge pages inside each are
-/// marked `MADV_HUGEPAGE` and collapsed at once with `MADV_COLLAPSE`. Best effort: kernels without THP or
+/// two threads on this project's machines). Touching ranges are merged and
+/// the whole huge pages inside each are marked `MADV_HUGEPAGE` and collapsed
+/// at once with `MADV_COLLAPSE`. Best effort: kernels without THP or
 /// `MADV_COLLAPSE` leave the memory as it is. Returns the bytes collapsed.
 ///
 /// Only the page size changes, never the contents. `QUORUM_HUGE_PAGES=off`

@@ -125,7 +125,8 @@ impl PackedF32 {
     }
 
     /// The original weight row `r` (`k` values), for checks.
-    pub fn row(&self, r: usize) -> Vec<f32> {
+    #[cfg(test)]
+    fn row(&self, r: usize) -> Vec<f32> {
         let (p, c) = (r / NR, r % NR);
         (0..self.k)
             .map(|q| self.lines[(p * self.k + q) * NV + c / 16].0[c % 16])

@@ -97,18 +97,9 @@ impl Linear {
     /// whether this layer was packed.
     #[cfg(target_arch = "x86_64")]
     pub fn pack_amx(&mut self) -> Result<bool> {
-        let Weight::Dense(w) = &self.weight else {
-            return Ok(false);
-        };
-        if w.dtype() != candle_core::DType::BF16 || !w.device().is_cpu() {
-            return Ok(false);
-        }
-        let (n, k) = w.dims2()?;
-        let data: Vec<half::bf16> = w.flatten_all()?.to_vec1()?;
-        let packed =
-            crate::kernels::amx::PackedBf16::pack(&data, n, k).map_err(candle_core::Error::wrap)?;
-        self.weight = Weight::Amx(Arc::new(packed));
-        Ok(true)
+        self.repack_dense_cpu(|data: &[half::bf16], n, k| {
+            crate::kernels::amx::PackedBf16::pack(data, n, k).map(|p| Weight::Amx(Arc::new(p)))
+        })
     }
 
     /// Replace a dense f32 CPU weight by its AVX-512 panel-packed copy (see
@@ -116,17 +107,32 @@ impl Linear {
     /// Returns whether this layer was packed.
     #[cfg(target_arch = "x86_64")]
     pub fn pack_f32(&mut self) -> Result<bool> {
+        self.repack_dense_cpu(|data: &[f32], n, k| {
+            crate::kernels::packed_f32::PackedF32::pack(data, n, k)
+                .map(|p| Weight::PackedF32(Arc::new(p)))
+        })
+    }
+
+    /// If the weight is a dense CPU `(n, k)` tensor of element type `T`,
+    /// replace it by `pack(elements, n, k)`; returns whether it did.
+    #[cfg(target_arch = "x86_64")]
+    fn repack_dense_cpu<T: candle_core::WithDType>(
+        &mut self,
+        pack: impl FnOnce(
+            &[T],
+            usize,
+            usize,
+        ) -> std::result::Result<Weight, crate::kernels::KernelError>,
+    ) -> Result<bool> {
         let Weight::Dense(w) = &self.weight else {
             return Ok(false);
         };
-        if w.dtype() != candle_core::DType::F32 || !w.device().is_cpu() {
+        if w.dtype() != T::DTYPE || !w.device().is_cpu() {
             return Ok(false);
         }
         let (n, k) = w.dims2()?;
-        let data: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        let packed = crate::kernels::packed_f32::PackedF32::pack(&data, n, k)
-            .map_err(candle_core::Error::wrap)?;
-        self.weight = Weight::PackedF32(Arc::new(packed));
+        let data: Vec<T> = w.flatten_all()?.to_vec1()?;
+        self.weight = pack(&data, n, k).map_err(candle_core::Error::wrap)?;
         Ok(true)
     }
 

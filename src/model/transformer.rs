@@ -621,11 +621,7 @@ impl Transformer {
         if !crate::kernels::packed_f32::available() {
             return Ok(0);
         }
-        let mut packed = 0;
-        for l in self.linears_mut() {
-            packed += usize::from(l.pack_f32()?);
-        }
-        Ok(packed)
+        self.convert_linears(Linear::pack_f32)
     }
 
     /// Quantize every dense linear layer (and the LM head, as in
@@ -642,11 +638,20 @@ impl Transformer {
     #[cfg(target_arch = "x86_64")]
     fn convert_for_amx(
         &mut self,
-        mut convert: impl FnMut(&mut Linear) -> Result<bool>,
+        convert: impl FnMut(&mut Linear) -> Result<bool>,
     ) -> Result<usize> {
         if !crate::kernels::amx::available() {
             candle_core::bail!("Intel AMX (amx-tile + amx-bf16) is not available on this CPU/OS")
         }
+        self.convert_linears(convert)
+    }
+
+    /// Apply `convert` to every linear layer; returns how many it converted.
+    #[cfg(target_arch = "x86_64")]
+    fn convert_linears(
+        &mut self,
+        mut convert: impl FnMut(&mut Linear) -> Result<bool>,
+    ) -> Result<usize> {
         let mut converted = 0;
         for l in self.linears_mut() {
             converted += usize::from(convert(l)?);
