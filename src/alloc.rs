@@ -25,6 +25,19 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Returns the allocator's free memory to the OS now (glibc `malloc_trim`,
+/// which also releases free pages inside the heap, in every arena).
+/// [`keep_freed_memory`] keeps freed blocks mapped for the decode loop's
+/// reuse; after a burst of large one-off buffers (a multi-megabyte prompt
+/// being parsed and tokenized) that would pin the burst's peak forever.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory; it takes the allocator's locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Size of a transparent huge page on x86-64 and aarch64 (4 KiB base pages).
 const HUGE_PAGE: usize = 2 << 20;
 

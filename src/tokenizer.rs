@@ -15,13 +15,16 @@
 //! `apply_chat_template(tokenize=True)`. Special tokens written as text (such as
 //! `<|im_start|>`) are always matched to their ids by the added-token vocabulary.
 
+mod bounded;
 mod config;
 mod incremental;
+mod plain;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use bounded::{CHUNK_BYTES, SLACK_PER_CHUNK};
 pub use config::TokenizerConfig;
 pub use incremental::IncrementalDecoder;
 pub use synthetic::{synthetic_tokenizer_config_json, synthetic_tokenizer_json};
@@ -64,6 +67,9 @@ pub enum TokenizerError {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     config: TokenizerConfig,
+    /// Built on first use: the added-token matcher and the tokenizer
+    /// without added vocabulary (see [`Tokenizer::encode_with_plain_spans`]).
+    plain: std::sync::OnceLock<std::sync::Arc<plain::PlainParts>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -87,12 +93,16 @@ impl Tokenizer {
         let text = read_required(&tok_path, "the HF fast tokenizer")?;
         let inner = parse_tokenizer_json(&text, &tok_path)?;
         let config = TokenizerConfig::load_dir(dir)?;
-        Ok(Self { inner, config })
+        Ok(Self::from_parts(inner, config))
     }
 
     /// Wraps an already-built fast tokenizer with a config.
     pub fn from_parts(inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Self {
-        Self { inner, config }
+        Self {
+            inner,
+            config,
+            plain: std::sync::OnceLock::new(),
+        }
     }
 
     /// Builds the small byte-level tokenizer of [`synthetic_tokenizer_json`]
@@ -106,7 +116,7 @@ impl Tokenizer {
             &synthetic_tokenizer_config_json(with_chat_template),
             &cfg_path,
         )?;
-        Ok(Self { inner, config })
+        Ok(Self::from_parts(inner, config))
     }
 
     /// The underlying HF fast tokenizer.

@@ -42,11 +42,13 @@
 //! ```
 
 mod message;
+pub mod prompt;
 mod pyjson;
 mod strftime;
 mod template;
 
 pub use message::ChatMessage;
+pub use prompt::{PromptError, RenderedPrompt, SpecialTokenPolicy};
 pub use template::{ChatTemplate, FALLBACK_TEMPLATE};
 
 /// Errors from compiling or rendering a chat template.

@@ -49,8 +49,16 @@ pub fn render(
     let server = ServerConfig::default();
     let think = prepare(think, &mut kwargs, &messages, &server, "bench", tok)
         .map_err(|e| anyhow!("think mode: {e}"))?;
-    let text = template.render(&messages, true, &kwargs)?;
-    let ids = tok.encode(&think.apply_to_prompt(&text), false)?;
+    let rendered = crate::chat::prompt::render(
+        template,
+        tok,
+        &messages,
+        true,
+        &kwargs,
+        crate::chat::SpecialTokenPolicy::default(),
+    )?;
+    let text = think.apply_to_prompt(&rendered.text);
+    let ids = rendered.with_text(text).encode(tok, None)?;
     let think = think.spec(tok).map_err(|e| anyhow!("think mode: {e}"))?;
     Ok(Prompt { ids, think })
 }

@@ -29,6 +29,8 @@ pub enum BundleError {
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error(transparent)]
     Template(#[from] crate::chat::ChatTemplateError),
+    #[error(transparent)]
+    Prompt(#[from] crate::chat::PromptError),
 }
 
 impl ModelBundle {
@@ -199,15 +201,22 @@ impl ModelBundle {
         Ok(())
     }
 
-    /// Render a conversation with the chat template and tokenize it.
+    /// Render a conversation with the chat template and tokenize it; user
+    /// and tool contents are plain text (see [`crate::chat::prompt`]).
     pub fn chat_prompt(
         &self,
         messages: &[ChatMessage],
         kwargs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(String, Vec<u32>), BundleError> {
-        let text = self.template.render(messages, true, kwargs)?;
-        // Special tokens are already spelled out by the template.
-        let ids = self.tokenizer.encode(&text, false)?;
-        Ok((text, ids))
+        let rendered = crate::chat::prompt::render(
+            &self.template,
+            &self.tokenizer,
+            messages,
+            true,
+            kwargs,
+            crate::chat::SpecialTokenPolicy::default(),
+        )?;
+        let ids = rendered.encode(&self.tokenizer, None)?;
+        Ok((rendered.text, ids))
     }
 }

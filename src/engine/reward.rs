@@ -35,18 +35,26 @@ impl RewardCodec {
         })
     }
 
-    /// Token ids of `conversation` followed by `completion` as the assistant's answer.
+    /// Token ids of `conversation` followed by `completion` as the
+    /// assistant's answer; with `limit`, a pair that certainly has more
+    /// tokens is refused before it is tokenized whole.
     pub fn encode_pair(
         &self,
         conversation: &[ChatMessage],
         completion: &str,
+        limit: Option<usize>,
     ) -> Result<Vec<u32>, BundleError> {
         let mut msgs = conversation.to_vec();
         msgs.push(ChatMessage::assistant(completion));
-        let text = self
-            .template
-            .render(&msgs, false, &serde_json::Map::new())?;
-        Ok(self.tokenizer.encode(&text, false)?)
+        let rendered = crate::chat::prompt::render(
+            &self.template,
+            &self.tokenizer,
+            &msgs,
+            false,
+            &serde_json::Map::new(),
+            crate::chat::SpecialTokenPolicy::default(),
+        )?;
+        Ok(rendered.encode(&self.tokenizer, limit)?)
     }
 }
 
@@ -113,13 +121,16 @@ impl RewardModel {
         &self.loaded.model
     }
 
-    /// Token ids of `conversation` followed by `completion` as the assistant's answer.
+    /// Token ids of `conversation` followed by `completion` as the
+    /// assistant's answer; with `limit`, a pair that certainly has more
+    /// tokens is refused before it is tokenized whole.
     pub fn encode_pair(
         &self,
         conversation: &[ChatMessage],
         completion: &str,
+        limit: Option<usize>,
     ) -> Result<Vec<u32>, BundleError> {
-        self.codec.encode_pair(conversation, completion)
+        self.codec.encode_pair(conversation, completion, limit)
     }
 
     /// One scalar score per completion, in order.
@@ -131,7 +142,7 @@ impl RewardModel {
         let context = self.model().max_positions();
         let mut encoded = Vec::with_capacity(completions.len());
         for (index, c) in completions.iter().enumerate() {
-            let ids = self.encode_pair(conversation, c)?;
+            let ids = self.encode_pair(conversation, c, None)?;
             if ids.len() > context {
                 return Err(RewardError::TooLong {
                     index,

@@ -32,6 +32,11 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
     pub const KEEPALIVE_SECS: u64 = 15;
     pub const RETRY_AFTER_SECS: u64 = 1;
+    /// Prompts of more than `tokenize::LARGE_INPUT_BYTES` tokenized at
+    /// once: half the cores, at least one, so the engine keeps the rest.
+    pub fn max_concurrent_tokenizations() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
 }
 
 /// One `--model` value: `DIR` (id = the directory name) or `ID=DIR`.
@@ -137,6 +142,21 @@ pub struct ServeSettings {
     /// `Retry-After` seconds sent with 429 [default: 1].
     #[arg(long, env = "QUORUM_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u64>,
+    /// Large prompts (over 64 KiB) tokenized at once; more wait their turn
+    /// [default: half the cores, at least 1].
+    #[arg(long, env = "QUORUM_MAX_CONCURRENT_TOKENIZATIONS")]
+    pub max_concurrent_tokenizations: Option<usize>,
+    /// Tokenize special-token text (`<|im_end|>`, `</think>`) in user and
+    /// tool messages as control tokens, as HF and vLLM do [default: false:
+    /// it is plain text; per model: `[server.defaults.ID]`
+    /// `allow_special_tokens_in_content`].
+    #[arg(
+        long,
+        env = "QUORUM_ALLOW_SPECIAL_TOKENS_IN_CONTENT",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_special_tokens_in_content: Option<bool>,
     /// Response field of the reasoning text [default: reasoning_content].
     #[arg(long, env = "QUORUM_REASONING_FIELD", value_enum)]
     pub reasoning_field: Option<ReasoningField>,
@@ -220,6 +240,12 @@ impl ServeSettings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             keepalive_secs: self.keepalive_secs.or(lower.keepalive_secs),
             retry_after_secs: self.retry_after_secs.or(lower.retry_after_secs),
+            max_concurrent_tokenizations: self
+                .max_concurrent_tokenizations
+                .or(lower.max_concurrent_tokenizations),
+            allow_special_tokens_in_content: self
+                .allow_special_tokens_in_content
+                .or(lower.allow_special_tokens_in_content),
             reasoning_field: self.reasoning_field.or(lower.reasoning_field),
             think: self.think.or(lower.think),
             reward_model: self.reward_model.or(lower.reward_model),
@@ -294,6 +320,12 @@ impl ServeSettings {
                     .max(1),
             ),
             retry_after_secs: self.retry_after_secs.unwrap_or(defaults::RETRY_AFTER_SECS),
+            max_concurrent_tokenizations: positive(
+                "max_concurrent_tokenizations",
+                self.max_concurrent_tokenizations
+                    .unwrap_or_else(defaults::max_concurrent_tokenizations),
+            )?,
+            allow_special_tokens_in_content: self.allow_special_tokens_in_content.unwrap_or(false),
             reasoning_field: self.reasoning_field.unwrap_or_default(),
             think: self.think.unwrap_or_default(),
             reward_model: self.reward_model,
@@ -339,6 +371,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     pub keepalive: Duration,
     pub retry_after_secs: u64,
+    /// Large prompts tokenized at once (see `server::tokenize`).
+    pub max_concurrent_tokenizations: usize,
+    /// HF's behaviour for special-token text in user / tool contents
+    /// (per model: `defaults.ID.allow_special_tokens_in_content`).
+    pub allow_special_tokens_in_content: bool,
     /// Response field of the reasoning text.
     pub reasoning_field: ReasoningField,
     /// Think mode per model id (see [`super::think::model_config`]).

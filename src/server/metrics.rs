@@ -25,6 +25,24 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Upper bounds (seconds) of the latency histogram buckets: generation
 /// requests range from tens of milliseconds to minutes.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -81,6 +99,10 @@ pub struct ServerMetrics {
     pub client_disconnects: Counter,
     /// End-to-end latency of generation requests (streams: until the last event).
     pub request_latency: Histogram,
+    /// Large prompts waiting for a tokenization slot.
+    pub tokenize_waiting: Gauge,
+    /// Prompts being rendered / tokenized now.
+    pub tokenize_running: Gauge,
     /// Answer-selection outcomes.
     pub selection: super::selection::SelectionMetrics,
 }

@@ -27,6 +27,7 @@ pub mod selection;
 pub mod sse;
 pub mod state;
 pub mod think;
+pub mod tokenize;
 pub mod tokens;
 pub mod validate;
 
@@ -68,6 +69,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            tokenize::release_after_large_bodies,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::count_status,

@@ -56,7 +56,7 @@ impl RewardClient {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let ids = codec.encode_pair(&conversation, c).map_err(|e| {
+                    let ids = codec.encode_pair(&conversation, c, Some(context)).map_err(|e| {
                         ApiError::invalid("completions", format!("completions[{i}]: {e}"))
                     })?;
                     if ids.len() > context {

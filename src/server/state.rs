@@ -49,6 +49,8 @@ pub struct Shared {
     models: OnceLock<BTreeMap<String, Arc<ModelEntry>>>,
     phase: AtomicU8,
     limiter: Arc<Semaphore>,
+    /// Slots for tokenizing large prompts (see [`super::tokenize`]).
+    pub tokenize: super::tokenize::TokenizeLimiter,
 }
 
 impl Deref for AppState {
@@ -61,7 +63,9 @@ impl Deref for AppState {
 impl AppState {
     pub fn new(config: ServerConfig) -> Self {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        let tokenize = super::tokenize::TokenizeLimiter::new(config.max_concurrent_tokenizations);
         Self(Arc::new(Shared {
+            tokenize,
             config,
             metrics: ServerMetrics::default(),
             models: OnceLock::new(),

@@ -5,21 +5,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::chat::{prompt, ChatMessage, ChatTemplate, SpecialTokenPolicy};
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::think::ReasoningSplitter;
 use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::generate::{
-    blocking, collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord,
-    FINGERPRINT,
+    collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord, FINGERPRINT,
 };
 use crate::server::openai::*;
 use crate::server::selection::{self, QuorumWriter};
 use crate::server::sse::{self, ChunkWriter};
 use crate::server::state::AppState;
 use crate::server::think::{self, ChatThink};
+use crate::server::tokenize;
 use crate::server::tokens::chat_logprob;
 use crate::server::validate;
 use crate::tokenizer::Tokenizer;
@@ -32,14 +32,27 @@ pub async fn chat_completions(
     let entry = state.model(&req.common.model)?;
     let think = Arc::new(think::prepare_chat(&mut req, &state.config, &entry)?);
     let plan = selection::plan(&state, &entry, &req.common, &req.messages)?;
+    let context = entry.engine.info().context_length;
+    let input_bytes = content_bytes(&req.messages);
+    tokenize::check_size(&entry.tokenizer, input_bytes, context)?;
     let permit = state.admit()?;
     let id = new_id("chatcmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "chat", &req.common);
     let mut common = req.common;
     let (template, tok) = (entry.template.clone(), entry.tokenizer.clone());
     let (messages, kwargs) = (req.messages, req.kwargs);
+    let policy = state.config.special_token_policy(&common.model);
     let th = think.clone();
-    let prompt = blocking(move || render(&template, &tok, &messages, &kwargs, &th)).await;
+    let prompt = tokenize::prepare(&state, input_bytes, move || {
+        let prompt = Prompt {
+            template: &template,
+            tok: &tok,
+            policy,
+            context,
+        };
+        prompt.encode(&messages, &kwargs, &th)
+    })
+    .await;
     let cancel = plan.as_ref().map(|p| p.cancel.clone());
     let submitted =
         prompt.and_then(|ids| submit_cancellable(&state, &entry, &id, ids, &mut common, cancel));
@@ -81,27 +94,41 @@ pub async fn chat_completions(
     Ok(selection::report::json_with_quorum(&body, &quorum))
 }
 
-/// Renders the conversation, opens or closes the think block to match the
-/// think plan, and tokenizes it (as `ModelBundle::chat_prompt`).
-fn render(
-    template: &ChatTemplate,
-    tok: &Tokenizer,
-    messages: &[ChatMessage],
-    kwargs: &serde_json::Map<String, serde_json::Value>,
-    think: &ChatThink,
-) -> Result<Vec<u32>, ApiError> {
-    let text = template
-        .render(messages, true, kwargs)
-        .map_err(|e| match e {
-            ChatTemplateError::Raised(m) => ApiError::invalid("messages", m),
-            ChatTemplateError::Render(m) => ApiError::invalid(
-                "messages",
-                format!("the chat template could not render these messages: {m}"),
-            ),
-            ChatTemplateError::Compile(m) => ApiError::Internal(m),
-        })?;
-    tok.encode(&think.apply_to_prompt(&text), false)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+/// Bytes of text the client sent in `messages` (what bounds the prompt).
+fn content_bytes(messages: &[ChatMessage]) -> usize {
+    messages
+        .iter()
+        .map(|m| m.content.len() + m.reasoning_content.as_ref().map_or(0, String::len))
+        .sum()
+}
+
+/// How a conversation becomes the prompt of one model.
+struct Prompt<'a> {
+    template: &'a ChatTemplate,
+    tok: &'a Tokenizer,
+    policy: SpecialTokenPolicy,
+    context: usize,
+}
+
+impl Prompt<'_> {
+    /// Renders the conversation, opens or closes the think block to match
+    /// the think plan, and tokenizes it (as `ModelBundle::chat_prompt`),
+    /// refusing early a prompt that cannot fit the context.
+    fn encode(
+        &self,
+        messages: &[ChatMessage],
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        think: &ChatThink,
+    ) -> Result<Vec<u32>, ApiError> {
+        let fail = |e| tokenize::prompt_error(e, self.context);
+        let rendered = prompt::render(self.template, self.tok, messages, true, kwargs, self.policy)
+            .map_err(fail)?;
+        let text = think.apply_to_prompt(&rendered.text);
+        rendered
+            .with_text(text)
+            .encode(self.tok, Some(self.context))
+            .map_err(fail)
+    }
 }
 
 fn response(

@@ -21,13 +21,13 @@ use crate::server::best_of;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::generate::{
-    blocking, collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord,
-    FINGERPRINT,
+    collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord, FINGERPRINT,
 };
 use crate::server::openai::*;
 use crate::server::selection::{self, QuorumWriter};
 use crate::server::sse::{self, ChunkWriter};
 use crate::server::state::AppState;
+use crate::server::tokenize;
 use crate::server::tokens::token_text;
 use crate::server::validate::{self, PromptInput};
 use crate::tokenizer::Tokenizer;
@@ -44,18 +44,24 @@ pub async fn completions(
         true => None,
         false => selection::plan(&state, &entry, &req.common, &[])?,
     };
+    let context = entry.engine.info().context_length;
+    let input_bytes = match &req.prompt {
+        PromptInput::Text(t) => t.len(),
+        PromptInput::Tokens(_) => 0,
+    };
+    tokenize::check_size(&entry.tokenizer, input_bytes, context)?;
     let permit = state.admit()?;
     let id = new_id("cmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "completions", &req.common);
     let mut common = req.common;
     let tok = entry.tokenizer.clone();
     let (prompt, echo) = (req.prompt, req.echo);
-    let prepared = blocking(move || {
+    let prepared = tokenize::prepare(&state, input_bytes, move || {
+        // The caller's raw text: special-token text in it is special.
         let ids = match &prompt {
-            PromptInput::Text(t) => tok.encode(t, true),
+            PromptInput::Text(t) => encode_text(&tok, t, context),
             PromptInput::Tokens(ids) => Ok(ids.clone()),
-        }
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }?;
         let text = match prompt {
             PromptInput::Text(t) => t,
             PromptInput::Tokens(_) => tok.decode(&ids, false).unwrap_or_default(),
@@ -254,4 +260,14 @@ impl ChunkWriter for CompletionWriter {
     fn usage(&mut self, usage: Usage) -> String {
         self.chunk(None, Some(usage))
     }
+}
+
+/// A raw text prompt's ids (with the tokenizer's post-processor, e.g. BOS),
+/// refused early when it cannot fit `context` tokens.
+fn encode_text(tok: &Tokenizer, text: &str, context: usize) -> Result<Vec<u32>, ApiError> {
+    let internal = |e: crate::tokenizer::TokenizerError| ApiError::Internal(e.to_string());
+    if let Some(at_least) = tok.exceeds(text, context).map_err(internal)? {
+        return Err(tokenize::too_long(context, at_least));
+    }
+    tok.encode(text, true).map_err(internal)
 }

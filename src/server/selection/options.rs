@@ -138,6 +138,9 @@ pub struct ModelDefaults {
     pub selection: Option<Value>,
     /// Reward model of this model (overrides `--reward-model`).
     pub reward_model: Option<PathBuf>,
+    /// Special-token text in user / tool contents acts as control tokens
+    /// (overrides `--allow-special-tokens-in-content`).
+    pub allow_special_tokens_in_content: Option<bool>,
 }
 
 /// Checks every configured default `selection` at start-up.
@@ -169,6 +172,16 @@ impl ServerConfig {
     /// `selection` used when the request gives none.
     pub fn default_selection(&self, model: &str) -> Option<Value> {
         self.model_defaults(model).and_then(|d| d.selection.clone())
+    }
+
+    /// How special-token text in `model`'s message contents is tokenized.
+    pub fn special_token_policy(&self, model: &str) -> crate::chat::SpecialTokenPolicy {
+        crate::chat::SpecialTokenPolicy {
+            allow_in_content: self
+                .model_defaults(model)
+                .and_then(|d| d.allow_special_tokens_in_content)
+                .unwrap_or(self.allow_special_tokens_in_content),
+        }
     }
 
     /// The reward model directory of `model`, if any.
