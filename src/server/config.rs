@@ -265,9 +265,7 @@ impl ServeSettings {
             header_read_timeout_secs: self
                 .header_read_timeout_secs
                 .or(lower.header_read_timeout_secs),
-            body_read_timeout_secs: self
-                .body_read_timeout_secs
-                .or(lower.body_read_timeout_secs),
+            body_read_timeout_secs: self.body_read_timeout_secs.or(lower.body_read_timeout_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
             send_timeout_secs: self.send_timeout_secs.or(lower.send_timeout_secs),
             max_connections: self.max_connections.or(lower.max_connections),
@@ -304,7 +302,8 @@ impl ServeSettings {
                 Ok(v)
             }
         };
-        let seconds = |field: &'static str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+        let seconds = |field: &'static str, v: Option<u64>, default: u64| match v.unwrap_or(default)
+        {
             0 => Err(ConfigError::Invalid {
                 field,
                 message: "must be at least 1".into(),
@@ -525,5 +524,47 @@ mod tests {
             ..Default::default()
         };
         assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_reject_zero() {
+        let cfg = ServerConfig::default();
+        assert_eq!(
+            cfg.header_read_timeout,
+            Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.body_read_timeout,
+            Duration::from_secs(defaults::BODY_READ_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.idle_timeout,
+            Duration::from_secs(defaults::IDLE_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.send_timeout,
+            Duration::from_secs(defaults::SEND_TIMEOUT_SECS)
+        );
+        assert_eq!(cfg.max_connections, defaults::MAX_CONNECTIONS);
+        let file: ConfigFile =
+            toml::from_str("[server]\nidle_timeout_secs = 5\nmax_connections = 9\n").unwrap();
+        let cfg = file.server.resolve().unwrap();
+        assert_eq!((cfg.idle_timeout.as_secs(), cfg.max_connections), (5, 9));
+        for s in [
+            ServeSettings {
+                header_read_timeout_secs: Some(0),
+                ..Default::default()
+            },
+            ServeSettings {
+                max_connections: Some(0),
+                ..Default::default()
+            },
+            ServeSettings {
+                max_connections: Some(usize::MAX),
+                ..Default::default()
+            },
+        ] {
+            assert!(s.resolve().is_err());
+        }
     }
 }

@@ -71,7 +71,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), grace_deadline))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            grace_deadline,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::count_status,

@@ -84,10 +84,19 @@ mod tests {
     fn descriptor_exhaustion_backs_off_exponentially_up_to_the_cap() {
         let mut b = AcceptBackoff::default();
         let pauses: Vec<Pause> = (0..12).map(|_| b.failed(&emfile()).unwrap()).collect();
-        assert_eq!(pauses[0], Pause { delay: MIN_DELAY, first: true });
+        assert_eq!(
+            pauses[0],
+            Pause {
+                delay: MIN_DELAY,
+                first: true
+            }
+        );
         assert_eq!(pauses[1].delay, MIN_DELAY * 2);
         assert_eq!(pauses[2].delay, MIN_DELAY * 4);
-        assert!(pauses[1..].iter().all(|p| !p.first), "one warning per burst");
+        assert!(
+            pauses[1..].iter().all(|p| !p.first),
+            "one warning per burst"
+        );
         assert!(pauses.windows(2).all(|w| w[0].delay <= w[1].delay));
         assert_eq!(pauses[11].delay, MAX_DELAY);
     }
@@ -101,7 +110,13 @@ mod tests {
         }
         assert_eq!(b.accepted().map(|r| r.failures), Some(3));
         assert_eq!(b.accepted(), None);
-        assert_eq!(b.failed(&emfile()), Some(Pause { delay: MIN_DELAY, first: true }));
+        assert_eq!(
+            b.failed(&emfile()),
+            Some(Pause {
+                delay: MIN_DELAY,
+                first: true
+            })
+        );
     }
 
     #[test]

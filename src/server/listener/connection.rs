@@ -75,9 +75,10 @@ impl Phase {
     }
 
     /// When (and why) the connection is to be closed; `None` while a
-    /// request is in flight.
+    /// request is in flight or its response is not flushed yet (closing
+    /// then would cut the response short).
     pub fn deadline(&self, limits: &Limits) -> Option<(Instant, Close)> {
-        if self.busy > 0 {
+        if !self.is_idle() {
             return None;
         }
         if let Some(why) = self.close {
@@ -146,7 +147,7 @@ impl Conn {
     pub fn close_if_idle(&self, why: Close) -> bool {
         let mut closed = false;
         self.phase.send_if_modified(|p| {
-            closed = p.busy == 0;
+            closed = p.is_idle();
             if closed && p.close.is_none() {
                 p.close = Some(why);
                 return true;
@@ -349,6 +350,8 @@ mod tests {
         let req = conn.begin_request();
         assert_eq!(conn.phase().deadline(&l), None, "in flight");
         drop(req);
+        assert_eq!(conn.phase().deadline(&l), None, "response not flushed");
+        conn.flushed();
         let p = conn.phase();
         assert_eq!(p.deadline(&l), Some((p.since + l.idle, Close::IdleTimeout)));
         conn.saw_bytes();
@@ -368,6 +371,7 @@ mod tests {
         assert!(!conn.close_if_idle(Close::Evicted));
         assert_eq!(conn.phase().deadline(&limits()), None);
         drop(req);
+        conn.flushed();
         assert!(conn.close_if_idle(Close::Evicted));
         assert_eq!(
             conn.phase().deadline(&limits()).map(|d| d.1),

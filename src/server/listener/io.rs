@@ -9,8 +9,8 @@
 //! under way ([`super::connection::Phase::is_idle`]), so here they are
 //! caught, and replaced by the same status with the OpenAI error body.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -264,8 +264,14 @@ mod tests {
         let err = replacement(head).unwrap();
         let bytes = String::from_utf8(error_response(&err, None)).unwrap();
         let (head, body) = bytes.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"]["code"], "request_header_fields_too_large");
         assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -284,9 +290,15 @@ mod tests {
     fn the_cap_answer_has_retry_after() {
         let err = ApiError::Unavailable("full".into());
         let bytes = String::from_utf8(error_response(&err, Some(3))).unwrap();
-        assert!(bytes.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{bytes}");
+        assert!(
+            bytes.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{bytes}"
+        );
         assert!(bytes.contains("\r\nretry-after: 3\r\n"), "{bytes}");
         assert!(bytes.contains("\r\nconnection: close\r\n"), "{bytes}");
-        assert!(bytes.ends_with(r#""code":"service_unavailable"}}"#), "{bytes}");
+        assert!(
+            bytes.ends_with(r#""code":"service_unavailable"}}"#),
+            "{bytes}"
+        );
     }
 }

@@ -264,7 +264,10 @@ struct CapWarning {
 impl CapWarning {
     fn refused(&mut self, max: usize) {
         self.refused += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= CAP_WARNING_INTERVAL) {
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= CAP_WARNING_INTERVAL)
+        {
             tracing::warn!(
                 max_connections = max,
                 refused = self.refused,
