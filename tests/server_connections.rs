@@ -514,3 +514,115 @@ fn a_second_sigterm_exits_at_once() {
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+
+/// The `quorum serve` binary under a 80-descriptor limit, flooded with 150
+/// connections: `accept` fails with EMFILE; the server backs off with one
+/// warning for the whole burst (not a line per retry), says when it
+/// recovers, and serves again once the flood is gone.
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_descriptors_backs_off_with_one_warning() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let model = server_common::tiny_model_dir();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 80 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_quorum"))
+        .arg("serve")
+        .arg("--model")
+        .arg(format!("tiny={}", model.display()))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--header-read-timeout-secs",
+            "60",
+        ])
+        .env("RUST_LOG", "warn,quorum::server::listener=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start quorum serve");
+    let healthy = || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = write!(
+            s,
+            "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        );
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !healthy() {
+            assert!(Instant::now() < deadline, "server not healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let flood: Vec<_> = (0..150)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        drop(flood);
+        let deadline = Instant::now() + SOON;
+        while !healthy() {
+            assert!(Instant::now() < deadline, "not serving after the flood");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut log = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut log);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let log = strip_ansi(&log);
+    assert!(log.contains("Too many open files"), "{log}");
+    let warnings = log.matches("accept failed").count();
+    let bursts: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("accepting connections again"))
+        .filter_map(|l| {
+            let n = l.split("failures=").nth(1)?;
+            n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect();
+    assert!(warnings >= 1, "{log}");
+    assert_eq!(warnings, bursts.len(), "one warning per burst:\n{log}");
+    assert!(
+        bursts.iter().sum::<u64>() > warnings as u64,
+        "failed accepts are retried without a line each:\n{log}"
+    );
+}
+
+/// The log without terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
