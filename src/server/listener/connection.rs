@@ -164,7 +164,7 @@ impl Conn {
         });
     }
 
-    fn begin_request(self: &Arc<Self>) -> InFlight {
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.phase.send_modify(|p| {
             p.busy += 1;
             p.responding = true;
@@ -175,7 +175,7 @@ impl Conn {
 }
 
 /// A request in flight; dropped when its response body ends (or is dropped).
-struct InFlight(Arc<Conn>);
+pub struct InFlight(Arc<Conn>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

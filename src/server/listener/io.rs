@@ -91,8 +91,9 @@ enum Rewrite {
     Sending { bytes: Vec<u8>, pos: usize },
 }
 
-pub struct ConnIo {
-    inner: TcpStream,
+/// The connection's socket (`T` is a [`TcpStream`] outside tests).
+pub struct ConnIo<T = TcpStream> {
+    inner: T,
     conn: Arc<Conn>,
     limits: Arc<Limits>,
     /// Runs while a write is blocked; when it fires, the write fails.
@@ -100,8 +101,8 @@ pub struct ConnIo {
     rewrite: Rewrite,
 }
 
-impl ConnIo {
-    pub fn new(inner: TcpStream, conn: Arc<Conn>, limits: Arc<Limits>) -> Self {
+impl<T: AsyncRead + AsyncWrite + Unpin> ConnIo<T> {
+    pub fn new(inner: T, conn: Arc<Conn>, limits: Arc<Limits>) -> Self {
         Self {
             inner,
             conn,
@@ -112,7 +113,7 @@ impl ConnIo {
     }
 
     /// Maps a write's `Pending` to an error once it has lasted the send timeout.
-    fn stalled<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn stalled<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if r.is_ready() {
             self.stall = None;
             return r;
@@ -187,7 +188,7 @@ impl ConnIo {
     }
 }
 
-impl AsyncRead for ConnIo {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ConnIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -203,7 +204,7 @@ impl AsyncRead for ConnIo {
     }
 }
 
-impl AsyncWrite for ConnIo {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -257,6 +258,64 @@ impl AsyncWrite for ConnIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn wrapped(
+        conn: &Arc<Conn>,
+        capacity: usize,
+    ) -> (ConnIo<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(capacity);
+        let limits = Limits {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+            send: Duration::from_millis(100),
+            max_connections: 1,
+            retry_after_secs: 1,
+        };
+        (ConnIo::new(server, conn.clone(), Arc::new(limits)), client)
+    }
+
+    async fn written(
+        io: &mut ConnIo<tokio::io::DuplexStream>,
+        client: &mut tokio::io::DuplexStream,
+        bytes: &[u8],
+    ) -> String {
+        io.write_all(bytes).await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn an_automatic_response_gets_the_openai_body_and_a_routed_one_is_untouched() {
+        let conn = Conn::new();
+        let (mut io, mut client) = wrapped(&conn, 1 << 16);
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let out = written(&mut io, &mut client, hyper_431).await;
+        assert_eq!(
+            out.as_bytes(),
+            error_response(&ApiError::HeadersTooLarge, None).as_slice()
+        );
+
+        let conn = Conn::new();
+        let (mut io, mut client) = wrapped(&conn, 1 << 16);
+        let _request = conn.begin_request();
+        let routed = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}";
+        let out = written(&mut io, &mut client, routed).await;
+        assert_eq!(out.as_bytes(), routed);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_does_not_read_fails_after_the_send_timeout() {
+        let conn = Conn::new();
+        let (mut io, _client) = wrapped(&conn, 64);
+        let _request = conn.begin_request();
+        let r = tokio::time::timeout(Duration::from_secs(10), io.write_all(&[b'x'; 4096])).await;
+        let err = r.expect("the write gives up by itself").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
 
     #[test]
     fn hyper_rejections_map_to_openai_errors() {
