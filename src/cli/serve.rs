@@ -1,6 +1,10 @@
 //! `quorum serve`: the OpenAI-compatible HTTP server. Settings come from
 //! flags > `QUORUM_*` env > `--config` TOML > defaults (see
 //! `quorum::server::config`); this file only wires the runtime and signals.
+//!
+//! The first SIGTERM / Ctrl-C drains (see `RunningServer::shutdown`); a
+//! second one during the drain exits at once with status 128 + signal
+//! (130 for SIGINT, 143 for SIGTERM).
 
 use std::path::PathBuf;
 
@@ -42,7 +46,7 @@ async fn serve(cfg: server::ServerConfig) -> anyhow::Result<()> {
     match loaded {
         None => {
             tracing::info!("signal received while loading; shutting down");
-            running.shutdown().await?;
+            drain(running).await?;
             return Ok(());
         }
         Some(Err(e)) => {
@@ -53,14 +57,42 @@ async fn serve(cfg: server::ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %running.local_addr(), "serving");
     shutdown_signal().await;
-    tracing::info!("shutting down: no new requests; in-flight work gets the grace period");
-    running.shutdown().await?;
+    tracing::info!("shutting down: no new requests; in-flight work gets the grace period (a second signal exits at once)");
+    drain(running).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// The graceful shutdown, cut short by a second signal.
+async fn drain(running: server::RunningServer) -> anyhow::Result<()> {
+    tokio::select! {
+        r = running.shutdown() => Ok(r?),
+        signal = shutdown_signal() => {
+            tracing::warn!("second signal: exiting without waiting for in-flight requests");
+            std::process::exit(128 + signal.number());
+        }
+    }
+}
+
+/// The signal that asked for shutdown.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    /// The POSIX signal number (for the exit status 128 + n).
+    fn number(self) -> i32 {
+        match self {
+            Self::Interrupt => 2,
+            Self::Terminate => 15,
+        }
+    }
+}
+
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+async fn shutdown_signal() -> Signal {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -78,7 +110,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => Signal::Interrupt,
+        _ = term => Signal::Terminate,
     }
 }

@@ -68,3 +68,28 @@ async fn routing_errors_are_openai_shaped() {
     let (status, _) = call(&state, "GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_handler_still_running_when_the_grace_period_ends_answers_503() {
+    use axum::routing::get;
+    let state = AppState::new(ServerConfig::default());
+    let router = axum::Router::new()
+        .route("/slow", get(std::future::pending::<&'static str>))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::grace_deadline,
+        ))
+        .with_state(state.clone());
+    let req = Request::get("/slow").body(Body::empty()).unwrap();
+    let call = tokio::spawn(router.oneshot(req));
+    tokio::task::yield_now().await;
+    state.end_grace();
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["error"]["code"], "service_unavailable");
+    assert_eq!(v["error"]["message"], super::state::GRACE_OVER);
+}

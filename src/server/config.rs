@@ -37,6 +37,25 @@ pub mod defaults {
     pub fn max_concurrent_tokenizations() -> usize {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
+    /// A request head (request line + headers) must arrive within this many
+    /// seconds of the connection opening, or of its first byte on a reused
+    /// connection. Clients send the head in one write; 10 s covers slow links.
+    pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+    /// A request body must arrive completely within this many seconds of
+    /// the handler starting to read it (4 MiB in 60 s is ~70 KB/s).
+    pub const BODY_READ_TIMEOUT_SECS: u64 = 60;
+    /// An idle keep-alive connection is closed after this many seconds:
+    /// longer than the idle expiry of common client pools (httpx 5 s, Node
+    /// 5 s), so the client, not the server, usually closes first.
+    pub const IDLE_TIMEOUT_SECS: u64 = 60;
+    /// A response write that makes no progress for this many seconds (the
+    /// client stopped reading) closes the connection.
+    pub const SEND_TIMEOUT_SECS: u64 = 60;
+    /// Open connections at once: half of the common 1,024 file-descriptor
+    /// soft limit, leaving the rest for model files, logs and the 503s sent
+    /// at the cap. Eight times `MAX_CONCURRENT_REQUESTS`, so idle keep-alive
+    /// pools of many clients fit.
+    pub const MAX_CONNECTIONS: usize = 512;
 }
 
 /// One `--model` value: `DIR` (id = the directory name) or `ID=DIR`.
@@ -157,6 +176,25 @@ pub struct ServeSettings {
         default_missing_value = "true"
     )]
     pub allow_special_tokens_in_content: Option<bool>,
+    /// Seconds a client has to send a request head (line + headers), from
+    /// connecting or from the head's first byte; then the connection is
+    /// closed [default: 10].
+    #[arg(long, env = "QUORUM_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request body has to arrive completely; then 408 [default: 60].
+    #[arg(long, env = "QUORUM_BODY_READ_TIMEOUT_SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+    /// Seconds an idle keep-alive connection stays open [default: 60].
+    #[arg(long, env = "QUORUM_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a response write may stall (client not reading) before the
+    /// connection is closed [default: 60].
+    #[arg(long, env = "QUORUM_SEND_TIMEOUT_SECS")]
+    pub send_timeout_secs: Option<u64>,
+    /// Open connections at once. At the cap the oldest idle connection is
+    /// closed to make room; when none is idle, new ones get 503 [default: 512].
+    #[arg(long, env = "QUORUM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Response field of the reasoning text [default: reasoning_content].
     #[arg(long, env = "QUORUM_REASONING_FIELD", value_enum)]
     pub reasoning_field: Option<ReasoningField>,
@@ -174,6 +212,10 @@ pub struct ServeSettings {
     pub defaults:
         Option<std::collections::BTreeMap<String, crate::server::selection::ModelDefaults>>,
 }
+
+/// Largest accepted `max_connections` (the listener counts connections in
+/// a semaphore whose permits are taken as one `u32`).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 
 /// The TOML file: settings live under `[server]`.
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +288,13 @@ impl ServeSettings {
             allow_special_tokens_in_content: self
                 .allow_special_tokens_in_content
                 .or(lower.allow_special_tokens_in_content),
+            header_read_timeout_secs: self
+                .header_read_timeout_secs
+                .or(lower.header_read_timeout_secs),
+            body_read_timeout_secs: self.body_read_timeout_secs.or(lower.body_read_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
+            send_timeout_secs: self.send_timeout_secs.or(lower.send_timeout_secs),
+            max_connections: self.max_connections.or(lower.max_connections),
             reasoning_field: self.reasoning_field.or(lower.reasoning_field),
             think: self.think.or(lower.think),
             reward_model: self.reward_model.or(lower.reward_model),
@@ -278,6 +327,14 @@ impl ServeSettings {
             } else {
                 Ok(v)
             }
+        };
+        let seconds = |field: &'static str, v: Option<u64>, default: u64| match v.unwrap_or(default)
+        {
+            0 => Err(ConfigError::Invalid {
+                field,
+                message: "must be at least 1".into(),
+            }),
+            s => Ok(Duration::from_secs(s)),
         };
         let cfg = ServerConfig {
             models: self.models.unwrap_or_default(),
@@ -326,6 +383,35 @@ impl ServeSettings {
                     .unwrap_or_else(defaults::max_concurrent_tokenizations),
             )?,
             allow_special_tokens_in_content: self.allow_special_tokens_in_content.unwrap_or(false),
+            header_read_timeout: seconds(
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                defaults::HEADER_READ_TIMEOUT_SECS,
+            )?,
+            body_read_timeout: seconds(
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs,
+                defaults::BODY_READ_TIMEOUT_SECS,
+            )?,
+            idle_timeout: seconds(
+                "idle_timeout_secs",
+                self.idle_timeout_secs,
+                defaults::IDLE_TIMEOUT_SECS,
+            )?,
+            send_timeout: seconds(
+                "send_timeout_secs",
+                self.send_timeout_secs,
+                defaults::SEND_TIMEOUT_SECS,
+            )?,
+            max_connections: match self.max_connections.unwrap_or(defaults::MAX_CONNECTIONS) {
+                n @ 1..=MAX_CONNECTIONS_LIMIT => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "max_connections",
+                        message: format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+                    })
+                }
+            },
             reasoning_field: self.reasoning_field.unwrap_or_default(),
             think: self.think.unwrap_or_default(),
             reward_model: self.reward_model,
@@ -376,6 +462,13 @@ pub struct ServerConfig {
     /// HF's behaviour for special-token text in user / tool contents
     /// (per model: `defaults.ID.allow_special_tokens_in_content`).
     pub allow_special_tokens_in_content: bool,
+    /// Connection limits, enforced by [`super::listener`].
+    pub header_read_timeout: Duration,
+    /// Enforced where the body is read ([`super::extract`]): 408 after it.
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
     /// Response field of the reasoning text.
     pub reasoning_field: ReasoningField,
     /// Think mode per model id (see [`super::think::model_config`]).
@@ -468,5 +561,47 @@ mod tests {
             ..Default::default()
         };
         assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_reject_zero() {
+        let cfg = ServerConfig::default();
+        assert_eq!(
+            cfg.header_read_timeout,
+            Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.body_read_timeout,
+            Duration::from_secs(defaults::BODY_READ_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.idle_timeout,
+            Duration::from_secs(defaults::IDLE_TIMEOUT_SECS)
+        );
+        assert_eq!(
+            cfg.send_timeout,
+            Duration::from_secs(defaults::SEND_TIMEOUT_SECS)
+        );
+        assert_eq!(cfg.max_connections, defaults::MAX_CONNECTIONS);
+        let file: ConfigFile =
+            toml::from_str("[server]\nidle_timeout_secs = 5\nmax_connections = 9\n").unwrap();
+        let cfg = file.server.resolve().unwrap();
+        assert_eq!((cfg.idle_timeout.as_secs(), cfg.max_connections), (5, 9));
+        for s in [
+            ServeSettings {
+                header_read_timeout_secs: Some(0),
+                ..Default::default()
+            },
+            ServeSettings {
+                max_connections: Some(0),
+                ..Default::default()
+            },
+            ServeSettings {
+                max_connections: Some(usize::MAX),
+                ..Default::default()
+            },
+        ] {
+            assert!(s.resolve().is_err());
+        }
     }
 }

@@ -34,6 +34,14 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
+    /// The client was too slow sending the request (body read timeout).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// Rejections of the HTTP parser itself, answered before any route runs.
+    #[error("the request headers are too large")]
+    HeadersTooLarge,
+    #[error("the request URI is too long")]
+    UriTooLong,
     /// Too many requests right now; the client should retry after a pause.
     #[error("{message}")]
     RateLimited {
@@ -80,6 +88,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +122,13 @@ impl ApiError {
                 Some("unsupported_media_type"),
                 None,
             ),
+            Self::RequestTimeout(_) => ("invalid_request_error", Some("request_timeout"), None),
+            Self::HeadersTooLarge => (
+                "invalid_request_error",
+                Some("request_header_fields_too_large"),
+                None,
+            ),
+            Self::UriTooLong => ("invalid_request_error", Some("uri_too_long"), None),
             Self::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             Self::Unavailable(_) => ("server_error", Some("service_unavailable"), None),
             Self::Internal(_) => ("server_error", Some("internal_error"), None),

@@ -3,6 +3,8 @@
 //! for every failure, so this one maps content-type, size, syntax and type
 //! errors to [`ApiError`], naming the offending field path when serde knows it.
 
+use std::time::Duration;
+
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use futures::StreamExt;
@@ -36,7 +38,12 @@ impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = read_body(req, state.config.max_body_bytes).await?;
+        let bytes = read_body(
+            req,
+            state.config.max_body_bytes,
+            state.config.body_read_timeout,
+        )
+        .await?;
         T::from_json(&bytes).map(ApiJson)
     }
 }
@@ -47,7 +54,20 @@ impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
 /// a broken connection instead of the 413. Beyond it the connection is cut.
 const MAX_DRAIN_BYTES: usize = 64 << 20;
 
-async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The body within `deadline` (a total deadline from the handler's start:
+/// a client trickling bytes cannot hold the request open), else 408.
+async fn read_body(req: Request, limit: usize, deadline: Duration) -> Result<Vec<u8>, ApiError> {
+    tokio::time::timeout(deadline, read_all(req, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            )))
+        })
+}
+
+async fn read_all(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

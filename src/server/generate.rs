@@ -100,6 +100,11 @@ impl RequestRecord {
         r
     }
 
+    /// The server state (the SSE stream watches its shutdown deadline).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Records a finished generation's token counts and marks success.
     pub fn finished(&mut self, out: &GenerateOutput) {
         self.prompt_tokens = out.prompt_tokens;
@@ -192,12 +197,23 @@ pub fn submit_cancellable(
 
 /// Waits for the whole result (non-streaming). The receiver lives in the
 /// handler's future: if the client disconnects, axum drops the future, the
-/// receiver goes with it and the engine cancels the rollouts.
+/// receiver goes with it and the engine cancels the rollouts. When the
+/// shutdown grace period runs out first, the answer is 503.
 pub async fn collect(
     mut rx: UnboundedReceiver<EngineEvent>,
     record: &mut RequestRecord,
 ) -> Result<GenerateOutput, ApiError> {
-    while let Some(ev) = rx.recv().await {
+    let state = record.state.clone();
+    let grace_over = state.grace_over();
+    tokio::pin!(grace_over);
+    while let Some(ev) = tokio::select! {
+        biased;
+        () = &mut grace_over => {
+            record.outcome = Outcome::Error;
+            return Err(ApiError::Unavailable(super::state::GRACE_OVER.into()));
+        }
+        ev = rx.recv() => ev,
+    } {
         match ev {
             EngineEvent::Finished(out) => {
                 record.finished(&out);

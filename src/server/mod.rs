@@ -10,7 +10,8 @@
 //!
 //! [`start`] binds first and loads models in the background, so `/health`
 //! can answer 503 while loading, and returns a [`RunningServer`] used by the
-//! CLI and by tests alike.
+//! CLI and by tests alike. Connections are accepted and timed by
+//! [`listener`] (header, idle, send timeouts, connection cap).
 
 pub mod auth;
 pub mod best_of;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod generate;
+pub mod listener;
 pub mod loader;
 pub mod metrics;
 pub mod openai;
@@ -32,15 +34,16 @@ pub mod tokens;
 pub mod validate;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Uri;
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -75,6 +78,10 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            grace_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             auth::count_status,
         ))
         // Request spans at debug level; 5xx are already in the per-request
@@ -90,6 +97,23 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+/// A handler still running when the shutdown grace period is over answers
+/// 503 (the generation paths do so themselves, see
+/// [`generate::collect`]; this covers the rest, e.g. `/v1/score`). Dropping
+/// the handler drops its engine receiver, which cancels the work.
+async fn grace_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    tokio::select! {
+        biased;
+        res = next.run(req) => res,
+        () = state.grace_over() => ApiError::Unavailable(state::GRACE_OVER.into()).into_response(),
+    }
+}
+
+/// After the grace period: how long the 503s and SSE error events of the
+/// requests still in flight get to reach their clients before the
+/// connections are dropped.
+const GRACE_FLUSH: Duration = Duration::from_secs(2);
 
 /// Start-up and shutdown failures.
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +135,7 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     state: AppState,
-    stop: watch::Sender<bool>,
-    serve: JoinHandle<std::io::Result<()>>,
+    serving: listener::Serving,
     loaded: watch::Receiver<Option<Result<(), String>>>,
 }
 
@@ -129,16 +152,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
+    let limits = listener::Limits::of(&config);
     let state = AppState::new(config);
-    let (stop, mut stop_rx) = watch::channel(false);
-    let router = app(state.clone());
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let serving = listener::Serving::start(listener, app(state.clone()), limits);
     let (load_tx, loaded) = watch::channel(None);
     let st = state.clone();
     tokio::spawn(async move {
@@ -155,8 +171,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         addr,
         state,
-        stop,
-        serve,
+        serving,
         loaded,
     })
 }
@@ -184,25 +199,31 @@ impl RunningServer {
     }
 
     /// Graceful shutdown: `/health` turns 503, new work is refused, the
-    /// listener closes, and in-flight requests get the grace period before
-    /// their connections are dropped (which cancels their rollouts).
+    /// listener closes, idle and mid-header connections close at once, and
+    /// in-flight requests get the grace period. Whatever is still running
+    /// then answers 503 (streams: an error event and `[DONE]`), gets
+    /// [`GRACE_FLUSH`] to reach its client, and is dropped.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.state.begin_shutdown();
-        let _ = self.stop.send(true);
+        self.serving.drain();
         let grace = self.state.config.shutdown_grace;
-        match tokio::time::timeout(grace, &mut self.serve).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(ServerError::Serve(e.to_string())),
-            Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
-            Err(_) => {
-                tracing::warn!(
-                    grace_secs = grace.as_secs(),
-                    "grace period over; dropping open connections"
-                );
-                self.serve.abort();
-                Ok(())
-            }
+        if let Ok(r) = tokio::time::timeout(grace, self.serving.finished()).await {
+            return r.map_err(|e| ServerError::Serve(e.to_string()));
         }
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "grace period over; in-flight requests answer 503"
+        );
+        self.state.end_grace();
+        if let Ok(r) = tokio::time::timeout(GRACE_FLUSH, self.serving.finished()).await {
+            return r.map_err(|e| ServerError::Serve(e.to_string()));
+        }
+        tracing::warn!("dropping connections that did not close");
+        self.serving.abort();
+        self.serving
+            .finished()
+            .await
+            .map_err(|e| ServerError::Serve(e.to_string()))
     }
 }
 

@@ -6,6 +6,9 @@
 //! receiver (the engine cancels the rollouts) and writes the log line.
 //! An engine error mid-stream becomes an OpenAI error event, then the
 //! stream ends (no `[DONE]`, so clients can tell it apart from success).
+//! When the shutdown grace period runs out mid-stream, the stream ends with
+//! a `service_unavailable` error event followed by `[DONE]`, so clients see
+//! why the answer stops instead of a cut connection.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,10 +17,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::generate::{Outcome, RequestRecord};
 use super::openai::Usage;
+use super::state::GRACE_OVER;
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::{EngineEvent, FinishReason};
 
@@ -39,6 +44,8 @@ struct StreamState<W> {
     writer: W,
     record: RequestRecord,
     include_usage: bool,
+    /// The shutdown deadline ([`crate::server::AppState::grace_watch`]).
+    grace_over: watch::Receiver<bool>,
     done: bool,
 }
 
@@ -50,11 +57,13 @@ pub fn respond<W: ChunkWriter>(
     include_usage: bool,
     keepalive: Duration,
 ) -> Response {
+    let grace_over = record.state().grace_watch();
     let st = StreamState {
         rx,
         writer,
         record,
         include_usage,
+        grace_over,
         done: false,
     };
     Sse::new(events(st))
@@ -69,9 +78,21 @@ fn events<W: ChunkWriter>(
         if st.done {
             return None;
         }
-        let out = match st.rx.recv().await {
-            Some(ev) => step(&mut st, ev),
-            None => {
+        // Biased towards the deadline: a busy engine always has an event ready.
+        let ev = tokio::select! {
+            biased;
+            Ok(_) = st.grace_over.wait_for(|over| *over) => Err(()),
+            ev = st.rx.recv() => Ok(ev),
+        };
+        let out = match ev {
+            Err(()) => {
+                st.done = true;
+                st.record.outcome = Outcome::Error;
+                let e = ApiError::Unavailable(GRACE_OVER.into());
+                vec![e.to_json(), "[DONE]".to_string()]
+            }
+            Ok(Some(ev)) => step(&mut st, ev),
+            Ok(None) => {
                 st.done = true;
                 st.record.outcome = Outcome::Error;
                 let e =
@@ -156,8 +177,7 @@ mod tests {
         }
     }
 
-    async fn body_of(events: Vec<EngineEvent>) -> String {
-        let state = AppState::new(ServerConfig::default());
+    fn record(state: &AppState) -> RequestRecord {
         let req = ValidRequest {
             model: "m".into(),
             n: 1,
@@ -171,7 +191,12 @@ mod tests {
             selection: None,
         };
         let permit = state.admit().unwrap();
-        let record = RequestRecord::new(&state, permit, "id".into(), "test", &req);
+        RequestRecord::new(state, permit, "id".into(), "test", &req)
+    }
+
+    async fn body_of(events: Vec<EngineEvent>) -> String {
+        let state = AppState::new(ServerConfig::default());
+        let record = record(&state);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         for ev in events {
             tx.send(ev).unwrap();
@@ -230,5 +255,36 @@ mod tests {
             body.contains("service_unavailable") && !body.contains("[DONE]"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn grace_over_mid_stream_is_an_error_event_then_done() {
+        let state = AppState::new(ServerConfig::default());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(EngineEvent::Started {
+            prompt_tokens: 3,
+            cached_tokens: 0,
+        })
+        .unwrap();
+        tx.send(token("a")).unwrap();
+        let res = respond(rx, Echo, record(&state), true, Duration::from_secs(60));
+        let mut body = res.into_body().into_data_stream();
+        let mut seen = String::new();
+        while !seen.contains("tok:0:a") {
+            let chunk = body.next().await.expect("open").unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        state.end_grace();
+        // Queued but not sent: the deadline wins over a busy engine.
+        tx.send(token("late")).unwrap();
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        let expected = format!(
+            "data: start\n\ndata: tok:0:a\n\ndata: {}\n\ndata: [DONE]\n\n",
+            ApiError::Unavailable(GRACE_OVER.into()).to_json()
+        );
+        assert_eq!(seen, expected);
+        assert!(seen.contains(r#""code":"service_unavailable""#), "{seen}");
     }
 }

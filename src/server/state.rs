@@ -1,12 +1,13 @@
 //! Shared server state: configuration, the loaded models, the lifecycle
-//! phase (for `/health` and 503s) and the concurrency limiter.
+//! phase (for `/health` and 503s), the end-of-grace signal and the
+//! concurrency limiter.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::config::ServerConfig;
 use super::error::ApiError;
@@ -48,10 +49,17 @@ pub struct Shared {
     pub metrics: ServerMetrics,
     models: OnceLock<BTreeMap<String, Arc<ModelEntry>>>,
     phase: AtomicU8,
+    /// Turns `true` when the shutdown grace period is over: requests still
+    /// in flight answer 503 (streams: an error event and `[DONE]`) at once.
+    grace_over: watch::Sender<bool>,
     limiter: Arc<Semaphore>,
     /// Slots for tokenizing large prompts (see [`super::tokenize`]).
     pub tokenize: super::tokenize::TokenizeLimiter,
 }
+
+/// What in-flight requests answer when the shutdown grace period runs out.
+pub const GRACE_OVER: &str =
+    "the server is shutting down and the grace period for in-flight requests is over; retry the request";
 
 impl Deref for AppState {
     type Target = Shared;
@@ -70,6 +78,7 @@ impl AppState {
             metrics: ServerMetrics::default(),
             models: OnceLock::new(),
             phase: AtomicU8::new(Phase::Loading as u8),
+            grace_over: watch::Sender::new(false),
             limiter,
         }))
     }
@@ -102,6 +111,26 @@ impl AppState {
     pub fn begin_shutdown(&self) {
         self.phase
             .store(Phase::ShuttingDown as u8, Ordering::Release);
+    }
+
+    /// The shutdown grace period is over: in-flight work ends with
+    /// [`GRACE_OVER`].
+    pub fn end_grace(&self) {
+        self.grace_over.send_replace(true);
+    }
+
+    /// A receiver whose `wait_for(|over| *over)` resolves when the grace
+    /// period is over (see [`AppState::grace_over`]).
+    pub fn grace_watch(&self) -> watch::Receiver<bool> {
+        self.grace_over.subscribe()
+    }
+
+    /// Resolves when the grace period is over; never before.
+    pub async fn grace_over(&self) {
+        let mut rx = self.grace_watch();
+        if rx.wait_for(|over| *over).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Ready check shared by every model-using route.
