@@ -9,6 +9,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::serde_message::plain;
 use super::state::AppState;
 
 /// A JSON request body that rejects with OpenAI-shaped errors.
@@ -78,26 +79,32 @@ async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
-/// Deserializes `bytes`, reporting the JSON path of a type error as `param`.
+/// Deserializes `bytes` (exactly one JSON value: trailing data is an
+/// error), reporting the JSON path of a type error as `param`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            let what = if inner.is_data() {
-                "invalid request body"
-            } else {
-                "malformed JSON in request body"
-            };
+        if inner.is_syntax() || inner.is_eof() {
             ApiError::InvalidRequest {
-                message: format!("{what}: {inner}"),
+                message: format!(
+                    "malformed JSON in request body: {}",
+                    plain(&inner.to_string())
+                ),
                 param: None,
             }
         } else {
-            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+            rejection(&path, &inner)
         }
-    })
+    })?;
+    de.end().map_err(|e| ApiError::InvalidRequest {
+        message: format!(
+            "malformed JSON in request body: {e}; the body must be exactly one JSON value"
+        ),
+        param: None,
+    })?;
+    Ok(value)
 }
 
 /// Decodes one part of a request from the already-parsed body, reporting
@@ -112,16 +119,22 @@ pub fn parse_part<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, Ap
     }
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::InvalidRequest {
-                message: format!("invalid request body: {inner}"),
-                param: None,
-            }
-        } else {
-            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
-        }
+        rejection(&path, e.inner())
     })
+}
+
+/// The 400 of a data error at `path` (`.` = the top level), in plain
+/// language (see [`plain`]).
+fn rejection(path: &str, inner: &serde_json::Error) -> ApiError {
+    let message = plain(&inner.to_string());
+    if path == "." {
+        ApiError::InvalidRequest {
+            message: format!("invalid request body: {message}"),
+            param: None,
+        }
+    } else {
+        ApiError::invalid(path, format!("{path}: {message}"))
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod openai;
 pub mod reward;
 pub mod routes;
 pub mod selection;
+pub mod serde_message;
 pub mod sse;
 pub mod state;
 pub mod think;
@@ -56,11 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(completions::completions))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::get))
-        .route("/score", post(score::score))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ));
+        .route("/score", post(score::score));
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health::health))
@@ -68,6 +65,13 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Around routes and fallbacks alike: with keys configured, unknown
+        // paths and wrong methods are 401 before 404/405.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(middleware::from_fn(error::openai_shaped))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::count_status,
@@ -125,6 +129,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .local_addr()
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let state = AppState::new(config);
+    auth::log_startup(&state.config);
     let (stop, mut stop_rx) = watch::channel(false);
     let router = app(state.clone());
     let serve = tokio::spawn(async move {
