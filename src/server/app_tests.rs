@@ -302,3 +302,169 @@ async fn request_limits_the_body_cannot_use_are_400s() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
 }
+
+/// A message names a Rust type: a CamelCase word, or serde's type words.
+fn rust_type_named(message: &str) -> Option<String> {
+    const RUST_WORDS: [&str; 14] = [
+        "struct", "enum", "untagged", "usize", "isize", "u8", "u16", "u32", "u64", "i32",
+        "i64", "f32", "f64", "sequence",
+    ];
+    message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| {
+            RUST_WORDS.contains(w)
+                || w.as_bytes()
+                    .windows(2)
+                    .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn rust_type_names_are_spotted() {
+    assert_eq!(
+        rust_type_named("expected struct WireMessage").as_deref(),
+        Some("struct")
+    );
+    assert_eq!(
+        rust_type_named("x: expected ConfidenceMetric").as_deref(),
+        Some("ConfidenceMetric")
+    );
+    assert_eq!(rust_type_named("expected usize").as_deref(), Some("usize"));
+    assert_eq!(rust_type_named("messages[0].content must be a string"), None);
+}
+
+/// Every field of a valid body replaced by every wrong shape: the answer is
+/// a 4xx in the OpenAI shape whose message never names a Rust type.
+#[tokio::test]
+async fn malformed_bodies_never_name_rust_types() {
+    use serde_json::{json, Value};
+    let state = AppState::new(ServerConfig::default());
+    state.set_models(Vec::new());
+    let wrong = [
+        json!("hi"),
+        json!(-1),
+        json!(1.5),
+        json!(true),
+        json!(null),
+        json!([]),
+        json!([1, "a"]),
+        json!({}),
+        json!({"a": 1}),
+        json!(1e300),
+        json!(5_000_000_000u64),
+        json!(-5_000_000_000i64),
+    ];
+    let sampling = [
+        "/n", "/temperature", "/top_p", "/top_k", "/min_p", "/repetition_penalty",
+        "/presence_penalty", "/frequency_penalty", "/logit_bias", "/logit_bias/5", "/stop",
+        "/stop/0", "/stop_token_ids", "/stop_token_ids/0", "/ignore_eos", "/seed", "/user",
+        "/stream", "/stream_options", "/stream_options/include_usage", "/rollouts",
+        "/chat_template_kwargs", "/selection", "/thinking", "/thinking_budget", "/model",
+    ];
+    let base_sampling = json!({
+        "model": "m", "logit_bias": {"5": 1}, "stop": ["x"], "stop_token_ids": [1],
+        "stream_options": {"include_usage": true}, "chat_template_kwargs": {"enable_thinking": true},
+    });
+    let with = |extra: Value| {
+        let mut v = base_sampling.clone();
+        for (k, x) in extra.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let chat = with(json!({
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "u"}],
+        "response_format": {"type": "text"},
+    }));
+    let chat_fields = [
+        "/messages", "/messages/0", "/messages/0/role", "/messages/0/content",
+        "/messages/0/content/0", "/messages/0/content/0/type", "/messages/0/content/0/text",
+        "/messages/0/name", "/messages/0/tool_call_id", "/messages/0/reasoning_content",
+        "/max_tokens", "/max_completion_tokens", "/logprobs", "/top_logprobs",
+        "/response_format", "/response_format/type", "/reasoning_effort",
+        "/min_thinking_tokens", "/thinking_budget_message", "/max_thinking_tokens",
+    ];
+    let completion = with(json!({"prompt": "hi", "echo": false, "suffix": ""}));
+    let completion_fields = ["/prompt", "/echo", "/logprobs", "/best_of", "/suffix", "/max_tokens"];
+    let score = json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "completions": ["a"]});
+    let score_fields = ["/model", "/prompt", "/messages", "/messages/0", "/completions", "/completions/0"];
+
+    let mut bodies: Vec<(&str, Vec<u8>)> = Vec::new();
+    for (uri, base, fields) in [
+        ("/v1/chat/completions", &chat, [&sampling[..], &chat_fields[..]].concat()),
+        ("/v1/completions", &completion, [&sampling[..], &completion_fields[..]].concat()),
+        ("/v1/score", &score, score_fields.to_vec()),
+    ] {
+        for field in fields {
+            for w in &wrong {
+                let mut v = base.clone();
+                let (parent, key) = field.rsplit_once('/').unwrap();
+                match v.pointer_mut(parent) {
+                    Some(Value::Object(m)) => {
+                        m.insert(key.to_string(), w.clone());
+                    }
+                    Some(Value::Array(a)) => {
+                        if let Some(slot) = key.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                            *slot = w.clone();
+                        }
+                    }
+                    _ => continue,
+                }
+                bodies.push((uri, v.to_string().into_bytes()));
+            }
+        }
+        for raw in [
+            &b""[..], b"[]", b"null", b"1", b"\"x\"", b"{", b"{\"model\": }", b"{} {}",
+            b"{\"model\": \"m\"} x", b"{\"model\": \"\xff\"}", b"{\"a\" 1}", b"[{}]",
+        ] {
+            bodies.push((uri, raw.to_vec()));
+        }
+    }
+    assert!(bodies.len() > 1000, "{}", bodies.len());
+    for (uri, body) in bodies {
+        let shown = String::from_utf8_lossy(&body).into_owned();
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, text, ctype) = send(&state, req).await;
+        assert!(status.is_client_error(), "{uri} {shown}: {status} {text}");
+        assert_eq!(ctype, "application/json", "{uri} {shown}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{uri} {shown}: {text}");
+        if let Some(w) = rust_type_named(message) {
+            panic!("{uri} {shown}: `{w}` in {message:?}");
+        }
+    }
+
+    // `selection` is parsed once the model is known; check it directly.
+    use crate::server::selection::SelectionOptions;
+    let mut selections = wrong.to_vec();
+    for strategy in ["first", "majority", "best_of_n", "weighted_majority", "confidence"] {
+        for key in [
+            "strategy", "extract", "early_stop", "warmup", "keep_fraction", "metric",
+            "group_size", "weighted", "on_missing", "weight", "stratgy",
+        ] {
+            for w in &wrong {
+                selections.push(json!({"strategy": strategy, key: w}));
+            }
+        }
+        for key in ["extractors", "after_think", "regex", "extractor"] {
+            for w in &wrong {
+                selections.push(json!({"strategy": strategy, "extract": {key: w}}));
+            }
+        }
+    }
+    for sel in selections {
+        if let Err(e) = SelectionOptions::parse(&sel) {
+            assert!(e.param.starts_with("selection"), "{sel}: {e:?}");
+            if let Some(w) = rust_type_named(&e.message) {
+                panic!("{sel}: `{w}` in {:?}", e.message);
+            }
+        }
+    }
+}

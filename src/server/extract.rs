@@ -175,4 +175,58 @@ mod tests {
             assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e}");
         }
     }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        model: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: Option<u32>,
+    }
+
+    #[test]
+    fn unknown_keys_of_strict_objects_are_named_with_their_path() {
+        let e = parse::<Strict>(br#"{"model": "m", "modle": 1}"#).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "modle"),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("modle: unknown field `modle`"), "{e}");
+        let e = parse::<Strict>(br#"{"model": "m", "inner": {"b": 1}}"#).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "inner.b"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn trailing_data_after_the_body_is_rejected() {
+        for body in [&br#"{"n": 1, "messages": []} x"#[..], br#"{"n": 1, "messages": []}{}"#] {
+            let e = parse::<Req>(body).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(e.to_string().contains("exactly one JSON value"), "{e}");
+        }
+        assert!(parse::<Req>(b"{\"n\": 1, \"messages\": []} \n\t").is_ok());
+    }
+
+    #[test]
+    fn type_errors_are_in_json_terms() {
+        let e = parse::<Req>(br#"{"n": -1, "messages": {}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "n: invalid value: integer `-1`, expected an integer from 0 to 4294967295 at line 1 column 8"
+        );
+        let e = parse::<Req>(br#"{"n": 1, "messages": {}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "messages: invalid type: object, expected an array at line 1 column 21"
+        );
+    }
 }
