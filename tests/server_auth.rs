@@ -65,9 +65,7 @@ async fn health_shows_model_ids_only_to_a_valid_key() {
 async fn strict_vendor_objects_name_unknown_keys_over_http() {
     let srv = server_common::start(server_common::config()).await;
     let c = Client::new();
-    let post = |path: &str, body: Value| {
-        c.post(format!("{}{path}", srv.base)).json(&body).send()
-    };
+    let post = |path: &str, body: Value| c.post(format!("{}{path}", srv.base)).json(&body).send();
     let chat = |extra: Value| {
         let mut b = json!({
             "model": "tiny",
@@ -87,7 +85,9 @@ async fn strict_vendor_objects_name_unknown_keys_over_http() {
         ),
         (
             "/v1/chat/completions",
-            chat(json!({"rollouts": 2, "selection": {"strategy": "majority", "extract": {"after_thinking": true}}})),
+            chat(
+                json!({"rollouts": 2, "selection": {"strategy": "majority", "extract": {"after_thinking": true}}}),
+            ),
             "selection.extract.after_thinking",
         ),
         (

@@ -306,8 +306,8 @@ async fn request_limits_the_body_cannot_use_are_400s() {
 /// A message names a Rust type: a CamelCase word, or serde's type words.
 fn rust_type_named(message: &str) -> Option<String> {
     const RUST_WORDS: [&str; 14] = [
-        "struct", "enum", "untagged", "usize", "isize", "u8", "u16", "u32", "u64", "i32",
-        "i64", "f32", "f64", "sequence",
+        "struct", "enum", "untagged", "usize", "isize", "u8", "u16", "u32", "u64", "i32", "i64",
+        "f32", "f64", "sequence",
     ];
     message
         .split(|c: char| !c.is_ascii_alphanumeric())
@@ -331,7 +331,10 @@ fn rust_type_names_are_spotted() {
         Some("ConfidenceMetric")
     );
     assert_eq!(rust_type_named("expected usize").as_deref(), Some("usize"));
-    assert_eq!(rust_type_named("messages[0].content must be a string"), None);
+    assert_eq!(
+        rust_type_named("messages[0].content must be a string"),
+        None
+    );
 }
 
 /// Every field of a valid body replaced by every wrong shape: the answer is
@@ -356,11 +359,32 @@ async fn malformed_bodies_never_name_rust_types() {
         json!(-5_000_000_000i64),
     ];
     let sampling = [
-        "/n", "/temperature", "/top_p", "/top_k", "/min_p", "/repetition_penalty",
-        "/presence_penalty", "/frequency_penalty", "/logit_bias", "/logit_bias/5", "/stop",
-        "/stop/0", "/stop_token_ids", "/stop_token_ids/0", "/ignore_eos", "/seed", "/user",
-        "/stream", "/stream_options", "/stream_options/include_usage", "/rollouts",
-        "/chat_template_kwargs", "/selection", "/thinking", "/thinking_budget", "/model",
+        "/n",
+        "/temperature",
+        "/top_p",
+        "/top_k",
+        "/min_p",
+        "/repetition_penalty",
+        "/presence_penalty",
+        "/frequency_penalty",
+        "/logit_bias",
+        "/logit_bias/5",
+        "/stop",
+        "/stop/0",
+        "/stop_token_ids",
+        "/stop_token_ids/0",
+        "/ignore_eos",
+        "/seed",
+        "/user",
+        "/stream",
+        "/stream_options",
+        "/stream_options/include_usage",
+        "/rollouts",
+        "/chat_template_kwargs",
+        "/selection",
+        "/thinking",
+        "/thinking_budget",
+        "/model",
     ];
     let base_sampling = json!({
         "model": "m", "logit_bias": {"5": 1}, "stop": ["x"], "stop_token_ids": [1],
@@ -378,22 +402,59 @@ async fn malformed_bodies_never_name_rust_types() {
         "response_format": {"type": "text"},
     }));
     let chat_fields = [
-        "/messages", "/messages/0", "/messages/0/role", "/messages/0/content",
-        "/messages/0/content/0", "/messages/0/content/0/type", "/messages/0/content/0/text",
-        "/messages/0/name", "/messages/0/tool_call_id", "/messages/0/reasoning_content",
-        "/max_tokens", "/max_completion_tokens", "/logprobs", "/top_logprobs",
-        "/response_format", "/response_format/type", "/reasoning_effort",
-        "/min_thinking_tokens", "/thinking_budget_message", "/max_thinking_tokens",
+        "/messages",
+        "/messages/0",
+        "/messages/0/role",
+        "/messages/0/content",
+        "/messages/0/content/0",
+        "/messages/0/content/0/type",
+        "/messages/0/content/0/text",
+        "/messages/0/name",
+        "/messages/0/tool_call_id",
+        "/messages/0/reasoning_content",
+        "/max_tokens",
+        "/max_completion_tokens",
+        "/logprobs",
+        "/top_logprobs",
+        "/response_format",
+        "/response_format/type",
+        "/reasoning_effort",
+        "/min_thinking_tokens",
+        "/thinking_budget_message",
+        "/max_thinking_tokens",
     ];
     let completion = with(json!({"prompt": "hi", "echo": false, "suffix": ""}));
-    let completion_fields = ["/prompt", "/echo", "/logprobs", "/best_of", "/suffix", "/max_tokens"];
-    let score = json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "completions": ["a"]});
-    let score_fields = ["/model", "/prompt", "/messages", "/messages/0", "/completions", "/completions/0"];
+    let completion_fields = [
+        "/prompt",
+        "/echo",
+        "/logprobs",
+        "/best_of",
+        "/suffix",
+        "/max_tokens",
+    ];
+    let score =
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "completions": ["a"]});
+    let score_fields = [
+        "/model",
+        "/prompt",
+        "/messages",
+        "/messages/0",
+        "/completions",
+        "/completions/0",
+    ];
 
     let mut bodies: Vec<(&str, Vec<u8>)> = Vec::new();
     for (uri, base, fields) in [
-        ("/v1/chat/completions", &chat, [&sampling[..], &chat_fields[..]].concat()),
-        ("/v1/completions", &completion, [&sampling[..], &completion_fields[..]].concat()),
+        (
+            "/v1/chat/completions",
+            &chat,
+            [&sampling[..], &chat_fields[..]].concat(),
+        ),
+        (
+            "/v1/completions",
+            &completion,
+            [&sampling[..], &completion_fields[..]].concat(),
+        ),
         ("/v1/score", &score, score_fields.to_vec()),
     ] {
         for field in fields {
@@ -415,8 +476,18 @@ async fn malformed_bodies_never_name_rust_types() {
             }
         }
         for raw in [
-            &b""[..], b"[]", b"null", b"1", b"\"x\"", b"{", b"{\"model\": }", b"{} {}",
-            b"{\"model\": \"m\"} x", b"{\"model\": \"\xff\"}", b"{\"a\" 1}", b"[{}]",
+            &b""[..],
+            b"[]",
+            b"null",
+            b"1",
+            b"\"x\"",
+            b"{",
+            b"{\"model\": }",
+            b"{} {}",
+            b"{\"model\": \"m\"} x",
+            b"{\"model\": \"\xff\"}",
+            b"{\"a\" 1}",
+            b"[{}]",
         ] {
             bodies.push((uri, raw.to_vec()));
         }
@@ -444,10 +515,25 @@ async fn malformed_bodies_never_name_rust_types() {
     // `selection` is parsed once the model is known; check it directly.
     use crate::server::selection::SelectionOptions;
     let mut selections = wrong.to_vec();
-    for strategy in ["first", "majority", "best_of_n", "weighted_majority", "confidence"] {
+    for strategy in [
+        "first",
+        "majority",
+        "best_of_n",
+        "weighted_majority",
+        "confidence",
+    ] {
         for key in [
-            "strategy", "extract", "early_stop", "warmup", "keep_fraction", "metric",
-            "group_size", "weighted", "on_missing", "weight", "stratgy",
+            "strategy",
+            "extract",
+            "early_stop",
+            "warmup",
+            "keep_fraction",
+            "metric",
+            "group_size",
+            "weighted",
+            "on_missing",
+            "weight",
+            "stratgy",
         ] {
             for w in &wrong {
                 selections.push(json!({"strategy": strategy, key: w}));

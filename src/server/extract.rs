@@ -198,7 +198,10 @@ mod tests {
             matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "modle"),
             "{e:?}"
         );
-        assert!(e.to_string().starts_with("modle: unknown field `modle`"), "{e}");
+        assert!(
+            e.to_string().starts_with("modle: unknown field `modle`"),
+            "{e}"
+        );
         let e = parse::<Strict>(br#"{"model": "m", "inner": {"b": 1}}"#).unwrap_err();
         assert!(
             matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "inner.b"),
@@ -208,7 +211,10 @@ mod tests {
 
     #[test]
     fn trailing_data_after_the_body_is_rejected() {
-        for body in [&br#"{"n": 1, "messages": []} x"#[..], br#"{"n": 1, "messages": []}{}"#] {
+        for body in [
+            &br#"{"n": 1, "messages": []} x"#[..],
+            br#"{"n": 1, "messages": []}{}"#,
+        ] {
             let e = parse::<Req>(body).unwrap_err();
             assert_eq!(e.status(), StatusCode::BAD_REQUEST);
             assert!(e.to_string().contains("exactly one JSON value"), "{e}");

@@ -3,7 +3,7 @@
 //! Layout: [`config`] (settings: flags, env, TOML), [`openai`] (wire types),
 //! [`validate`] (wire → checked requests), [`error`] (the one error type and
 //! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
-//! rejections), [`generate`] and [`sse`] (the generation path shared by the
+//! rejections; [`serde_message`] puts serde's messages in JSON terms), [`generate`] and [`sse`] (the generation path shared by the
 //! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
 //! [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
 //! reached only through [`crate::engine::EngineHandle`].

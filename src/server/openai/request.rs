@@ -220,4 +220,29 @@ mod tests {
         let e = parse::<CompletionRequest>(br#"[1]"#).unwrap_err();
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
     }
+
+    #[test]
+    fn type_errors_speak_json_not_rust() {
+        let msg = |body: &[u8]| {
+            parse::<ChatCompletionRequest>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "stop": 5}"#),
+            "stop: expected a string or an array of strings"
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": ["hi"]}"#),
+            r#"messages[0]: invalid type: string "hi", expected a message object like {"role": "user", "content": "..."}"#
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "response_format": "text"}"#),
+            r#"response_format: invalid type: string "text", expected an object like {"type": "text"}"#
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "n": -2}"#),
+            "n: invalid value: integer `-2`, expected a non-negative integer"
+        );
+    }
 }
