@@ -253,11 +253,25 @@ async fn selection_errors_are_400s_naming_the_field() {
     let plain_bon = json!({"model": "plain", "rollouts": 2, "selection": "best_of_n"});
     let cases = [
         (&url, chat_body(json!({"n": 3, "rollouts": 2})), "rollouts"),
-        (&url, sel(json!({"strategy": "vibes"})), "selection"),
+        (
+            &url,
+            sel(json!({"strategy": "vibes"})),
+            "selection.strategy",
+        ),
         (
             &url,
             sel(json!({"strategy": "majority", "early_stop": 1})),
-            "selection",
+            "selection.early_stop",
+        ),
+        (
+            &url,
+            sel(json!({"stratgy": "majority"})),
+            "selection.stratgy",
+        ),
+        (
+            &url,
+            sel(json!({"strategy": "majority", "keep_fraction": 0.5})),
+            "selection.keep_fraction",
         ),
         (&url, chat_body(plain_bon), "selection.strategy"),
         (

@@ -56,6 +56,7 @@ pub mod defaults {
     /// at the cap. Eight times `MAX_CONCURRENT_REQUESTS`, so idle keep-alive
     /// pools of many clients fit.
     pub const MAX_CONNECTIONS: usize = 512;
+    pub const METRICS_REQUIRE_KEY: bool = false;
 }
 
 /// One `--model` value: `DIR` (id = the directory name) or `ID=DIR`.
@@ -122,7 +123,8 @@ pub struct ServeSettings {
     /// checkpoint keeps bf16, others f32].
     #[arg(long, env = "QUORUM_KV_CACHE_DTYPE", value_enum)]
     pub kv_cache_dtype: Option<crate::model::KvCacheDType>,
-    /// Accepted API key (repeatable; env: comma-separated). With none, no auth.
+    /// Accepted API key (repeatable; env: comma-separated). With none, no
+    /// auth; an empty or blank key is an error, not "no auth".
     #[arg(
         long = "api-key",
         env = "QUORUM_API_KEY",
@@ -131,9 +133,20 @@ pub struct ServeSettings {
     )]
     #[serde(rename = "api_key")]
     pub api_keys: Option<Vec<String>>,
-    /// File with one API key per line (`#` comments allowed).
+    /// File with one API key per line (`#` comments allowed); a file with
+    /// no key is an error.
     #[arg(long, env = "QUORUM_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// `/metrics` needs an API key too (Prometheus can send a bearer
+    /// token) [default: false].
+    #[arg(
+        long,
+        env = "QUORUM_METRICS_REQUIRE_KEY",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub metrics_require_key: Option<bool>,
     /// Largest request body in bytes; more is 413 [default: 4 MiB].
     #[arg(long, env = "QUORUM_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -173,7 +186,8 @@ pub struct ServeSettings {
         long,
         env = "QUORUM_ALLOW_SPECIAL_TOKENS_IN_CONTENT",
         num_args = 0..=1,
-        default_missing_value = "true"
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_special_tokens_in_content: Option<bool>,
     /// Seconds a client has to send a request head (line + headers), from
@@ -271,6 +285,7 @@ impl ServeSettings {
             kv_cache_dtype: self.kv_cache_dtype.or(lower.kv_cache_dtype),
             api_keys: self.api_keys.or(lower.api_keys),
             api_keys_file: self.api_keys_file.or(lower.api_keys_file),
+            metrics_require_key: self.metrics_require_key.or(lower.metrics_require_key),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             max_n: self.max_n.or(lower.max_n),
             max_rollouts: self.max_rollouts.or(lower.max_rollouts),
@@ -304,20 +319,16 @@ impl ServeSettings {
 
     /// Fills defaults, reads the key file and checks the limits.
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
-        let mut api_keys = self.api_keys.unwrap_or_default();
-        if let Some(path) = &self.api_keys_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            api_keys.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
-            );
+        let api_keys = api_keys(self.api_keys.as_deref(), self.api_keys_file.as_deref())?;
+        let metrics_require_key = self
+            .metrics_require_key
+            .unwrap_or(defaults::METRICS_REQUIRE_KEY);
+        if metrics_require_key && api_keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "metrics_require_key",
+                message: "needs at least one API key (--api-key or --api-keys-file)".into(),
+            });
         }
-        api_keys.retain(|k| !k.is_empty());
         let positive = |field: &'static str, v: usize| {
             if v == 0 {
                 Err(ConfigError::Invalid {
@@ -345,6 +356,7 @@ impl ServeSettings {
             amx: self.amx.unwrap_or_default(),
             kv_cache_dtype: self.kv_cache_dtype.unwrap_or_default(),
             api_keys,
+            metrics_require_key,
             max_body_bytes: positive(
                 "max_body_bytes",
                 self.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES),
@@ -435,6 +447,62 @@ impl ServeSettings {
     }
 }
 
+/// The accepted keys: `--api-key` values and the lines of the keys file
+/// (blank lines and `#` comments skipped). Auth must never fail open, so an
+/// explicitly given empty or blank key, a key that cannot be sent in an
+/// `Authorization` header, and a keys file without any key are errors.
+fn api_keys(given: Option<&[String]>, file: Option<&Path>) -> Result<Vec<String>, ConfigError> {
+    let invalid = |field, message: String| ConfigError::Invalid { field, message };
+    let mut keys = Vec::new();
+    for (i, k) in given.unwrap_or_default().iter().enumerate() {
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(invalid(
+                "api_key",
+                format!("key {} is empty or blank; give a real key or no --api-key at all (an empty key would switch auth off)", i + 1),
+            ));
+        }
+        keys.push(k.to_owned());
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let before = keys.len();
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+        if keys.len() == before {
+            return Err(invalid(
+                "api_keys_file",
+                format!(
+                    "{} holds no key (only blank lines and # comments); add one key per line or drop --api-keys-file",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    // Header values are visible ASCII (and inner spaces); anything else
+    // could never be sent, so such a key would lock every client out.
+    if let Some(i) = keys
+        .iter()
+        .position(|k| !k.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
+    {
+        return Err(invalid(
+            "api_key",
+            format!(
+                "key {} has characters an Authorization header cannot carry (only printable ASCII is allowed)",
+                i + 1
+            ),
+        ));
+    }
+    Ok(keys)
+}
+
 /// Resolved settings, every value present.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -448,6 +516,8 @@ pub struct ServerConfig {
     pub kv_cache_dtype: crate::model::KvCacheDType,
     /// Empty: no authentication.
     pub api_keys: Vec<String>,
+    /// `/metrics` is behind the API key too.
+    pub metrics_require_key: bool,
     pub max_body_bytes: usize,
     pub max_n: usize,
     pub max_rollouts: usize,
@@ -547,6 +617,96 @@ mod tests {
     fn shipped_config_file_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/server.toml");
         ServeSettings::from_file(&path).unwrap().resolve().unwrap();
+    }
+
+    fn keys(given: &[&str]) -> ServeSettings {
+        ServeSettings {
+            api_keys: Some(given.iter().map(|k| k.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn invalid_field(s: ServeSettings) -> &'static str {
+        match s.resolve() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected a ConfigError::Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_and_blank_api_keys_refuse_to_start() {
+        for given in [&[""][..], &["   "], &["sk-a", ""], &["\t"]] {
+            assert_eq!(invalid_field(keys(given)), "api_key", "{given:?}");
+        }
+        let e = keys(&[""]).resolve().unwrap_err().to_string();
+        assert!(e.contains("empty or blank"), "{e}");
+        // Surrounding blanks cannot be sent in a header, so they are dropped.
+        let cfg = keys(&[" sk-a ", "sk-b"]).resolve().unwrap();
+        assert_eq!(cfg.api_keys, ["sk-a", "sk-b"]);
+        assert!(keys(&[]).resolve().unwrap().api_keys.is_empty());
+    }
+
+    #[test]
+    fn api_keys_that_no_header_can_carry_are_refused() {
+        assert_eq!(invalid_field(keys(&["sk-\u{e9}"])), "api_key");
+        assert_eq!(invalid_field(keys(&["sk\x01a"])), "api_key");
+        assert_eq!(keys(&["sk a"]).resolve().unwrap().api_keys, ["sk a"]);
+    }
+
+    #[test]
+    fn a_keys_file_without_keys_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.txt");
+        let with_file = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ServeSettings {
+                api_keys_file: Some(path.clone()),
+                ..Default::default()
+            }
+        };
+        for text in ["", "\n\n", "# only a comment\n  \n# another\n"] {
+            assert_eq!(invalid_field(with_file(text)), "api_keys_file", "{text:?}");
+        }
+        let e = with_file("# none\n").resolve().unwrap_err().to_string();
+        assert!(e.contains("holds no key") && e.contains("keys.txt"), "{e}");
+        let cfg = with_file("# team\nsk-1\n\n  sk-2  \n").resolve().unwrap();
+        assert_eq!(cfg.api_keys, ["sk-1", "sk-2"]);
+        // A flag key does not excuse an empty file.
+        let mut s = with_file("# none\n");
+        s.api_keys = Some(vec!["sk-a".into()]);
+        assert_eq!(invalid_field(s), "api_keys_file");
+    }
+
+    #[test]
+    fn metrics_require_key_from_flag_env_and_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: ServeSettings,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().s.metrics_require_key;
+        assert_eq!(parse(&["t"]), None);
+        assert_eq!(parse(&["t", "--metrics-require-key"]), Some(true));
+        assert_eq!(parse(&["t", "--metrics-require-key", "false"]), Some(false));
+        // Only this test reads this variable.
+        std::env::set_var("QUORUM_METRICS_REQUIRE_KEY", "yes");
+        let from_env = parse(&["t"]);
+        std::env::remove_var("QUORUM_METRICS_REQUIRE_KEY");
+        assert_eq!(from_env, Some(true));
+        let file: ConfigFile =
+            toml::from_str("[server]\nmetrics_require_key = true\napi_key = [\"k\"]\n").unwrap();
+        assert!(file.server.resolve().unwrap().metrics_require_key);
+        assert_eq!(
+            keys(&["k"]).resolve().unwrap().metrics_require_key,
+            defaults::METRICS_REQUIRE_KEY
+        );
+        // Requiring a key that does not exist would be auth failing open.
+        let s = ServeSettings {
+            metrics_require_key: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(invalid_field(s), "metrics_require_key");
     }
 
     #[test]

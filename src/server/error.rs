@@ -4,7 +4,9 @@
 //! `{"error": {"message", "type", "param", "code"}}` with a matching status,
 //! so SDKs raise their typed exceptions (`BadRequestError`, `RateLimitError`, ...).
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -54,6 +56,10 @@ pub enum ApiError {
     /// A bug or an engine failure; the message is safe to show.
     #[error("{0}")]
     Internal(String),
+    /// A rejection by the HTTP layer itself (axum, tower) that has no
+    /// variant of its own, with the status it chose; see [`openai_shaped`].
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
 }
 
 #[derive(Serialize)]
@@ -94,6 +100,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Rejected { status, .. } => *status,
         }
     }
 
@@ -132,6 +139,10 @@ impl ApiError {
             Self::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             Self::Unavailable(_) => ("server_error", Some("service_unavailable"), None),
             Self::Internal(_) => ("server_error", Some("internal_error"), None),
+            Self::Rejected { status, .. } if status.is_server_error() => {
+                ("server_error", None, None)
+            }
+            Self::Rejected { .. } => ("invalid_request_error", None, None),
         };
         ErrorObject {
             message: self.to_string(),
@@ -182,6 +193,54 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware around the whole router: an error response that is not
+/// already JSON (axum's extractor rejections and fallbacks answer in plain
+/// text) leaves with the OpenAI body instead, keeping its status and
+/// headers, so no rejection by the HTTP layer escapes the error shape.
+pub async fn openai_shaped(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Rejection texts are a line or two; a longer body is not one of them.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_ascii_lowercase()
+    } else {
+        super::serde_message::plain(&text)
+    };
+    let err = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(path),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::BAD_REQUEST => ApiError::InvalidRequest {
+            message,
+            param: None,
+        },
+        _ => ApiError::Rejected { status, message },
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(err.to_json()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +260,55 @@ mod tests {
         let res = ApiError::from_submit(SubmitError::QueueFull { capacity: 2 }, 3).into_response();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[tokio::test]
+    async fn plain_text_rejections_get_the_openai_body_and_keep_their_headers() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route(
+                "/text",
+                get(|| async { (StatusCode::BAD_REQUEST, "Failed to parse the request body") }),
+            )
+            .route(
+                "/timeout",
+                get(|| async { (StatusCode::REQUEST_TIMEOUT, [(header::CONNECTION, "close")]) }),
+            )
+            .route("/ok", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(openai_shaped));
+        let call = |uri: &'static str| {
+            let router = router.clone();
+            async move {
+                let req = Request::builder()
+                    .uri(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let res = router.oneshot(req).await.unwrap();
+                let status = res.status();
+                let headers = res.headers().clone();
+                let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+                    .await
+                    .unwrap();
+                (
+                    status,
+                    headers,
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
+            }
+        };
+        let (status, headers, body) = call("/text").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["message"], "Failed to parse the request body");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let (status, headers, body) = call("/timeout").await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(headers[header::CONNECTION], "close");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["message"], "request timeout");
+        let (status, _, body) = call("/ok").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "fine"));
     }
 }

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::serde_message::plain;
 use super::state::AppState;
 
 /// A JSON request body that rejects with OpenAI-shaped errors.
@@ -98,26 +99,32 @@ async fn read_all(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
-/// Deserializes `bytes`, reporting the JSON path of a type error as `param`.
+/// Deserializes `bytes` (exactly one JSON value: trailing data is an
+/// error), reporting the JSON path of a type error as `param`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            let what = if inner.is_data() {
-                "invalid request body"
-            } else {
-                "malformed JSON in request body"
-            };
+        if inner.is_syntax() || inner.is_eof() {
             ApiError::InvalidRequest {
-                message: format!("{what}: {inner}"),
+                message: format!(
+                    "malformed JSON in request body: {}",
+                    plain(&inner.to_string())
+                ),
                 param: None,
             }
         } else {
-            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+            rejection(&path, &inner)
         }
-    })
+    })?;
+    de.end().map_err(|e| ApiError::InvalidRequest {
+        message: format!(
+            "malformed JSON in request body: {e}; the body must be exactly one JSON value"
+        ),
+        param: None,
+    })?;
+    Ok(value)
 }
 
 /// Decodes one part of a request from the already-parsed body, reporting
@@ -132,16 +139,22 @@ pub fn parse_part<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, Ap
     }
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::InvalidRequest {
-                message: format!("invalid request body: {inner}"),
-                param: None,
-            }
-        } else {
-            ApiError::invalid(path.clone(), format!("{path}: {inner}"))
-        }
+        rejection(&path, e.inner())
     })
+}
+
+/// The 400 of a data error at `path` (`.` = the top level), in plain
+/// language (see [`plain`]).
+fn rejection(path: &str, inner: &serde_json::Error) -> ApiError {
+    let message = plain(&inner.to_string());
+    if path == "." {
+        ApiError::InvalidRequest {
+            message: format!("invalid request body: {message}"),
+            param: None,
+        }
+    } else {
+        ApiError::invalid(path, format!("{path}: {message}"))
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +194,65 @@ mod tests {
             let e = parse::<Req>(body).unwrap_err();
             assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e}");
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        model: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: Option<u32>,
+    }
+
+    #[test]
+    fn unknown_keys_of_strict_objects_are_named_with_their_path() {
+        let e = parse::<Strict>(br#"{"model": "m", "modle": 1}"#).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "modle"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("modle: unknown field `modle`"),
+            "{e}"
+        );
+        let e = parse::<Strict>(br#"{"model": "m", "inner": {"b": 1}}"#).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "inner.b"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn trailing_data_after_the_body_is_rejected() {
+        for body in [
+            &br#"{"n": 1, "messages": []} x"#[..],
+            br#"{"n": 1, "messages": []}{}"#,
+        ] {
+            let e = parse::<Req>(body).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert!(e.to_string().contains("exactly one JSON value"), "{e}");
+        }
+        assert!(parse::<Req>(b"{\"n\": 1, \"messages\": []} \n\t").is_ok());
+    }
+
+    #[test]
+    fn type_errors_are_in_json_terms() {
+        let e = parse::<Req>(br#"{"n": -1, "messages": {}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "n: invalid value: integer `-1`, expected an integer from 0 to 4294967295 at line 1 column 8"
+        );
+        let e = parse::<Req>(br#"{"n": 1, "messages": {}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "messages: invalid type: object, expected an array at line 1 column 21"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! Layout: [`config`] (settings: flags, env, TOML), [`openai`] (wire types),
 //! [`validate`] (wire → checked requests), [`error`] (the one error type and
 //! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
-//! rejections), [`generate`] and [`sse`] (the generation path shared by the
+//! rejections; [`serde_message`] puts serde's messages in JSON terms), [`generate`] and [`sse`] (the generation path shared by the
 //! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
 //! [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
 //! reached only through [`crate::engine::EngineHandle`].
@@ -26,6 +26,7 @@ pub mod openai;
 pub mod reward;
 pub mod routes;
 pub mod selection;
+pub mod serde_message;
 pub mod sse;
 pub mod state;
 pub mod think;
@@ -60,11 +61,7 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(completions::completions))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::get))
-        .route("/score", post(score::score))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ));
+        .route("/score", post(score::score));
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health::health))
@@ -72,6 +69,13 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Around routes and fallbacks alike: with keys configured, unknown
+        // paths and wrong methods are 401 before 404/405.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(middleware::from_fn(error::openai_shaped))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             tokenize::release_after_large_bodies,
@@ -154,6 +158,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .map_err(|source| ServerError::Bind { addr: bind, source })?;
     let limits = listener::Limits::of(&config);
     let state = AppState::new(config);
+    auth::log_startup(&state.config);
     let serving = listener::Serving::start(listener, app(state.clone()), limits);
     let (load_tx, loaded) = watch::channel(None);
     let st = state.clone();

@@ -67,6 +67,44 @@ pub struct ThinkFields {
     pub thinking_budget_message: Option<String>,
 }
 
+impl ThinkFields {
+    /// Budgets the request cannot use are a 400 naming the field and the
+    /// limit: reasoning tokens count toward the completion budget, so no
+    /// thinking budget (any alias) or `min_thinking_tokens` may exceed the
+    /// request's `max_tokens` (`max_param` names the field it came from)
+    /// or, without one, the server's cap. Budgets from `reasoning_effort`
+    /// are the server's own and are clamped by the engine instead, as is
+    /// any budget larger than what the context leaves after the prompt.
+    pub fn check_limits(
+        &self,
+        max_tokens: Option<usize>,
+        max_param: &str,
+        cap: usize,
+    ) -> Result<(), ApiError> {
+        let (limit, limit_name) = match max_tokens {
+            Some(m) => (m, format!("{max_param} = {m}")),
+            None => (cap, format!("the server's max_tokens cap = {cap}")),
+        };
+        for (field, v) in [
+            ("thinking_budget", self.thinking_budget),
+            ("thinking_token_budget", self.thinking_token_budget),
+            ("reasoning_budget_tokens", self.reasoning_budget_tokens),
+            ("max_thinking_tokens", self.max_thinking_tokens),
+            ("min_thinking_tokens", self.min_thinking_tokens),
+        ] {
+            if let Some(v) = v.filter(|&v| v > limit) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{field} = {v} exceeds {limit_name}: reasoning tokens count toward the completion budget"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The resolved think mode of one chat request.
 #[derive(Debug, Clone)]
 pub struct ChatThink {
@@ -343,6 +381,61 @@ mod tests {
         let qwen = model_config(&cfg, "qwen");
         assert_eq!((qwen.supported, qwen.answer_reserve), (Some(false), 8));
         assert_eq!(model_config(&cfg, "other"), ThinkConfig::default());
+    }
+
+    #[test]
+    fn budgets_beyond_the_completion_budget_are_400s_naming_the_limit() {
+        let fields = |budget, min| ThinkFields {
+            thinking_budget: budget,
+            min_thinking_tokens: min,
+            ..Default::default()
+        };
+        assert!(fields(Some(100), Some(100))
+            .check_limits(Some(100), "max_tokens", 4096)
+            .is_ok());
+        assert!(fields(Some(4096), None)
+            .check_limits(None, "max_tokens", 4096)
+            .is_ok());
+        for (f, max, param, want) in [
+            (
+                fields(Some(101), None),
+                Some(100),
+                "thinking_budget",
+                "thinking_budget = 101 exceeds max_tokens = 100",
+            ),
+            (
+                fields(None, Some(200)),
+                Some(100),
+                "min_thinking_tokens",
+                "min_thinking_tokens = 200 exceeds max_tokens = 100",
+            ),
+            (
+                fields(Some(5000), None),
+                None,
+                "thinking_budget",
+                "thinking_budget = 5000 exceeds the server's max_tokens cap = 4096",
+            ),
+            (
+                ThinkFields {
+                    max_thinking_tokens: Some(9),
+                    ..Default::default()
+                },
+                Some(8),
+                "max_thinking_tokens",
+                "max_thinking_tokens = 9 exceeds max_tokens = 8",
+            ),
+        ] {
+            let e = f.check_limits(max, "max_tokens", 4096).unwrap_err();
+            assert!(e.to_string().starts_with(want), "{e}");
+            assert!(
+                matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == param),
+                "{e:?}"
+            );
+        }
+        let e = fields(Some(11), None)
+            .check_limits(Some(10), "max_completion_tokens", 4096)
+            .unwrap_err();
+        assert!(e.to_string().contains("max_completion_tokens = 10"), "{e}");
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         None,
         cfg,
     )?;
+    think.check_limits(max_tokens, param, cfg.max_tokens)?;
     let mut kwargs = vendor.chat_template_kwargs.unwrap_or_default();
     if let Some(tools) = req.tools.filter(|t| !t.is_null()) {
         kwargs.entry("tools").or_insert(tools);
@@ -302,6 +303,7 @@ fn common(
             ),
         ));
     }
+    super::selection::options::check_warmup(v.selection.as_ref(), rollouts)?;
     if let Some(m) = max_tokens {
         if m == 0 || m > cfg.max_tokens {
             return Err(ApiError::invalid(

@@ -57,7 +57,10 @@ pub struct ChatFields {
 }
 
 /// One chat message as sent; `content` is a string, an array of parts or null.
+/// OpenAI's shape, so unknown keys (`refusal`, `audio`, ... echoed back by
+/// SDKs) are ignored.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a message object like {\"role\": \"user\", \"content\": \"...\"}")]
 pub struct WireMessage {
     pub role: String,
     #[serde(default)]
@@ -68,8 +71,10 @@ pub struct WireMessage {
     pub tool_call_id: Option<String>,
 }
 
-/// `response_format`: only `{"type": "text"}` is supported for now.
+/// `response_format`: only `{"type": "text"}` is supported for now. OpenAI's
+/// object: other keys (`json_schema`) are tolerated.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "an object like {\"type\": \"text\"}")]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
@@ -141,12 +146,13 @@ pub struct SamplingFields {
 
 /// `stop`: a string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a string or an array of strings")]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
+/// OpenAI's `stream_options`; keys newer than `include_usage` are tolerated.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]
@@ -213,5 +219,30 @@ mod tests {
         assert!(e.to_string().contains("model"), "{e}");
         let e = parse::<CompletionRequest>(br#"[1]"#).unwrap_err();
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn type_errors_speak_json_not_rust() {
+        let msg = |body: &[u8]| {
+            parse::<ChatCompletionRequest>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "stop": 5}"#),
+            "stop: expected a string or an array of strings"
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": ["hi"]}"#),
+            r#"messages[0]: invalid type: string "hi", expected a message object like {"role": "user", "content": "..."}"#
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "response_format": "text"}"#),
+            r#"response_format: invalid type: string "text", expected an object like {"type": "text"}"#
+        );
+        assert_eq!(
+            msg(br#"{"model": "m", "messages": [], "n": -2}"#),
+            "n: invalid value: integer `-2`, expected a non-negative integer"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 
@@ -27,8 +28,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
 
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ModelCard>, ApiError> {
+    let Path(id) = id.map_err(|_| {
+        ApiError::invalid(
+            "model",
+            "the model id in the path is not valid percent-encoded UTF-8",
+        )
+    })?;
     let entry = state.model(&id)?;
     Ok(Json(card(&entry)))
 }

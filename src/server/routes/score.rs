@@ -27,7 +27,9 @@ use crate::server::reward::RewardClient;
 use crate::server::state::AppState;
 use crate::server::validate;
 
+/// Quorum's own endpoint, so strict: an unknown key is a 400 naming it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
     pub model: String,
     pub prompt: Option<String>,

@@ -76,15 +76,7 @@ pub fn plan(
         return Ok(None);
     }
     let options = match &req.selection {
-        Some(v) => SelectionOptions::parse(v).map_err(|e| {
-            // A bad answer pattern names its own key; the rest name `selection`.
-            let param = if e.starts_with("selection.extract.regex") {
-                "selection.extract.regex"
-            } else {
-                "selection"
-            };
-            ApiError::invalid(param, e)
-        })?,
+        Some(v) => SelectionOptions::parse(v).map_err(|e| ApiError::invalid(e.param, e.message))?,
         None => SelectionOptions::default(),
     };
     if options.config == SelectionConfig::First && req.rollouts <= req.n {
