@@ -529,7 +529,7 @@ mod tests {
             ModelDefaults {
                 rollouts: Some(3),
                 selection: Some(sel),
-                reward_model: None,
+                ..ModelDefaults::default()
             },
         );
         let e = check_defaults(&defaults).unwrap_err();
