@@ -1,11 +1,11 @@
 //! Oversized prompts vs everyone else: the latency of small chat requests
-//! while sixteen clients keep sending 4 MB messages, against the same
-//! requests on an idle server, in one run; plus the peak RSS over the idle
-//! figure. Two models on the same tiny weights: `ctx4k` (a 4 MB message is
+//! sent while bursts of sixteen concurrent 4 MB messages are in flight,
+//! against the same requests on an idle server, in one run; plus the peak
+//! RSS over the idle figure (taken after a warm-up burst). Two models on the same tiny weights: `ctx4k` (a 4 MB message is
 //! refused from its size) and `ctx40k` (Qwen3-0.6B's 40 960-token context:
 //! it has to be counted).
 //!
-//! cargo bench --bench oversized_prompts [-- --requests 20 --flooders 16]
+//! cargo bench --bench oversized_prompts [-- --requests 20 --flooders 16 --rounds 5]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +75,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let requests = arg(&args, "--requests", 20);
     let flooders = arg(&args, "--flooders", 16);
+    let rounds = arg(&args, "--rounds", 5);
     let root = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,8 +93,8 @@ fn main() {
         let url = format!("http://{}/v1/chat/completions", srv.local_addr());
         let c = reqwest::Client::new();
         let content = "lorem ipsum dolor ".repeat(4_000_000 / 18);
-        println!("| flood target | idle p50 ms | flooded p50 ms | ratio | 4 MB requests answered | peak RSS / idle |");
-        println!("|---|---|---|---|---|---|");
+        println!("| 4 MB prompts to | idle p50 ms | p50 during bursts ms | ratio | small requests during bursts | burst p50 ms | peak RSS / idle |");
+        println!("|---|---|---|---|---|---|---|");
         for target in ["ctx4k", "ctx40k"] {
             let _ = small_latencies(&c, &url, "ctx4k", 4).await;
             let idle = small_latencies(&c, &url, "ctx4k", requests).await;
@@ -102,43 +103,68 @@ fn main() {
                     "messages": [{"role": "user", "content": content}], "max_tokens": 1}))
                 .expect("body"),
             );
-            let idle_rss = status_kib("VmRSS");
-            let _ = std::fs::write("/proc/self/clear_refs", "5");
-            let stop = Arc::new(AtomicBool::new(false));
-            let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let floods: Vec<_> = (0..flooders)
-                .map(|_| {
-                    let (c, url, body) = (c.clone(), url.clone(), body.clone());
-                    let (stop, answered) = (stop.clone(), answered.clone());
-                    tokio::spawn(async move {
-                        while !stop.load(Ordering::Relaxed) {
+            let mut idle_rss = 0;
+            // Bursts of `flooders` concurrent 4 MB requests; small requests
+            // run back to back while each burst is in flight.
+            let mut flooded = Vec::new();
+            let mut burst_ms = Vec::new();
+            let mut answered = 0;
+            for round in 0..=rounds {
+                if round == 1 {
+                    // After a warm-up burst (allocator arenas, trimmed start-up garbage).
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    flooded.clear();
+                    burst_ms.clear();
+                    idle_rss = status_kib("VmRSS");
+                    let _ = std::fs::write("/proc/self/clear_refs", "5");
+                }
+                let t = Instant::now();
+                let burst: Vec<_> = (0..flooders)
+                    .map(|_| {
+                        let (c, url, body) = (c.clone(), url.clone(), body.clone());
+                        tokio::spawn(async move {
                             let res = c
                                 .post(&url)
                                 .header("content-type", "application/json")
-                                .body(body.clone())
+                                .body(body)
                                 .send()
-                                .await;
-                            if let Ok(r) = res {
-                                let _ = r.bytes().await;
-                                answered.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                                .await
+                                .expect("send");
+                            let status = res.status();
+                            let _ = res.bytes().await;
+                            status
+                        })
                     })
-                })
-                .collect();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let flooded = small_latencies(&c, &url, "ctx4k", requests).await;
-            stop.store(true, Ordering::Relaxed);
-            for f in floods {
-                let _ = f.await;
+                    .collect();
+                let done = Arc::new(AtomicBool::new(false));
+                let watcher = {
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        for b in burst {
+                            let status = b.await.expect("task");
+                            assert_eq!(status.as_u16(), 400, "an oversized prompt is a 400");
+                        }
+                        done.store(true, Ordering::Release);
+                    })
+                };
+                while !done.load(Ordering::Acquire) {
+                    flooded.extend(small_latencies(&c, &url, "ctx4k", 1).await);
+                }
+                watcher.await.expect("watcher");
+                answered += flooders;
+                burst_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
+            flooded.sort_by(f64::total_cmp);
+            burst_ms.sort_by(f64::total_cmp);
             let peak = status_kib("VmHWM");
+            let _ = answered;
             println!(
-                "| {target} | {:.1} | {:.1} | {:.2}x | {} | {:.2}x ({} / {} MiB) |",
+                "| {target} | {:.1} | {:.1} | {:.2}x | {} | {:.0} | {:.2}x ({} / {} MiB) |",
                 median(&idle),
                 median(&flooded),
                 median(&flooded) / median(&idle),
-                answered.load(Ordering::Relaxed),
+                flooded.len(),
+                median(&burst_ms),
                 peak as f64 / idle_rss.max(1) as f64,
                 peak / 1024,
                 idle_rss / 1024,

@@ -22,7 +22,7 @@ pub trait JsonBody: Sized {
     fn from_json(bytes: &[u8]) -> Result<Self, ApiError>;
 }
 
-impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
+impl<T: JsonBody + Send + 'static> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -45,7 +45,12 @@ impl<T: JsonBody> FromRequest<AppState> for ApiJson<T> {
             state.config.body_read_timeout,
         )
         .await?;
-        T::from_json(&bytes).map(ApiJson)
+        // A large body is parsed on the blocking pool, in a preparation slot
+        // (as its tokenization will be): the async workers stay free for
+        // everyone else's requests.
+        super::tokenize::prepare(state, bytes.len(), move || T::from_json(&bytes))
+            .await
+            .map(ApiJson)
     }
 }
 

@@ -5,9 +5,10 @@
 //! seconds of CPU, so the work is bounded three ways: prompts that cannot
 //! fit the context are refused from their size before any work
 //! ([`check_size`]) or while counting ([`crate::chat::RenderedPrompt::encode`]);
-//! large inputs (over [`LARGE_INPUT_BYTES`]) are prepared at most
-//! `max_concurrent_tokenizations` at a time, waiting in FIFO order, while
-//! small prompts never wait behind them; and after large requests the
+//! large inputs (over [`LARGE_INPUT_BYTES`]: their JSON parse, rendering
+//! and tokenization) run on `max_concurrent_tokenizations` low-priority
+//! threads in FIFO order, while small prompts never wait behind them; and
+//! after large requests the
 //! allocator's free memory is handed back to the OS (see
 //! [`release_after_large_bodies`]), since the serving allocator tuning
 //! otherwise keeps it mapped.
@@ -19,7 +20,6 @@ use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -32,45 +32,125 @@ pub const LARGE_INPUT_BYTES: usize = 64 << 10;
 /// Requests with a body above this many bytes trim the heap afterwards.
 pub const TRIM_AFTER_BYTES: usize = 1 << 20;
 
-/// The slots for large inputs.
+/// A large input's preparation, run on a `quorum-prep` thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that prepare large inputs, and the trim state.
+///
+/// Large inputs are parsed, rendered and tokenized on their own threads —
+/// `max_concurrent_tokenizations` of them, taking jobs in FIFO order — at
+/// a lower CPU priority (nice +10 on Linux), so when cores are short the
+/// engine and small requests win them. At most [`QUEUE_PER_SLOT`] jobs per
+/// thread may wait (each holds its request body); more are refused with
+/// 429 at once.
 #[derive(Debug)]
 pub struct TokenizeLimiter {
-    large: Arc<Semaphore>,
+    /// Dropped with the state: the threads then exit.
+    jobs: std::sync::mpsc::Sender<Job>,
+    queue_cap: usize,
     trim_running: AtomicBool,
     trim_again: AtomicBool,
 }
 
+/// Waiting large inputs allowed per preparation thread.
+pub const QUEUE_PER_SLOT: usize = 16;
+
+/// CPU priority of the preparation threads (higher is lower priority).
+const PREP_NICE: i32 = 10;
+
 impl TokenizeLimiter {
     pub fn new(slots: usize) -> Self {
+        let slots = slots.max(1);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..slots {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("quorum-prep-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // One thread waits on the queue at a time.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a prompt-preparation thread");
+            }
+        }
         Self {
-            large: Arc::new(Semaphore::new(slots.max(1))),
+            jobs: tx,
+            queue_cap: slots * QUEUE_PER_SLOT,
             trim_running: AtomicBool::new(false),
             trim_again: AtomicBool::new(false),
         }
     }
 }
 
-/// Runs `f` (rendering / tokenizing an input of `input_bytes` bytes) on the
-/// blocking pool; large inputs first wait for a slot.
+/// Lowers the calling thread's CPU priority (Linux: nice is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read/change this thread's
+    // scheduling priority; failure leaves it unchanged.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, PREP_NICE);
+    }
+}
+
+/// Runs `f` (parsing / rendering / tokenizing an input of `input_bytes`
+/// bytes) off the async workers: small inputs on the blocking pool, large
+/// ones on the preparation threads, in FIFO order.
 pub async fn prepare<T, F>(state: &AppState, input_bytes: usize, f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
     let metrics = &state.metrics;
-    let permit = if input_bytes > LARGE_INPUT_BYTES {
-        metrics.tokenize_waiting.inc();
-        let permit = state.tokenize.large.clone().acquire_owned().await;
+    if input_bytes <= LARGE_INPUT_BYTES {
+        metrics.tokenize_running.inc();
+        let result = tokio::task::spawn_blocking(f).await;
+        metrics.tokenize_running.dec();
+        return result
+            .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?;
+    }
+    let limiter = &state.tokenize;
+    if metrics.tokenize_waiting.get() as usize >= limiter.queue_cap {
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "too many large prompts waiting to be prepared (limit {}); retry later",
+                limiter.queue_cap
+            ),
+            retry_after_secs: state.config.retry_after_secs,
+        });
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let st = state.clone();
+    let job: Job = Box::new(move || {
+        st.metrics.tokenize_waiting.dec();
+        // The client left while the job waited: skip the work.
+        if tx.is_closed() {
+            return;
+        }
+        st.metrics.tokenize_running.inc();
+        let out = f();
+        st.metrics.tokenize_running.dec();
+        let _ = tx.send(out);
+    });
+    metrics.tokenize_waiting.inc();
+    if limiter.jobs.send(job).is_err() {
         metrics.tokenize_waiting.dec();
-        Some(permit.map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?)
-    } else {
-        None
-    };
-    metrics.tokenize_running.inc();
-    let result = tokio::task::spawn_blocking(f).await;
-    metrics.tokenize_running.dec();
-    drop(permit);
-    result.map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
+        return Err(ApiError::Unavailable("the server is shutting down".into()));
+    }
+    rx.await
+        .map_err(|_| ApiError::Internal("prompt preparation failed".into()))?
 }
 
 /// 400 `context_length_exceeded` for a prompt of at least `at_least` tokens.
