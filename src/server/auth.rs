@@ -1,5 +1,4 @@
-//! API-key check for `/v1/*` (`Authorization: Bearer <key>`), plus the
-//! status-code counter middleware. Keys are compared in constant time
+//! API-key check for `/v1/*` (`Authorization: Bearer <key>`). Keys are compared in constant time
 //! (`subtle`) and every configured key is tried, so response timing does not
 //! reveal how much of a guess was right or which key matched.
 
@@ -39,13 +38,6 @@ fn key_matches(keys: &[String], given: &str) -> bool {
         ok |= k.as_bytes().ct_eq(given.as_bytes());
     }
     ok.into()
-}
-
-/// Counts every response by status code for `/metrics`.
-pub async fn count_status(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
-    state.metrics.count_status(res.status().as_u16());
-    res
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@
 //! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
 //! rejections), [`generate`] and [`sse`] (the generation path shared by the
 //! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
-//! [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
+//! [`access_log`] (one log line per request), [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
 //! reached only through [`crate::engine::EngineHandle`].
 //!
 //! [`start`] binds first and loads models in the background, so `/health`
 //! can answer 503 while loading, and returns a [`RunningServer`] used by the
 //! CLI and by tests alike.
 
+pub mod access_log;
 pub mod auth;
 pub mod best_of;
 pub mod config;
@@ -70,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::count_status,
+            access_log::observe,
         ))
         // Request spans at debug level; 5xx are already in the per-request
         // log line, and a 503 while loading is expected, not an error.

@@ -16,7 +16,7 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::error::ApiError;
-use super::generate::{Outcome, RequestRecord};
+use super::generate::RequestRecord;
 use super::openai::Usage;
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::{EngineEvent, FinishReason};
@@ -46,10 +46,11 @@ struct StreamState<W> {
 pub fn respond<W: ChunkWriter>(
     rx: UnboundedReceiver<EngineEvent>,
     writer: W,
-    record: RequestRecord,
+    mut record: RequestRecord,
     include_usage: bool,
     keepalive: Duration,
 ) -> Response {
+    record.stream_started();
     let st = StreamState {
         rx,
         writer,
@@ -73,9 +74,9 @@ fn events<W: ChunkWriter>(
             Some(ev) => step(&mut st, ev),
             None => {
                 st.done = true;
-                st.record.outcome = Outcome::Error;
                 let e =
                     ApiError::Unavailable("the engine stopped before finishing the request".into());
+                st.record.fail(&e);
                 vec![e.to_json()]
             }
         };
@@ -124,9 +125,10 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
         }
         EngineEvent::Error(msg) => {
             st.done = true;
-            st.record.outcome = Outcome::Error;
             tracing::warn!(id = %st.record.id, error = %msg, "engine error mid-stream");
-            vec![ApiError::Internal(msg).to_json()]
+            let e = ApiError::Internal(msg);
+            st.record.fail(&e);
+            vec![e.to_json()]
         }
     }
 }
