@@ -192,3 +192,20 @@ fn amx_on_requires_bf16_weights_and_an_amx_cpu() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("AMX"));
     }
 }
+
+#[test]
+fn log_lines_have_no_ansi_colour_when_stderr_is_not_a_terminal() {
+    // Binds, logs "listening", then fails to load the missing model and exits.
+    let out = quorum()
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--model", "/nonexistent/quorum-model"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(" INFO ") && err.contains("listening"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

@@ -304,5 +304,6 @@ impl<'a> Batcher<'a> {
         let bytes: usize = self.groups.iter().map(ActiveGroup::kv_bytes).sum();
         m.kv_reserved_bytes.store(bytes, r);
         m.prefix_cache_bytes.store(self.prefix.bytes(), r);
+        m.prefix_cache_entries.store(self.prefix.len(), r);
     }
 }

@@ -208,6 +208,8 @@ fn prefix_cache_hit_matches_cold_run_and_reports_cached_tokens() {
         metrics.prefix_cache_hit_tokens.load(Ordering::Relaxed),
         cached as u64
     );
+    // Two prompts, neither a prefix of the other: two entries.
+    assert_eq!(metrics.prefix_cache_entries.load(Ordering::Relaxed), 2);
     // The same prompt again reuses all but its last token.
     let third = TestSink::default();
     batcher
@@ -223,6 +225,7 @@ fn prefix_cache_hit_matches_cold_run_and_reports_cached_tokens() {
         batcher.step();
     }
     assert_eq!(*third.cached.borrow(), Some(header.len() + 5));
+    assert_eq!(metrics.prefix_cache_entries.load(Ordering::Relaxed), 2);
 }
 
 #[test]

@@ -10,7 +10,8 @@ use super::prefix_cache::PrefixCache;
 use super::rollout::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::GroupId;
-use super::sequence::{FinishReason, Sequence};
+use super::sequence::{FinishReason, Sequence, Stops};
+use super::stop::StopStrings;
 use super::think::ThinkSpec;
 use super::EngineError;
 use crate::model::{KvCache, SeqInput, SharedKv};
@@ -202,18 +203,15 @@ impl<'s> ActiveGroup<'s> {
         let shared = prompt_cache.into_shared()?;
         prefix.insert(&self.prompt, shared.clone());
         self.prompt_kv = Some(shared.clone());
+        let stops = Stops {
+            eos_ids: self.stop_ids.clone(),
+            strings: Arc::new(StopStrings::new(self.params.stop.clone())?),
+        };
         for i in 0..self.n {
             let cache = KvCache::on_prefix(shared.clone(), shared.len());
             let mut sampler = Sampler::new(self.params.clone(), i as u64);
             sampler.observe_prompt(&self.prompt);
-            let mut seq = Sequence::new(
-                i,
-                cache,
-                sampler,
-                self.max_new,
-                self.stop_ids.clone(),
-                &self.prompt,
-            );
+            let mut seq = Sequence::new(i, cache, sampler, self.max_new, &stops, &self.prompt);
             seq.think = self.think.as_ref().map(|t| t.control(self.max_new));
             self.seqs.push(seq);
         }

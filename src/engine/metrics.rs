@@ -29,6 +29,8 @@ pub struct EngineMetrics {
     pub kv_reserved_bytes: AtomicUsize,
     /// Bytes held by the prefix cache.
     pub prefix_cache_bytes: AtomicUsize,
+    /// Prompts (KV snapshots) held by the prefix cache.
+    pub prefix_cache_entries: AtomicUsize,
     /// Prompt tokens served from the prefix cache.
     pub prefix_cache_hit_tokens: AtomicU64,
     /// Prompt tokens that had to be prefilled.

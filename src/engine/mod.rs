@@ -67,6 +67,8 @@ pub enum EngineError {
     #[error(transparent)]
     Sampling(#[from] sampler::SamplingError),
     #[error(transparent)]
+    StopStrings(#[from] stop::StopStringsError),
+    #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),

@@ -70,9 +70,6 @@ pub const MAX_REPETITION_PENALTY: f32 = 2.0;
 pub const MAX_LOGIT_BIAS: f32 = 100.0;
 /// Most `top_logprobs` alternatives per token (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: usize = 20;
-/// Most stop strings per request (OpenAI allows 4; more is cheap for us and
-/// useful for chat templates with several end markers).
-pub const MAX_STOP_STRINGS: usize = 16;
 
 /// `top_k` at or below this is selected with a bounded insertion buffer during
 /// the scan over the vocabulary; larger values collect candidates and use
@@ -154,7 +151,9 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// Generation budget in tokens (`>= 1`); `None` means up to the context limit.
     pub max_tokens: Option<usize>,
-    /// Stop strings (non-empty, at most [`MAX_STOP_STRINGS`]); excluded from the output.
+    /// Stop strings (non-empty); excluded from the output. Their number and
+    /// length are server policy (`max_stop_strings`, `max_stop_bytes`): the
+    /// matcher's work per token does not depend on them.
     #[serde(deserialize_with = "deserialize_stop")]
     pub stop: Vec<String>,
     /// Token ids that end generation (in addition to EOS).
@@ -206,7 +205,7 @@ impl SamplingParams {
     /// `[0, 1]`, `repetition_penalty` in `(0, 2]`, `presence_penalty` and
     /// `frequency_penalty` in `[-2, 2]`, `logit_bias` values in `[-100, 100]`
     /// with ids `< vocab_size`, `top_logprobs <= 20` (and only with
-    /// `logprobs`), `max_tokens >= 1`, at most 16 non-empty `stop` strings,
+    /// `logprobs`), `max_tokens >= 1`, non-empty `stop` strings,
     /// `stop_token_ids < vocab_size`. `top_k` is unbounded (`>= vocab` is off).
     pub fn validate(&self, vocab_size: usize) -> Result<(), SamplingError> {
         check_range("temperature", self.temperature, "in [0, 2]", |t| {
@@ -256,13 +255,6 @@ impl SamplingParams {
                 field: "max_tokens",
                 expected: "at least 1",
                 value: "0".into(),
-            });
-        }
-        if self.stop.len() > MAX_STOP_STRINGS {
-            return Err(SamplingError::OutOfRange {
-                field: "stop",
-                expected: "at most 16 strings",
-                value: format!("{} strings", self.stop.len()),
             });
         }
         if self.stop.iter().any(String::is_empty) {
@@ -1375,7 +1367,11 @@ mod tests {
         );
         assert_eq!(field(params(|p| p.max_tokens = Some(0))), "max_tokens");
         assert_eq!(field(params(|p| p.stop = vec![String::new()])), "stop");
-        assert_eq!(field(params(|p| p.stop = vec!["x".into(); 17])), "stop");
+        // How many stop strings is server policy, not an engine limit.
+        assert_eq!(
+            params(|p| p.stop = vec!["x".into(); 17]).validate(8),
+            Ok(())
+        );
         assert_eq!(
             field(params(|p| p.stop_token_ids = vec![8])),
             "stop_token_ids"

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::sampler::{Sampled, Sampler};
-use super::stop::StopMatcher;
+use super::stop::{StopMatcher, StopStrings};
 use super::think::{ThinkAction, ThinkControl};
 use super::EngineError;
 use crate::model::KvCache;
@@ -46,6 +46,17 @@ pub struct TokenLogprob {
     pub top_logprobs: Vec<(u32, f32)>,
 }
 
+/// What ends a rollout besides its budget: built once per group and shared
+/// by its rollouts.
+#[derive(Debug, Clone)]
+pub struct Stops {
+    /// The model's end-of-sequence token ids (the request's
+    /// `stop_token_ids` live in the sampling parameters).
+    pub eos_ids: std::sync::Arc<[u32]>,
+    /// The request's stop strings, compiled.
+    pub strings: std::sync::Arc<StopStrings>,
+}
+
 pub struct Sequence {
     /// Rollout index within its group (also the sampler's RNG stream).
     pub index: usize,
@@ -73,10 +84,9 @@ impl Sequence {
         cache: KvCache,
         sampler: Sampler,
         max_tokens: usize,
-        stop_ids: std::sync::Arc<[u32]>,
+        stops: &Stops,
         prompt_ids: &[u32],
     ) -> Self {
-        let stop = StopMatcher::new(sampler.params().stop.clone());
         Self {
             index,
             cache,
@@ -88,9 +98,9 @@ impl Sequence {
             pending: Vec::new(),
             think: None,
             max_tokens,
-            stop_ids,
+            stop_ids: stops.eos_ids.clone(),
             detok: IncrementalDecoder::with_context(prompt_ids, true),
-            stop,
+            stop: StopMatcher::new(stops.strings.clone()),
         }
     }
 

@@ -107,13 +107,6 @@ pub fn log_startup(cfg: &ServerConfig) {
     }
 }
 
-/// Counts every response by status code for `/metrics`.
-pub async fn count_status(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
-    state.metrics.count_status(res.status().as_u16());
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,10 @@ pub mod defaults {
     pub const MAX_N: usize = 16;
     pub const MAX_ROLLOUTS: usize = 64;
     pub const MAX_TOKENS: usize = 4096;
+    /// OpenAI allows 4; chat templates with several end markers need more.
+    pub const MAX_STOP_STRINGS: usize = 16;
+    /// Far above real end markers and few-shot separators (< 64 bytes).
+    pub const MAX_STOP_BYTES: usize = 1024;
     pub const MAX_CONCURRENT_REQUESTS: usize = 64;
     pub const QUEUE_CAPACITY: usize = 64;
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -159,6 +163,12 @@ pub struct ServeSettings {
     /// Largest `max_tokens`, and the budget when a request gives none [default: 4096].
     #[arg(long, env = "QUORUM_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
+    /// Most `stop` strings per request [default: 16].
+    #[arg(long, env = "QUORUM_MAX_STOP_STRINGS")]
+    pub max_stop_strings: Option<usize>,
+    /// Longest `stop` string in bytes (UTF-8) [default: 1024].
+    #[arg(long, env = "QUORUM_MAX_STOP_BYTES")]
+    pub max_stop_bytes: Option<usize>,
     /// Requests handled at once; more get 429 immediately [default: 64].
     #[arg(long, env = "QUORUM_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
@@ -290,6 +300,8 @@ impl ServeSettings {
             max_n: self.max_n.or(lower.max_n),
             max_rollouts: self.max_rollouts.or(lower.max_rollouts),
             max_tokens: self.max_tokens.or(lower.max_tokens),
+            max_stop_strings: self.max_stop_strings.or(lower.max_stop_strings),
+            max_stop_bytes: self.max_stop_bytes.or(lower.max_stop_bytes),
             max_concurrent_requests: self
                 .max_concurrent_requests
                 .or(lower.max_concurrent_requests),
@@ -369,6 +381,14 @@ impl ServeSettings {
             max_tokens: positive(
                 "max_tokens",
                 self.max_tokens.unwrap_or(defaults::MAX_TOKENS),
+            )?,
+            max_stop_strings: positive(
+                "max_stop_strings",
+                self.max_stop_strings.unwrap_or(defaults::MAX_STOP_STRINGS),
+            )?,
+            max_stop_bytes: positive(
+                "max_stop_bytes",
+                self.max_stop_bytes.unwrap_or(defaults::MAX_STOP_BYTES),
             )?,
             max_concurrent_requests: positive(
                 "max_concurrent_requests",
@@ -522,6 +542,8 @@ pub struct ServerConfig {
     pub max_n: usize,
     pub max_rollouts: usize,
     pub max_tokens: usize,
+    pub max_stop_strings: usize,
+    pub max_stop_bytes: usize,
     pub max_concurrent_requests: usize,
     pub queue_capacity: usize,
     pub shutdown_grace: Duration,
@@ -611,6 +633,35 @@ mod tests {
         assert_eq!(cfg.max_rollouts, 7);
         assert_eq!(cfg.max_tokens, 11);
         assert_eq!(cfg.keepalive, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn stop_string_limits_come_from_flags_file_or_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: ServeSettings,
+        }
+        let cfg = ServeSettings::default().resolve().unwrap();
+        assert_eq!(
+            (cfg.max_stop_strings, cfg.max_stop_bytes),
+            (defaults::MAX_STOP_STRINGS, defaults::MAX_STOP_BYTES)
+        );
+        let cli = Cli::try_parse_from(["t", "--max-stop-strings", "4"]).unwrap();
+        let file: ConfigFile =
+            toml::from_str("[server]\nmax_stop_strings = 8\nmax_stop_bytes = 256\n").unwrap();
+        let cfg = cli.s.or(file.server).resolve().unwrap();
+        assert_eq!((cfg.max_stop_strings, cfg.max_stop_bytes), (4, 256));
+        let zero = ServeSettings {
+            max_stop_bytes: Some(0),
+            ..Default::default()
+        };
+        assert!(zero
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("max_stop_bytes"));
     }
 
     #[test]

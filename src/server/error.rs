@@ -72,9 +72,17 @@ struct Body<'a> {
 pub struct ErrorObject<'a> {
     pub message: String,
     #[serde(rename = "type")]
-    pub kind: &'a str,
+    pub kind: &'static str,
     pub param: Option<&'a str>,
-    pub code: Option<&'a str>,
+    pub code: Option<&'static str>,
+}
+
+/// An error's OpenAI `type` and `code`: set as a response extension by
+/// [`ApiError::into_response`] so the access log can name the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorInfo {
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -104,8 +112,24 @@ impl ApiError {
         }
     }
 
+    /// The error's `type` and `code`.
+    pub fn info(&self) -> ErrorInfo {
+        self.parts().0
+    }
+
     /// The body's error object.
     pub fn object(&self) -> ErrorObject<'_> {
+        let (info, param) = self.parts();
+        ErrorObject {
+            message: self.to_string(),
+            kind: info.kind,
+            param,
+            code: info.code,
+        }
+    }
+
+    /// `type` and `code`, and the `param` the error names.
+    fn parts(&self) -> (ErrorInfo, Option<&str>) {
         let (kind, code, param) = match self {
             Self::InvalidRequest { param, .. } => ("invalid_request_error", None, param.as_deref()),
             Self::ContextLength(_) => (
@@ -144,12 +168,7 @@ impl ApiError {
             }
             Self::Rejected { .. } => ("invalid_request_error", None, None),
         };
-        ErrorObject {
-            message: self.to_string(),
-            kind,
-            param,
-            code,
-        }
+        (ErrorInfo { kind, code }, param)
     }
 
     /// The JSON body as a string (for SSE error events).
@@ -182,6 +201,7 @@ impl IntoResponse for ApiError {
             self.to_json(),
         )
             .into_response();
+        res.extensions_mut().insert(self.info());
         if let Self::RateLimited {
             retry_after_secs, ..
         } = &self
@@ -253,6 +273,18 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["param"], "temperature");
         assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn responses_carry_the_error_type_and_code_for_the_access_log() {
+        let res = ApiError::InvalidApiKey.into_response();
+        assert_eq!(
+            res.extensions().get::<ErrorInfo>(),
+            Some(&ErrorInfo {
+                kind: "invalid_request_error",
+                code: Some("invalid_api_key")
+            })
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::error::ApiError;
+use super::access_log::{RequestScope, CLIENT_CLOSED};
+use super::error::{ApiError, ErrorInfo};
 use super::state::{AppState, ModelEntry};
 use super::validate::{check_sampling, completion_budget, ValidRequest};
 use crate::engine::{EngineEvent, GenerateOutput, GenerateRequest};
@@ -51,8 +52,10 @@ pub enum Outcome {
 }
 
 /// Per-request record: holds the concurrency permit, and on drop writes the
-/// log line and the latency sample. Dropped before [`Outcome::Ok`] means
-/// the client disconnected (or the request failed).
+/// request's one log line (see [`super::access_log`]) and the latency
+/// sample. Dropped before [`Outcome::Ok`] means the client disconnected (or
+/// the request failed: record failures with [`RequestRecord::fail`] so the
+/// line carries the status and error type).
 pub struct RequestRecord {
     state: AppState,
     pub id: String,
@@ -65,6 +68,13 @@ pub struct RequestRecord {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub outcome: Outcome,
+    /// The HTTP request, when served through the access-log middleware.
+    scope: Option<Arc<RequestScope>>,
+    /// Status sent; `None` while no response has gone out.
+    status: Option<u16>,
+    error: Option<ErrorInfo>,
+    /// The SSE response head is out: later failures keep status 200.
+    streaming: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -88,14 +98,18 @@ impl RequestRecord {
             prompt_tokens: 0,
             completion_tokens: 0,
             outcome: Outcome::Pending,
+            scope: RequestScope::claim(),
+            status: None,
+            error: None,
+            streaming: false,
             _permit: permit,
         }
     }
 
     /// Passes `r` through, marking the request failed if it is an error.
     pub fn check<T>(&mut self, r: Result<T, ApiError>) -> Result<T, ApiError> {
-        if r.is_err() {
-            self.outcome = Outcome::Error;
+        if let Err(e) = &r {
+            self.fail(e);
         }
         r
     }
@@ -105,11 +119,28 @@ impl RequestRecord {
         &self.state
     }
 
+    /// Marks the request failed with `e` (sent as the response, or as an
+    /// SSE error event once streaming).
+    pub fn fail(&mut self, e: &ApiError) {
+        self.outcome = Outcome::Error;
+        self.error = Some(e.info());
+        if !self.streaming {
+            self.status = Some(e.status().as_u16());
+        }
+    }
+
+    /// The SSE response (status 200) is being sent.
+    pub fn stream_started(&mut self) {
+        self.streaming = true;
+        self.status = Some(200);
+    }
+
     /// Records a finished generation's token counts and marks success.
     pub fn finished(&mut self, out: &GenerateOutput) {
         self.prompt_tokens = out.prompt_tokens;
         self.completion_tokens = out.completion_tokens;
         self.outcome = Outcome::Ok;
+        self.status.get_or_insert(200);
     }
 }
 
@@ -125,8 +156,14 @@ impl Drop for RequestRecord {
                 "cancelled"
             }
         };
+        let scope = self.scope.as_deref();
         tracing::info!(
             target: "quorum::request",
+            method = scope.map(|s| tracing::field::display(&s.method)),
+            path = scope.map(|s| tracing::field::display(&s.path)),
+            status = self.status.unwrap_or(CLIENT_CLOSED),
+            error_type = self.error.map(|e| e.kind),
+            error_code = self.error.and_then(|e| e.code),
             id = %self.id,
             endpoint = self.endpoint,
             model = %self.model,
@@ -209,8 +246,9 @@ pub async fn collect(
     while let Some(ev) = tokio::select! {
         biased;
         () = &mut grace_over => {
-            record.outcome = Outcome::Error;
-            return Err(ApiError::Unavailable(super::state::GRACE_OVER.into()));
+            let e = ApiError::Unavailable(super::state::GRACE_OVER.into());
+            record.fail(&e);
+            return Err(e);
         }
         ev = rx.recv() => ev,
     } {
@@ -220,17 +258,17 @@ pub async fn collect(
                 return Ok(out);
             }
             EngineEvent::Error(msg) => {
-                record.outcome = Outcome::Error;
-                return Err(ApiError::Internal(msg));
+                let e = ApiError::Internal(msg);
+                record.fail(&e);
+                return Err(e);
             }
             EngineEvent::Started { prompt_tokens, .. } => record.prompt_tokens = prompt_tokens,
             EngineEvent::Token { .. } | EngineEvent::RolloutFinished { .. } => {}
         }
     }
-    record.outcome = Outcome::Error;
-    Err(ApiError::Unavailable(
-        "the engine stopped before finishing the request".into(),
-    ))
+    let e = ApiError::Unavailable("the engine stopped before finishing the request".into());
+    record.fail(&e);
+    Err(e)
 }
 
 /// OpenAI `finish_reason` of an engine finish reason. `cancelled` never

@@ -1,4 +1,5 @@
-//! HTTP-side metrics: status codes, request latency, server-side rejections.
+//! HTTP-side metrics: status codes, request latency, server-side rejections,
+//! the tokenization queue.
 //! Engine-side counters (queue depth, running, tokens) are read from each
 //! engine's `EngineMetrics` when `/metrics` is scraped; together they render
 //! as Prometheus text in `routes::metrics`. Plain atomics: a scrape is rare
@@ -25,7 +26,8 @@ impl Counter {
     }
 }
 
-/// A value that goes up and down.
+/// A value that goes up and down (queue lengths, work in progress).
+/// `dec` stops at zero rather than wrapping.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicU64);
 
@@ -36,10 +38,32 @@ impl Gauge {
     pub fn dec(&self) {
         let _ = self
             .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+    /// Increments now and decrements when the guard drops, so a cancelled
+    /// future (client gone) cannot leave the gauge too high.
+    pub fn track(&self) -> GaugeGuard<'_> {
+        self.inc();
+        GaugeGuard(self)
+    }
+}
+
+/// See [`Gauge::track`].
+#[must_use = "the gauge is decremented when the guard drops"]
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -99,12 +123,13 @@ pub struct ServerMetrics {
     pub client_disconnects: Counter,
     /// End-to-end latency of generation requests (streams: until the last event).
     pub request_latency: Histogram,
-    /// Large prompts waiting for a tokenization slot.
-    pub tokenize_waiting: Gauge,
-    /// Prompts being rendered / tokenized now.
-    pub tokenize_running: Gauge,
     /// Answer-selection outcomes.
     pub selection: super::selection::SelectionMetrics,
+    /// Large inputs waiting for a preparation thread (`server::tokenize`).
+    pub tokenize_waiting: Gauge,
+    /// Inputs being prepared now (JSON parse of large bodies, template
+    /// rendering, tokenization).
+    pub tokenize_running: Gauge,
 }
 
 impl ServerMetrics {
@@ -128,6 +153,26 @@ impl ServerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gauge_goes_up_and_down_and_stops_at_zero() {
+        let g = Gauge::default();
+        g.inc();
+        g.inc();
+        g.dec();
+        assert_eq!(g.get(), 1);
+        g.dec();
+        g.dec();
+        assert_eq!(g.get(), 0);
+        g.set(7);
+        assert_eq!(g.get(), 7);
+        {
+            let _a = g.track();
+            let _b = g.track();
+            assert_eq!(g.get(), 9);
+        }
+        assert_eq!(g.get(), 7);
+    }
 
     #[test]
     fn histogram_is_cumulative() {

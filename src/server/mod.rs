@@ -5,7 +5,7 @@
 //! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
 //! rejections; [`serde_message`] puts serde's messages in JSON terms), [`generate`] and [`sse`] (the generation path shared by the
 //! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
-//! [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
+//! [`access_log`] (one log line per request), [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
 //! reached only through [`crate::engine::EngineHandle`].
 //!
 //! [`start`] binds first and loads models in the background, so `/health`
@@ -13,6 +13,7 @@
 //! CLI and by tests alike. Connections are accepted and timed by
 //! [`listener`] (header, idle, send timeouts, connection cap).
 
+pub mod access_log;
 pub mod auth;
 pub mod best_of;
 pub mod config;
@@ -86,7 +87,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::count_status,
+            access_log::observe,
         ))
         // Request spans at debug level; 5xx are already in the per-request
         // log line, and a 503 while loading is expected, not an error.

@@ -20,7 +20,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
 use super::error::ApiError;
-use super::generate::{Outcome, RequestRecord};
+use super::generate::RequestRecord;
 use super::openai::Usage;
 use super::state::GRACE_OVER;
 use crate::engine::sequence::TokenLogprob;
@@ -53,11 +53,12 @@ struct StreamState<W> {
 pub fn respond<W: ChunkWriter>(
     rx: UnboundedReceiver<EngineEvent>,
     writer: W,
-    record: RequestRecord,
+    mut record: RequestRecord,
     include_usage: bool,
     keepalive: Duration,
 ) -> Response {
     let grace_over = record.state().grace_watch();
+    record.stream_started();
     let st = StreamState {
         rx,
         writer,
@@ -87,16 +88,16 @@ fn events<W: ChunkWriter>(
         let out = match ev {
             Err(()) => {
                 st.done = true;
-                st.record.outcome = Outcome::Error;
                 let e = ApiError::Unavailable(GRACE_OVER.into());
+                st.record.fail(&e);
                 vec![e.to_json(), "[DONE]".to_string()]
             }
             Ok(Some(ev)) => step(&mut st, ev),
             Ok(None) => {
                 st.done = true;
-                st.record.outcome = Outcome::Error;
                 let e =
                     ApiError::Unavailable("the engine stopped before finishing the request".into());
+                st.record.fail(&e);
                 vec![e.to_json()]
             }
         };
@@ -145,9 +146,10 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
         }
         EngineEvent::Error(msg) => {
             st.done = true;
-            st.record.outcome = Outcome::Error;
             tracing::warn!(id = %st.record.id, error = %msg, "engine error mid-stream");
-            vec![ApiError::Internal(msg).to_json()]
+            let e = ApiError::Internal(msg);
+            st.record.fail(&e);
+            vec![e.to_json()]
         }
     }
 }

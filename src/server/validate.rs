@@ -339,11 +339,7 @@ fn common(
         logprobs,
         top_logprobs,
         max_tokens: None,
-        stop: match &s.stop {
-            None => Vec::new(),
-            Some(Stop::One(x)) => vec![x.clone()],
-            Some(Stop::Many(v)) => v.clone(),
-        },
+        stop: stop_strings(s.stop.as_ref(), cfg)?,
         stop_token_ids: s.stop_token_ids.clone().unwrap_or_default(),
         ignore_eos: s.ignore_eos.unwrap_or(false),
     };
@@ -364,6 +360,45 @@ fn common(
             .or_else(|| cfg.default_selection(&model)),
         model,
     })
+}
+
+/// `stop` as a list, within the configured count and per-string byte limits
+/// (both bound the stop matcher's per-request set-up and memory).
+fn stop_strings(stop: Option<&Stop>, cfg: &ServerConfig) -> Result<Vec<String>, ApiError> {
+    let stops = match stop {
+        None => Vec::new(),
+        Some(Stop::One(x)) => vec![x.clone()],
+        Some(Stop::Many(v)) => v.clone(),
+    };
+    if stops.len() > cfg.max_stop_strings {
+        return Err(ApiError::invalid(
+            "stop",
+            format!(
+                "stop may contain at most {} strings, got {}",
+                cfg.max_stop_strings,
+                stops.len()
+            ),
+        ));
+    }
+    if let Some((i, s)) = stops
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.len() > cfg.max_stop_bytes)
+    {
+        let which = match stop {
+            Some(Stop::Many(_)) => format!("stop[{i}]"),
+            _ => "stop".to_string(),
+        };
+        return Err(ApiError::invalid(
+            "stop",
+            format!(
+                "each stop string must be at most {} bytes, got {} bytes in {which}",
+                cfg.max_stop_bytes,
+                s.len()
+            ),
+        ));
+    }
+    Ok(stops)
 }
 
 /// Range and vocabulary checks of the sampling parameters, as a 400 naming the field.

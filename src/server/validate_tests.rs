@@ -113,3 +113,82 @@ fn budget_fills_from_context_and_rejects_overflow() {
     ));
     assert!(completion_budget(100, None, 100, 50).is_err());
 }
+
+fn message_of(e: ApiError) -> (String, String) {
+    let text = e.to_string();
+    (param(e), text)
+}
+
+#[test]
+fn stop_strings_are_capped_in_count_and_bytes_on_both_endpoints() {
+    let cfg = ServerConfig::default();
+    let chat_with = |stop: serde_json::Value, cfg: &ServerConfig| {
+        let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": stop});
+        chat(
+            ChatCompletionRequest::from_json(body.to_string().as_bytes()).unwrap(),
+            cfg,
+        )
+        .map(|r| r.common.params.stop)
+    };
+    let completion_with = |stop: serde_json::Value, cfg: &ServerConfig| {
+        let body = serde_json::json!({"model": "m", "prompt": "hi", "stop": stop});
+        completion(
+            CompletionRequest::from_json(body.to_string().as_bytes()).unwrap(),
+            cfg,
+        )
+        .map(|r| r.common.params.stop)
+    };
+    // At the defaults' limits: accepted as given.
+    let full = vec![
+        "x".repeat(crate::server::config::defaults::MAX_STOP_BYTES);
+        crate::server::config::defaults::MAX_STOP_STRINGS
+    ];
+    assert_eq!(chat_with(serde_json::json!(full), &cfg).unwrap(), full);
+    assert_eq!(
+        completion_with(serde_json::json!(full), &cfg).unwrap(),
+        full
+    );
+
+    let too_many = vec!["x"; 17];
+    let (p, msg) = message_of(chat_with(serde_json::json!(too_many), &cfg).unwrap_err());
+    assert_eq!(
+        (p.as_str(), msg.as_str()),
+        ("stop", "stop may contain at most 16 strings, got 17")
+    );
+    let (p, msg) = message_of(completion_with(serde_json::json!(too_many), &cfg).unwrap_err());
+    assert_eq!(
+        (p.as_str(), msg.as_str()),
+        ("stop", "stop may contain at most 16 strings, got 17")
+    );
+
+    let long = "é".repeat(513); // 1026 bytes, 513 chars: bytes are what count
+    let (p, msg) = message_of(completion_with(serde_json::json!(long), &cfg).unwrap_err());
+    assert_eq!(
+        (p.as_str(), msg.as_str()),
+        (
+            "stop",
+            "each stop string must be at most 1024 bytes, got 1026 bytes in stop"
+        )
+    );
+    let (p, msg) = message_of(chat_with(serde_json::json!(["a", long]), &cfg).unwrap_err());
+    assert_eq!(
+        (p.as_str(), msg.as_str()),
+        (
+            "stop",
+            "each stop string must be at most 1024 bytes, got 1026 bytes in stop[1]"
+        )
+    );
+
+    // The limits are the configured ones.
+    let tight = ServerConfig {
+        max_stop_strings: 2,
+        max_stop_bytes: 3,
+        ..ServerConfig::default()
+    };
+    assert!(chat_with(serde_json::json!(["a", "b", "c"]), &tight).is_err());
+    assert!(completion_with(serde_json::json!("abcd"), &tight).is_err());
+    assert_eq!(
+        completion_with(serde_json::json!(["abc", "d"]), &tight).unwrap(),
+        ["abc", "d"]
+    );
+}
