@@ -76,7 +76,17 @@ async fn metrics_export_kv_scheduling_prefix_cache_and_tokenize_queue() {
         let chunk = stream.next().await.expect("stream open").expect("chunk");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let busy = metrics(&c, &srv.base).await;
+    // Gauges are published at the end of an engine step; tokens stream
+    // during it. Poll until the step that forked the rollouts is done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let busy = loop {
+        let text = metrics(&c, &srv.base).await;
+        if engine(&text, "quorum_running_sequences") > 0.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no running rollouts:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let budget = engine(&busy, "quorum_kv_cache_budget_tokens");
     let used = engine(&busy, "quorum_kv_cache_used_tokens");
     assert_eq!(engine(&busy, "quorum_running_sequences"), 2.0, "{busy}");

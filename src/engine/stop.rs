@@ -117,11 +117,6 @@ impl StopStrings {
     pub fn is_empty(&self) -> bool {
         self.stops.is_empty()
     }
-
-    /// The stop strings, deduplicated, in request order.
-    pub fn as_slice(&self) -> &[String] {
-        &self.stops
-    }
 }
 
 /// Incremental stop-string detector for one sequence.
