@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// OpenAI-compatible HTTP server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Model directories: `model init` writes a random-weight HF model.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Verify(args) => verify::run(args),
     }
 }
