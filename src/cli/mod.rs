@@ -1,12 +1,15 @@
-//! The `quorum` command line: `model init`, `generate`, `bench`. The binary
+//! The `quorum` command line: `serve`, `model init`, `generate`, `bench`,
+//! `verify`, `train`, `data`. The binary
 //! edge: errors here are `anyhow`.
 
 mod bench;
 pub use bench::{synthetic_prompt, weight_bytes_per_step};
 mod common;
+mod data;
 mod generate;
 mod model_cmd;
 mod serve;
+mod train;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +39,12 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Check answer equivalence with the math verifier (one pair, or JSONL on stdin).
     Verify(verify::VerifyArgs),
+    /// Training: tokenizer, SFT, plots.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
+    /// Task data: built-in generators.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,5 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Serve(args) => serve::run(*args),
         Command::Verify(args) => verify::run(args),
+        Command::Train(cmd) => train::run(cmd),
+        Command::Data(cmd) => data::run(cmd),
     }
 }

@@ -1,0 +1,25 @@
+//! `quorum train`: tokenizer, SFT (and next GRPO, reward models), plots.
+
+mod plot;
+mod sft;
+mod tokenizer;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Supervised fine-tuning (teacher forcing, loss on assistant tokens).
+    Sft(Box<sft::SftArgs>),
+    /// Train a byte-level BPE tokenizer with the chat special tokens.
+    Tokenizer(tokenizer::TokenizerArgs),
+    /// Write PNG curves (loss, eval accuracy, lr) of a run directory.
+    Plot(plot::PlotArgs),
+}
+
+pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    match cmd {
+        TrainCommand::Sft(args) => sft::run(*args),
+        TrainCommand::Tokenizer(args) => tokenizer::run(args),
+        TrainCommand::Plot(args) => plot::run(args),
+    }
+}

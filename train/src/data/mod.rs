@@ -1,0 +1,1 @@
+//! Task data: JSONL / Parquet records with a field mapping (being written).

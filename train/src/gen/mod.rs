@@ -1,0 +1,1 @@
+//! Built-in task generators with worked reasoning traces (being written).
