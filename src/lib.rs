@@ -14,3 +14,4 @@ pub mod model;
 pub mod server;
 pub mod sysinfo;
 pub mod tokenizer;
+pub mod training;

@@ -1,9 +1,24 @@
 //! Training algorithms (SFT, GRPO/RLVR, reward models) over a small policy trait.
 //!
 //! This crate holds what does not need the real model: task data and
-//! generators, loss masks, losses, the optimizer and schedules, batching,
-//! checkpoint/resume state and metrics. The root crate wires in the real
-//! `Transformer` and rollout engine through [`policy`].
+//! generators, batching and loss weights, losses, the optimizer and
+//! schedules, checkpoint/resume state, configs and metrics. The root crate
+//! wires in the real `Transformer` and rollout engine through
+//! [`policy::Policy`].
 
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
 pub mod data;
+mod error;
 pub mod gen;
+pub mod loss;
+pub mod mask;
+pub mod metrics;
+pub mod optim;
+pub mod policy;
+pub mod schedule;
+pub mod sft;
+pub mod sft_config;
+
+pub use error::{Result, TrainError};

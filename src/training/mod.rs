@@ -1,0 +1,11 @@
+//! The real model and engine wired into the `train` crate's algorithms:
+//! [`policy::TransformerPolicy`] (the differentiable forward), chat
+//! rendering for loss masks ([`render`]), eval by generation with the
+//! rollout engine ([`eval`]), and the SFT run loop ([`sft`]).
+
+pub mod data;
+pub mod eval;
+pub mod policy;
+pub mod render;
+pub mod sft;
+mod signals;

@@ -1,0 +1,83 @@
+//! [`Policy`] for the real [`Transformer`]: the `Mode::Train` forward over a
+//! ragged batch, whose parameters are the `Var`s of `load_trainable`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use quorum_train::batch::PackedBatch;
+use quorum_train::policy::Policy;
+
+use crate::model::{load_trainable, Mode, ModelConfig, ModelError, Positions, SeqInput, Transformer};
+
+/// A trainable model: the transformer and its parameters by HF tensor name.
+pub struct TransformerPolicy {
+    pub model: Transformer,
+    pub config: ModelConfig,
+    params: Vec<(String, Var)>,
+}
+
+impl TransformerPolicy {
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        let (model, varmap, config) = load_trainable(dir, dtype, device)?;
+        let mut params: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::Weight {
+                name: "varmap".into(),
+                message: "lock poisoned".into(),
+            })?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self {
+            model,
+            config,
+            params,
+        })
+    }
+
+    /// The current weights by HF name (what a checkpoint stores).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+}
+
+impl Policy for TransformerPolicy {
+    fn params(&self) -> Vec<(String, Var)> {
+        self.params.clone()
+    }
+
+    fn token_logprobs(
+        &self,
+        batch: &PackedBatch,
+        temperature: f64,
+    ) -> quorum_train::Result<Tensor> {
+        let mut seqs: Vec<SeqInput> = batch
+            .inputs
+            .iter()
+            .map(|ids| SeqInput {
+                tokens: ids,
+                cache: None,
+            })
+            .collect();
+        let logits = self.model.forward(&mut seqs, Positions::All, Mode::Train)?;
+        let logits = if temperature != 1.0 {
+            (logits / temperature)?
+        } else {
+            logits
+        };
+        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let targets = Tensor::new(batch.targets.as_slice(), logits.device())?
+            .to_dtype(DType::U32)?
+            .unsqueeze(1)?;
+        Ok(lsm.gather(&targets, 1)?.squeeze(1)?)
+    }
+}
