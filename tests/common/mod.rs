@@ -20,3 +20,49 @@ pub fn temp_model(preset_name: &str, seed: u64) -> TempModel {
     init_model(&opts, &|_| {}).expect("init model");
     TempModel { _tmp: tmp, dir }
 }
+
+/// A tiny Qwen3 model over the synthetic byte-level tokenizer (vocabulary of
+/// 261: bytes + ChatML + think tags), the fixture for training tests: small
+/// enough that a step takes milliseconds, with the real chat template.
+/// Written once per target dir (private dir, then renamed).
+pub fn byte_model_dir() -> PathBuf {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = root.join("train-byte-model-v1");
+        if dir.join("config.json").is_file() {
+            return dir;
+        }
+        let tmp = root.join(format!("train-byte-model-v1.tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let tok_dir = root.join(format!("train-byte-tokenizer.tmp{}", std::process::id()));
+        std::fs::create_dir_all(&tok_dir).expect("tokenizer dir");
+        std::fs::write(
+            tok_dir.join("tokenizer.json"),
+            quorum::tokenizer::synthetic_tokenizer_json().expect("synthetic tokenizer"),
+        )
+        .expect("write tokenizer.json");
+        std::fs::write(
+            tok_dir.join("tokenizer_config.json"),
+            quorum::tokenizer::synthetic_tokenizer_config_json(true),
+        )
+        .expect("write tokenizer_config.json");
+        let tok = quorum::tokenizer::Tokenizer::from_dir(&tok_dir).expect("load tokenizer");
+        let mut cfg = preset("tiny").expect("preset");
+        cfg.vocab_size = tok.vocab_size();
+        cfg.eos_token_id = tok
+            .token_to_id("<|im_end|>")
+            .map(quorum::model::config::TokenIds::One);
+        cfg.bos_token_id = None;
+        let mut opts = InitOptions::new(cfg, &tmp);
+        opts.tokenizer = quorum::model::init::TokenizerSource::Qwen3Fixture(tok_dir.clone());
+        init_model(&opts, &|_| {}).expect("init byte model");
+        let _ = std::fs::remove_dir_all(&tok_dir);
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        dir
+    })
+    .clone()
+}
