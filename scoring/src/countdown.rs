@@ -48,7 +48,10 @@ pub fn parse_reference(reference: &str) -> Result<CountdownProblem, String> {
     }
     let e = evaluate(text)?;
     if !e.value.is_integer() {
-        return Err(format!("reference expression evaluates to {}, not an integer", e.value));
+        return Err(format!(
+            "reference expression evaluates to {}, not an integer",
+            e.value
+        ));
     }
     Ok(CountdownProblem {
         target: e.value.numer(),
@@ -373,10 +376,14 @@ mod tests {
 
     #[test]
     fn symbols_and_stated_result() {
+        assert!(
+            v().verify(r"\boxed{(8-5)\times 7+3 = 24}", "24 from 3 5 7 8")
+                .correct
+        );
         assert!(v()
-            .verify(r"\boxed{(8-5)\times 7+3 = 24}", "24 from 3 5 7 8")
-            .correct);
-        assert!(v().verify(r"\boxed{(8 − 5)}", "3 from 8 5").reason.contains("unexpected character"));
+            .verify(r"\boxed{(8 − 5)}", "3 from 8 5")
+            .reason
+            .contains("unexpected character"));
         let r = v().verify(r"\boxed{8*3=25}", "24 from 3 8");
         assert_eq!(r.reason, "expression is 24, not the stated 25");
     }

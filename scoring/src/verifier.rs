@@ -45,7 +45,10 @@ pub trait Verifier: Send + Sync {
         if v.correct {
             Ok(())
         } else {
-            Err(format!("`\\boxed{{{r}}}` is not judged correct: {}", v.reason))
+            Err(format!(
+                "`\\boxed{{{r}}}` is not judged correct: {}",
+                v.reason
+            ))
         }
     }
 }
@@ -98,7 +101,11 @@ impl Verifier for MathVerifier {
         if v.correct {
             Ok(())
         } else {
-            Err(format!("`{}` does not verify against itself: {}", truncate(&answer, 60), v.reason))
+            Err(format!(
+                "`{}` does not verify against itself: {}",
+                truncate(&answer, 60),
+                v.reason
+            ))
         }
     }
 }
@@ -384,7 +391,15 @@ mod check_reference_tests {
 
     #[test]
     fn math_accepts_answers_in_their_usual_forms() {
-        for r in ["72", "-3445", r"\frac{3}{4}", r"\boxed{5}", "reasoning\n#### 72", "x^2+1", "yes"] {
+        for r in [
+            "72",
+            "-3445",
+            r"\frac{3}{4}",
+            r"\boxed{5}",
+            "reasoning\n#### 72",
+            "x^2+1",
+            "yes",
+        ] {
             assert_eq!(check("math", r), Ok(()), "{r}");
         }
     }

@@ -23,7 +23,11 @@ pub struct ReferenceFailure {
 
 impl fmt::Display for ReferenceFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: verifier `{}`: {}", self.loc, self.verifier, self.reason)
+        write!(
+            f,
+            "{}: verifier `{}`: {}",
+            self.loc, self.verifier, self.reason
+        )
     }
 }
 

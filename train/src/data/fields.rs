@@ -124,10 +124,9 @@ mod tests {
 
     #[test]
     fn toml_tables_with_defaults() {
-        let c: Cfg = toml_like(
-            r#"{"data": {"answer_format": "gsm8k", "fields": {"prompt": "question"}}}"#,
-        )
-        .unwrap();
+        let c: Cfg =
+            toml_like(r#"{"data": {"answer_format": "gsm8k", "fields": {"prompt": "question"}}}"#)
+                .unwrap();
         assert_eq!(c.data.fields.prompt, "question");
         assert_eq!(c.data.fields.answer, "answer");
         assert_eq!(c.data.answer_format, AnswerFormat::Gsm8k);

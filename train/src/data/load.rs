@@ -66,7 +66,8 @@ pub fn load_tasks<P: AsRef<Path>>(paths: &[P], opts: &LoadOptions) -> Result<Loa
     for path in paths {
         let path = path.as_ref();
         let mut each = |rec: Result<_, DataError>| {
-            let task = rec.and_then(|(loc, value)| task_from_value(&value, &loc, opts, &mut verifiers));
+            let task =
+                rec.and_then(|(loc, value)| task_from_value(&value, &loc, opts, &mut verifiers));
             match task {
                 Ok(t) => tasks.push(t),
                 Err(e) if opts.skip_malformed && e.is_per_record() => {
@@ -98,7 +99,11 @@ pub fn load_tasks<P: AsRef<Path>>(paths: &[P], opts: &LoadOptions) -> Result<Loa
             .collect::<Vec<_>>()
             .join(", ");
         return Err(DataError::Empty {
-            files: if files.is_empty() { "(no files)".into() } else { files },
+            files: if files.is_empty() {
+                "(no files)".into()
+            } else {
+                files
+            },
             skipped: report.skipped,
         });
     }

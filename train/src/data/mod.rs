@@ -23,7 +23,7 @@ pub use error::DataError;
 pub use fields::{AnswerFormat, FieldMap, LoadOptions};
 pub use load::{load_tasks, FileFormat, LoadReport, Loaded, FIRST_ERRORS};
 pub use task::{
-    direct_content, think_content, Conversation, Location, Message, Prompt, Task, TargetStyle,
+    direct_content, think_content, Conversation, Location, Message, Prompt, TargetStyle, Task,
 };
 
 #[cfg(test)]

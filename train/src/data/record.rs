@@ -67,7 +67,9 @@ impl Record<'_> {
         match lookup(self.obj, field) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.bad(field, format!("expected a string, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.bad(field, format!("expected a string, found {}", kind(other))))
+            }
         }
     }
 
@@ -86,7 +88,10 @@ impl Record<'_> {
 
     fn messages(&self, field: &str, v: &Value) -> Result<Vec<Message>, DataError> {
         let Value::Array(items) = v else {
-            return Err(self.bad(field, format!("expected a list of messages, found {}", kind(v))));
+            return Err(self.bad(
+                field,
+                format!("expected a list of messages, found {}", kind(v)),
+            ));
         };
         if items.is_empty() {
             return Err(self.bad(field, "empty list of messages"));
@@ -94,7 +99,9 @@ impl Record<'_> {
         items
             .iter()
             .enumerate()
-            .map(|(i, m)| message(m).map_err(|e| self.bad(field, format!("message {}: {e}", i + 1))))
+            .map(|(i, m)| {
+                message(m).map_err(|e| self.bad(field, format!("message {}: {e}", i + 1)))
+            })
             .collect()
     }
 }
@@ -177,7 +184,10 @@ pub(crate) fn task_from_value(
         (Some(other), _) => {
             return Err(r.bad(
                 &f.prompt,
-                format!("expected a string or a list of messages, found {}", kind(other)),
+                format!(
+                    "expected a string or a list of messages, found {}",
+                    kind(other)
+                ),
             ))
         }
         (None, Some(v)) => Prompt::Messages(r.messages(&f.messages, v)?),
@@ -229,7 +239,9 @@ pub(crate) fn task_from_value(
         return Err(r.missing(&f.answer));
     }
 
-    let verifier = r.string(&f.verifier)?.unwrap_or_else(|| opts.verifier.clone());
+    let verifier = r
+        .string(&f.verifier)?
+        .unwrap_or_else(|| opts.verifier.clone());
     verifiers
         .check(&verifier)
         .map_err(|message| DataError::UnknownVerifier {

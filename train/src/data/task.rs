@@ -216,7 +216,10 @@ mod tests {
     fn think_and_direct_styles() {
         let t = task(Prompt::Text("Q?".into()), Some("72"), Some("trace"));
         let c = t.to_sft_messages(TargetStyle::Think).unwrap();
-        assert_eq!(c.messages[1].content, "<think>\ntrace\n</think>\n\n\\boxed{72}");
+        assert_eq!(
+            c.messages[1].content,
+            "<think>\ntrace\n</think>\n\n\\boxed{72}"
+        );
         assert_eq!(c.enable_thinking(), None);
         let c = t.to_sft_messages(TargetStyle::Direct).unwrap();
         assert_eq!(c.messages[1].content, "\\boxed{72}");

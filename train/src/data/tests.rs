@@ -77,7 +77,10 @@ fn malformed_line_names_file_and_line() {
         "{\"prompt\": \"a\", \"answer\": \"1\"}\n{\"prompt\": \"b\",\n",
     );
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.contains("tasks.jsonl:2: malformed record: EOF while parsing"), "{e}");
+    assert!(
+        e.contains("tasks.jsonl:2: malformed record: EOF while parsing"),
+        "{e}"
+    );
     assert!(!e.contains("line 1 column"), "{e}");
 }
 
@@ -86,11 +89,17 @@ fn non_object_and_bad_utf8_lines_are_malformed() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "tasks.jsonl", "[1, 2]\n");
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.ends_with("tasks.jsonl:1: malformed record: expected a JSON object, found a list"), "{e}");
+    assert!(
+        e.ends_with("tasks.jsonl:1: malformed record: expected a JSON object, found a list"),
+        "{e}"
+    );
     let p = dir.path().join("bytes.jsonl");
     std::fs::write(&p, b"{\"prompt\": \"\xff\"}\n").unwrap();
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.contains("bytes.jsonl:1: malformed record: not UTF-8"), "{e}");
+    assert!(
+        e.contains("bytes.jsonl:1: malformed record: not UTF-8"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -102,13 +111,20 @@ fn missing_field_names_the_field_and_line() {
         "{\"prompt\": \"a\"}\n{\"question\": \"b\", \"answer\": \"1\"}\n",
     );
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.ends_with("tasks.jsonl:2: missing field `prompt` or `messages`"), "{e}");
+    assert!(
+        e.ends_with("tasks.jsonl:2: missing field `prompt` or `messages`"),
+        "{e}"
+    );
 
     let opts = LoadOptions {
         require_answer: true,
         ..LoadOptions::default()
     };
-    let p = write(dir.path(), "noans.jsonl", "{\"prompt\": \"a\", \"answer\": \"1\"}\n{\"prompt\": \"b\"}\n");
+    let p = write(
+        dir.path(),
+        "noans.jsonl",
+        "{\"prompt\": \"a\", \"answer\": \"1\"}\n{\"prompt\": \"b\"}\n",
+    );
     let e = err_text(load_one(&p, &opts));
     assert!(e.ends_with("noans.jsonl:2: missing field `answer`"), "{e}");
 }
@@ -117,13 +133,31 @@ fn missing_field_names_the_field_and_line() {
 fn wrong_field_types_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (r#"{"prompt": "a", "answer": [1]}"#, "field `answer`: expected a string or a number, found a list"),
-        (r#"{"prompt": 3}"#, "field `prompt`: expected a string or a list of messages, found a number"),
+        (
+            r#"{"prompt": "a", "answer": [1]}"#,
+            "field `answer`: expected a string or a number, found a list",
+        ),
+        (
+            r#"{"prompt": 3}"#,
+            "field `prompt`: expected a string or a list of messages, found a number",
+        ),
         (r#"{"prompt": "  "}"#, "field `prompt`: empty prompt"),
-        (r#"{"messages": [{"role": "user"}]}"#, "field `messages`: message 1: missing `content`"),
-        (r#"{"messages": []}"#, "field `messages`: empty list of messages"),
-        (r#"{"prompt": "a", "solution": 5}"#, "field `solution`: expected a string, found a number"),
-        (r#"{"prompt": "a", "chat_template_kwargs": true}"#, "field `chat_template_kwargs`: expected an object, found a boolean"),
+        (
+            r#"{"messages": [{"role": "user"}]}"#,
+            "field `messages`: message 1: missing `content`",
+        ),
+        (
+            r#"{"messages": []}"#,
+            "field `messages`: empty list of messages",
+        ),
+        (
+            r#"{"prompt": "a", "solution": 5}"#,
+            "field `solution`: expected a string, found a number",
+        ),
+        (
+            r#"{"prompt": "a", "chat_template_kwargs": true}"#,
+            "field `chat_template_kwargs`: expected an object, found a boolean",
+        ),
     ];
     for (i, (line, want)) in cases.iter().enumerate() {
         let p = write(dir.path(), &format!("c{i}.jsonl"), &format!("{line}\n"));
@@ -141,14 +175,20 @@ fn unknown_verifier_names_the_line() {
         "{\"prompt\": \"a\", \"answer\": \"1\"}\n{\"prompt\": \"b\", \"answer\": \"1\", \"verifier\": \"mathh\"}\n",
     );
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.contains("tasks.jsonl:2: verifier `mathh`: unknown verifier `mathh`"), "{e}");
+    assert!(
+        e.contains("tasks.jsonl:2: verifier `mathh`: unknown verifier `mathh`"),
+        "{e}"
+    );
     // The default verifier is checked too.
     let opts = LoadOptions {
         verifier: "code".into(),
         ..LoadOptions::default()
     };
     let e = err_text(load_one(&p, &opts));
-    assert!(e.contains("tasks.jsonl:1: verifier `code`: verifier `code` needs a hook"), "{e}");
+    assert!(
+        e.contains("tasks.jsonl:1: verifier `code`: verifier `code` needs a hook"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -169,8 +209,16 @@ fn skip_malformed_counts_and_keeps_the_first_messages() {
     assert_eq!(l.tasks[1].source.line, 10);
     assert_eq!(l.report.skipped, 8);
     assert_eq!(l.report.first_errors.len(), FIRST_ERRORS);
-    assert!(l.report.first_errors[0].contains("tasks.jsonl:2: malformed record"), "{:?}", l.report);
-    assert!(l.report.first_errors[4].contains("tasks.jsonl:6: "), "{:?}", l.report);
+    assert!(
+        l.report.first_errors[0].contains("tasks.jsonl:2: malformed record"),
+        "{:?}",
+        l.report
+    );
+    assert!(
+        l.report.first_errors[4].contains("tasks.jsonl:6: "),
+        "{:?}",
+        l.report
+    );
 }
 
 #[test]
@@ -178,26 +226,41 @@ fn empty_dataset_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "empty.jsonl", "\n  \n");
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.starts_with("no tasks in ") && e.ends_with("empty.jsonl"), "{e}");
+    assert!(
+        e.starts_with("no tasks in ") && e.ends_with("empty.jsonl"),
+        "{e}"
+    );
     let p = write(dir.path(), "allbad.jsonl", "{\n{\n");
     let opts = LoadOptions {
         skip_malformed: true,
         ..LoadOptions::default()
     };
     let e = err_text(load_one(&p, &opts));
-    assert!(e.ends_with("allbad.jsonl (2 malformed record(s) skipped)"), "{e}");
+    assert!(
+        e.ends_with("allbad.jsonl (2 malformed record(s) skipped)"),
+        "{e}"
+    );
     let none: [&Path; 0] = [];
-    assert!(matches!(load_tasks(&none, &opts), Err(DataError::Empty { .. })));
+    assert!(matches!(
+        load_tasks(&none, &opts),
+        Err(DataError::Empty { .. })
+    ));
 }
 
 #[test]
 fn missing_file_and_unknown_extension() {
     let dir = tempfile::tempdir().unwrap();
-    let e = err_text(load_one(&dir.path().join("nope.jsonl"), &LoadOptions::default()));
+    let e = err_text(load_one(
+        &dir.path().join("nope.jsonl"),
+        &LoadOptions::default(),
+    ));
     assert!(e.contains("nope.jsonl: "), "{e}");
     let p = write(dir.path(), "tasks.csv", "a,b\n");
     let e = err_text(load_one(&p, &LoadOptions::default()));
-    assert!(e.ends_with("tasks.csv: unknown file type (expected .jsonl, .json, .ndjson or .parquet)"), "{e}");
+    assert!(
+        e.ends_with("tasks.csv: unknown file type (expected .jsonl, .json, .ndjson or .parquet)"),
+        "{e}"
+    );
 }
 
 const GSM8K_LINE: &str = r#"{"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?", "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"}"#;
@@ -226,12 +289,21 @@ fn gsm8k_columns_load_without_conversion() {
         );
         assert!(check_references(&l.tasks).is_empty());
         let c = t.to_sft_messages(TargetStyle::Solution).unwrap();
-        assert!(c.messages[1].content.ends_with("April and May.\n\n\\boxed{72}"));
+        assert!(c.messages[1]
+            .content
+            .ends_with("April and May.\n\n\\boxed{72}"));
     }
     // gsm8k format insists on the `####` line.
-    let p = write(dir.path(), "bad.jsonl", "{\"question\": \"q\", \"answer\": \"72\"}\n");
+    let p = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"question\": \"q\", \"answer\": \"72\"}\n",
+    );
     let e = err_text(load_one(&p, &LoadOptions::gsm8k()));
-    assert!(e.ends_with("bad.jsonl:1: field `answer`: no `#### N` line (answer_format = gsm8k)"), "{e}");
+    assert!(
+        e.ends_with("bad.jsonl:1: field `answer`: no `#### N` line (answer_format = gsm8k)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -258,9 +330,16 @@ fn math_columns_take_the_last_boxed() {
         let c = t.to_sft_messages(TargetStyle::Solution).unwrap();
         assert_eq!(c.messages[1].content, t.solution.clone().unwrap());
     }
-    let p = write(dir.path(), "nobox.jsonl", "{\"problem\": \"q\", \"solution\": \"it is 5\"}\n");
+    let p = write(
+        dir.path(),
+        "nobox.jsonl",
+        "{\"problem\": \"q\", \"solution\": \"it is 5\"}\n",
+    );
     let e = err_text(load_one(&p, &LoadOptions::math()));
-    assert!(e.ends_with("nobox.jsonl:1: field `solution`: no \\boxed{} (answer_format = boxed)"), "{e}");
+    assert!(
+        e.ends_with("nobox.jsonl:1: field `solution`: no \\boxed{} (answer_format = boxed)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -301,11 +380,27 @@ fn reference_check_reports_file_and_line() {
     let f = check_references(&l.tasks);
     let lines: Vec<usize> = f.iter().map(|f| f.loc.line).collect();
     assert_eq!(lines, vec![2, 3, 5]);
-    assert!(f[0].to_string().contains("tasks.jsonl:2: verifier `numeric`: "), "{}", f[0]);
-    assert!(f[1].to_string().ends_with("tasks.jsonl:3: verifier `math`: no reference answer"), "{}", f[1]);
+    assert!(
+        f[0].to_string()
+            .contains("tasks.jsonl:2: verifier `numeric`: "),
+        "{}",
+        f[0]
+    );
+    assert!(
+        f[1].to_string()
+            .ends_with("tasks.jsonl:3: verifier `math`: no reference answer"),
+        "{}",
+        f[1]
+    );
     let e = ensure_references(&l.tasks).unwrap_err().to_string();
-    assert!(e.starts_with("3 reference answer(s) cannot be checked"), "{e}");
-    assert!(e.contains("tasks.jsonl:5: verifier `countdown`: number `x` is not an integer"), "{e}");
+    assert!(
+        e.starts_with("3 reference answer(s) cannot be checked"),
+        "{e}"
+    );
+    assert!(
+        e.contains("tasks.jsonl:5: verifier `countdown`: number `x` is not an integer"),
+        "{e}"
+    );
 }
 
 /// GSM8K-like Parquet (as HF ships it), one file per codec.
@@ -316,14 +411,23 @@ fn write_parquet(path: &Path, compression: Compression, rows: &[(&str, Option<&s
         )
         .unwrap(),
     );
-    let props = Arc::new(WriterProperties::builder().set_compression(compression).build());
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(compression)
+            .build(),
+    );
     let mut w = SerializedFileWriter::new(File::create(path).unwrap(), schema, props).unwrap();
     let mut rg = w.next_row_group().unwrap();
     let questions: Vec<ByteArray> = rows.iter().map(|(q, _)| ByteArray::from(*q)).collect();
-    let answers: Vec<ByteArray> = rows.iter().filter_map(|(_, a)| a.map(ByteArray::from)).collect();
+    let answers: Vec<ByteArray> = rows
+        .iter()
+        .filter_map(|(_, a)| a.map(ByteArray::from))
+        .collect();
     let defs: Vec<i16> = rows.iter().map(|(_, a)| i16::from(a.is_some())).collect();
     let mut col = rg.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&questions, None, None).unwrap();
+    col.typed::<ByteArrayType>()
+        .write_batch(&questions, None, None)
+        .unwrap();
     col.close().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
     col.typed::<ByteArrayType>()
@@ -357,9 +461,16 @@ fn parquet_gsm8k_loads_through_the_same_mapping() {
     }
     // A null answer is a missing field, named with its row.
     let p = dir.path().join("nulls.parquet");
-    write_parquet(&p, Compression::SNAPPY, &[("q1", Some("#### 1")), ("q2", None)]);
+    write_parquet(
+        &p,
+        Compression::SNAPPY,
+        &[("q1", Some("#### 1")), ("q2", None)],
+    );
     let e = err_text(load_one(&p, &LoadOptions::gsm8k()));
-    assert!(e.ends_with("nulls.parquet:2: missing field `answer`"), "{e}");
+    assert!(
+        e.ends_with("nulls.parquet:2: missing field `answer`"),
+        "{e}"
+    );
     // JSONL and Parquet in one load, in order.
     let j = write(dir.path(), "more.jsonl", &format!("{GSM8K_LINE}\n"));
     let l = load_tasks(&[dir.path().join("zstd.parquet"), j], &LoadOptions::gsm8k()).unwrap();

@@ -10,6 +10,7 @@
 //! - `Compute 12+7*8-5.` → one operation per line, the rest of the
 //!   expression after `so`: `7*8=56 so 12+56-5` / `12+56: 2+6+0=8 1+5+0=6 r:86 =68 so 68-5` / … / `a:63`
 
+use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,17 @@ pub enum ArithOp {
     Mul,
     /// A multi-step expression of `+ - *`.
     Expr,
+}
+
+impl fmt::Display for ArithOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArithOp::Add => "add",
+            ArithOp::Sub => "sub",
+            ArithOp::Mul => "mul",
+            ArithOp::Expr => "expr",
+        })
+    }
 }
 
 impl FromStr for ArithOp {
@@ -130,7 +142,12 @@ pub(crate) fn addition(a: u128, b: u128) -> Problem {
     let c = columns::add(&[digits_lsf(a), digits_lsf(b)]);
     let lines = vec![c.steps.join(" "), close(&c.digits, "")];
     let (lo, hi) = (a.min(b), a.max(b));
-    problem(format!("{lo}+{hi}"), format!("{a}+{b}"), lines, (a + b) as i128)
+    problem(
+        format!("{lo}+{hi}"),
+        format!("{a}+{b}"),
+        lines,
+        (a + b) as i128,
+    )
 }
 
 pub(crate) fn subtraction(a: u128, b: u128) -> Problem {
@@ -156,7 +173,12 @@ pub(crate) fn multiplication(a: u128, b: u128) -> Problem {
         *last = format!("{steps}\n{}", close(&digits, ""));
     }
     let (lo, hi) = (a.min(b), a.max(b));
-    problem(format!("{lo}*{hi}"), format!("{a}*{b}"), lines, (a * b) as i128)
+    problem(
+        format!("{lo}*{hi}"),
+        format!("{a}*{b}"),
+        lines,
+        (a * b) as i128,
+    )
 }
 
 /// One binary operation inside an expression, as one line:

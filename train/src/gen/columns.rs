@@ -27,7 +27,9 @@ pub fn lsf_text(d: &[u8]) -> String {
 
 /// The number of digits given least significant first (leading zeros dropped).
 pub fn from_lsf(d: &[u8]) -> u128 {
-    d.iter().rev().fold(0u128, |acc, &x| acc * 10 + u128::from(x))
+    d.iter()
+        .rev()
+        .fold(0u128, |acc, &x| acc * 10 + u128::from(x))
 }
 
 /// A column trace: its steps and the result digits (least significant first).
@@ -139,7 +141,10 @@ mod tests {
     #[test]
     fn addition_columns_and_final_carry() {
         let c = add(&[digits_lsf(34567), digits_lsf(23345)]);
-        assert_eq!(c.line(), "7+5+0=12 6+4+1=11 5+3+1=9 4+3+0=7 3+2+0=5 r:21975");
+        assert_eq!(
+            c.line(),
+            "7+5+0=12 6+4+1=11 5+3+1=9 4+3+0=7 3+2+0=5 r:21975"
+        );
         let c = add(&[digits_lsf(95), digits_lsf(7)]);
         assert_eq!(c.line(), "5+7+0=12 9+0+1=10 r:201");
         assert_eq!(from_lsf(&c.digits), 102);

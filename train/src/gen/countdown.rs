@@ -79,12 +79,32 @@ fn render(n: &Node) -> String {
     }
 }
 
-/// One random full reduction of `nums`: combine two values at a time into
-/// their result until one is left. Every value stays a positive integer
-/// no larger than `max_value`; no `*1`, `/1` or `x-x`.
-fn reduce(rng: &mut Rng, nums: &[u64], max_value: u64) -> Option<(Vec<String>, u64, Node)> {
+/// One random full reduction of `nums`.
+struct Reduction {
+    steps: Vec<String>,
+    /// The value after each step; the last is the result.
+    values: Vec<u64>,
+    tree: Node,
+}
+
+impl Reduction {
+    fn result(&self) -> u64 {
+        self.values.last().copied().unwrap_or(0)
+    }
+
+    /// Whether a step before the last already gives `v`.
+    fn passes(&self, v: u64) -> bool {
+        self.values[..self.values.len().saturating_sub(1)].contains(&v)
+    }
+}
+
+/// Combines two values at a time into their result until one is left.
+/// Every value stays a positive integer no larger than `max_value`; no
+/// `*1`, `/1` or `x-x`.
+fn reduce(rng: &mut Rng, nums: &[u64], max_value: u64) -> Option<Reduction> {
     let mut pool: Vec<(u64, Node)> = nums.iter().map(|&v| (v, Node::Num(v))).collect();
     let mut steps = Vec::with_capacity(nums.len().saturating_sub(1));
+    let mut values = Vec::with_capacity(nums.len().saturating_sub(1));
     while pool.len() > 1 {
         let mut chosen = None;
         for _ in 0..OP_TRIES {
@@ -111,14 +131,19 @@ fn reduce(rng: &mut Rng, nums: &[u64], max_value: u64) -> Option<(Vec<String>, u
         }
         let (x, y, op, v) = chosen?;
         steps.push(format!("{}{op}{}={v}", pool[x].0, pool[y].0));
+        values.push(v);
         let node = Node::Bin(op, Box::new(pool[x].1.clone()), Box::new(pool[y].1.clone()));
         let (first, second) = (x.max(y), x.min(y));
         pool.swap_remove(first);
         pool.swap_remove(second);
         pool.push((v, node));
     }
-    let (v, node) = pool.pop()?;
-    Some((steps, v, node))
+    let (_, tree) = pool.pop()?;
+    Some(Reduction {
+        steps,
+        values,
+        tree,
+    })
 }
 
 /// The `countdown` generator.
@@ -164,25 +189,28 @@ impl TaskGenerator for Countdown {
             let nums: Vec<u64> = (0..k)
                 .map(|_| rng.range(1, u64::from(cfg.max_number)))
                 .collect();
-            let Some((steps, target, tree)) = reduce(rng, &nums, max_value) else {
+            let Some(solution) = reduce(rng, &nums, max_value) else {
                 continue;
             };
-            let in_range = (u64::from(cfg.min_target)..=u64::from(cfg.max_target)).contains(&target);
-            if !in_range || nums.contains(&target) {
+            let target = solution.result();
+            let in_range =
+                (u64::from(cfg.min_target)..=u64::from(cfg.max_target)).contains(&target);
+            if !in_range || nums.contains(&target) || solution.passes(target) {
                 continue;
             }
             let mut lines = Vec::new();
             let dead_ends = cfg.dead_ends.draw(rng);
             for _ in 0..dead_ends {
+                // A failed attempt never passes through the target.
                 let attempt = (0..OP_TRIES)
                     .filter_map(|_| reduce(rng, &nums, max_value))
-                    .find(|(_, v, _)| *v != target);
-                if let Some((s, _, _)) = attempt {
-                    lines.push(format!("{} no", s.join(" ")));
+                    .find(|r| !r.values.contains(&target));
+                if let Some(r) = attempt {
+                    lines.push(format!("{} no", r.steps.join(" ")));
                 }
             }
-            lines.push(format!("{} yes", steps.join(" ")));
-            let expr = render(&tree);
+            lines.push(format!("{} yes", solution.steps.join(" ")));
+            let expr = render(&solution.tree);
             lines.push(format!("a:{expr}"));
             let mut sorted = nums.clone();
             sorted.sort_unstable();

@@ -113,7 +113,10 @@ pub fn sft_record(p: &Problem, kind: &str, toggle: Toggle) -> SftRecord {
         Toggle::UserThink => user.push_str(" /think"),
         Toggle::UserNoThink => user.push_str(" /no_think"),
         Toggle::KwargsNoThink => {
-            kwargs = Some(Map::from_iter([("enable_thinking".to_string(), Value::Bool(false))]))
+            kwargs = Some(Map::from_iter([(
+                "enable_thinking".to_string(),
+                Value::Bool(false),
+            )]))
         }
     }
     messages.push(Message::new("user", user));

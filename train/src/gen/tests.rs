@@ -146,12 +146,13 @@ fn check_arith_trace(trace: &str) -> i128 {
                 carry = if s.op == '-' { 0 } else { s.value / 10 };
             }
             if carry > 0 {
-                want.push_str(&columns::lsf_text(
-                    &columns::digits_lsf(carry as u128),
-                ));
+                want.push_str(&columns::lsf_text(&columns::digits_lsf(carry as u128)));
             }
             let zeros = r.len() - want.len();
-            assert!(r.ends_with(&want) && r[..zeros].chars().all(|c| c == '0'), "r:{r} vs {want} in {trace}");
+            assert!(
+                r.ends_with(&want) && r[..zeros].chars().all(|c| c == '0'),
+                "r:{r} vs {want} in {trace}"
+            );
             last_r = Some(r.to_string());
             block.clear();
         } else if let Some(a) = tok.strip_prefix("a:") {
@@ -168,7 +169,9 @@ fn check_arith_trace(trace: &str) -> i128 {
                     assert_eq!(digits, restated, "a: restates r: in {trace}");
                     assert_eq!(neg, trace.contains("=-("), "{trace}");
                 }
-                (_, Some(v)) => assert_eq!(a_value, Some(v), "a: restates the last value in {trace}"),
+                (_, Some(v)) => {
+                    assert_eq!(a_value, Some(v), "a: restates the last value in {trace}")
+                }
                 _ => panic!("a: with nothing before it in {trace}"),
             }
         } else if let Some(v) = tok.strip_prefix('=') {
@@ -203,10 +206,13 @@ fn the_trace_checker_catches_wrong_traces() {
     let good = arithmetic::addition(4821, 2376);
     assert_eq!(check_arith_trace(&good.trace), 7197);
     for bad in [
-        good.trace.replace("1+6+0=7", "1+6+0=8"),   // wrong sum
-        good.trace.replace("r:7917", "r:7971"),     // digits out of order
-        good.trace.replace("a:7197", "a:7917"),     // answer not restated
-        arithmetic::addition(95, 17).trace.replace("9+1+1", "9+1+0").replace("=11", "=10"), // dropped carry
+        good.trace.replace("1+6+0=7", "1+6+0=8"), // wrong sum
+        good.trace.replace("r:7917", "r:7971"),   // digits out of order
+        good.trace.replace("a:7197", "a:7917"),   // answer not restated
+        arithmetic::addition(95, 17)
+            .trace
+            .replace("9+1+1", "9+1+0")
+            .replace("=11", "=10"), // dropped carry
     ] {
         let r = std::panic::catch_unwind(|| check_arith_trace(&bad));
         assert!(r.is_err(), "accepted a wrong trace:\n{bad}");
@@ -221,7 +227,12 @@ fn every_arithmetic_trace_recomputes_and_matches_the_prompt() {
         for p in take(&g, 500, seed, Split::Train) {
             let a = check_arith_trace(&p.trace);
             assert_eq!(a.to_string(), p.answer, "{p:?}");
-            let expr = p.prompt.strip_prefix("Compute ").unwrap().strip_suffix('.').unwrap();
+            let expr = p
+                .prompt
+                .strip_prefix("Compute ")
+                .unwrap()
+                .strip_suffix('.')
+                .unwrap();
             assert_eq!(eval(expr), Some(a), "{p:?}");
             let kind = if expr.matches(['+', '-', '*']).count() >= 2 {
                 "expr"
@@ -243,9 +254,8 @@ fn column_steps_read_the_prompt_digits() {
     for p in take(&g, 600, 11, Split::Train) {
         let (a, op, b) = operands(&p.prompt);
         let lines: Vec<&str> = p.trace.lines().collect();
-        let steps = |line: &str| -> Vec<Step> {
-            line.split_whitespace().filter_map(parse_step).collect()
-        };
+        let steps =
+            |line: &str| -> Vec<Step> { line.split_whitespace().filter_map(parse_step).collect() };
         match op {
             '+' => {
                 for (i, s) in steps(lines[0]).iter().enumerate() {
@@ -305,7 +315,12 @@ fn expression_traces_take_one_operation_per_line() {
         for (k, l) in lines[..2].iter().enumerate() {
             let rest = l.rsplit_once(" so ").expect("so").1;
             assert_eq!(rest.matches(['+', '-', '*']).count(), 2 - k, "{}", p.trace);
-            let expr = p.prompt.strip_prefix("Compute ").unwrap().strip_suffix('.').unwrap();
+            let expr = p
+                .prompt
+                .strip_prefix("Compute ")
+                .unwrap()
+                .strip_suffix('.')
+                .unwrap();
             assert_eq!(eval(rest), eval(expr), "{}", p.trace);
         }
     }
@@ -331,10 +346,18 @@ fn splits_never_overlap_across_seeds() {
             test.insert(p.canonical);
         }
     }
-    assert!(train.len() > 1000 && test.len() > 150, "{} {}", train.len(), test.len());
+    assert!(
+        train.len() > 1000 && test.len() > 150,
+        "{} {}",
+        train.len(),
+        test.len()
+    );
     assert!(train.is_disjoint(&test));
     // 3+45 and 45+3 are one problem.
-    assert_eq!(arithmetic::addition(3, 45).canonical, arithmetic::addition(45, 3).canonical);
+    assert_eq!(
+        arithmetic::addition(3, 45).canonical,
+        arithmetic::addition(45, 3).canonical
+    );
     // About one problem in ten is test.
     let all = take(&g, 2000, 99, Split::Train).len() + take(&g, 200, 99, Split::Test).len();
     assert_eq!(all, 2200);
@@ -355,8 +378,16 @@ fn countdown_splits_never_overlap_across_seeds() {
     let mut train = HashSet::new();
     let mut test = HashSet::new();
     for seed in 0..5 {
-        train.extend(take(&g, 200, seed, Split::Train).into_iter().map(|p| p.canonical));
-        test.extend(take(&g, 30, seed + 100, Split::Test).into_iter().map(|p| p.canonical));
+        train.extend(
+            take(&g, 200, seed, Split::Train)
+                .into_iter()
+                .map(|p| p.canonical),
+        );
+        test.extend(
+            take(&g, 30, seed + 100, Split::Test)
+                .into_iter()
+                .map(|p| p.canonical),
+        );
     }
     assert!(train.is_disjoint(&test));
     assert!(test.len() > 50, "{}", test.len());
@@ -389,7 +420,10 @@ fn a_too_small_space_is_an_error_not_a_hang() {
             assert_eq!(wanted, 1000);
             assert!(found < 45, "{found}");
         }
-        other => panic!("expected Exhausted, got {} problems", other.map(|v| v.len()).unwrap_or(0)),
+        other => panic!(
+            "expected Exhausted, got {} problems",
+            other.map(|v| v.len()).unwrap_or(0)
+        ),
     }
     assert!(Arithmetic::new(ArithConfig {
         digits: Span::new(0, 3),
@@ -410,13 +444,20 @@ fn answers_verify_think_on_and_off() {
     let g = arith(ArithConfig::default());
     for p in take(&g, 300, 3, Split::Test) {
         assert_eq!(p.split(), Split::Test);
-        for completion in [think_content(&p.trace, &p.answer), direct_content(&p.answer)] {
+        for completion in [
+            think_content(&p.trace, &p.answer),
+            direct_content(&p.answer),
+        ] {
             let v = math.verify(&completion, &p.answer);
             assert!(v.correct, "{completion}: {v:?}");
         }
         // A wrong final answer after a right trace is wrong.
         let wrong = (p.answer.parse::<i128>().unwrap() + 1).to_string();
-        assert!(!math.verify(&think_content(&p.trace, &wrong), &p.answer).correct);
+        assert!(
+            !math
+                .verify(&think_content(&p.trace, &wrong), &p.answer)
+                .correct
+        );
     }
     let cd = verifier_by_name("countdown").unwrap();
     let c = Countdown::new(CountdownConfig::default()).unwrap();
@@ -454,11 +495,19 @@ fn countdown_traces_are_valid_searches() {
             let mut value = 0;
             for t in toks {
                 let (lhs, rhs) = t.split_once('=').unwrap();
+                assert_ne!(
+                    value, target,
+                    "an attempt went on past the target: {}",
+                    p.trace
+                );
                 value = rhs.parse().unwrap();
                 assert_eq!(eval(lhs), Some(value), "{t} in {}", p.trace);
                 for operand in lhs.split(['+', '-', '*', '/']) {
                     let x: i128 = operand.parse().unwrap();
-                    let i = pool.iter().position(|&y| y == x).unwrap_or_else(|| panic!("{x} not available: {}", p.trace));
+                    let i = pool
+                        .iter()
+                        .position(|&y| y == x)
+                        .unwrap_or_else(|| panic!("{x} not available: {}", p.trace));
                     pool.swap_remove(i);
                 }
                 pool.push(value);
@@ -483,12 +532,23 @@ fn sft_records_spread_the_toggles() {
         *counts.entry(t).or_insert(0) += 1;
         let r = sft_record(&p, "arithmetic", t);
         let assistant = &r.messages.last().unwrap().content;
-        let user = &r.messages.iter().find(|m| m.role == "user").unwrap().content;
-        let system = r.messages.iter().find(|m| m.role == "system").map(|m| m.content.as_str());
+        let user = &r
+            .messages
+            .iter()
+            .find(|m| m.role == "user")
+            .unwrap()
+            .content;
+        let system = r
+            .messages
+            .iter()
+            .find(|m| m.role == "system")
+            .map(|m| m.content.as_str());
         assert_eq!(assistant.starts_with("<think>\n"), t.thinking());
         assert!(assistant.ends_with(&format!("\\boxed{{{}}}", p.answer)));
         match t {
-            Toggle::Default => assert!(system.is_none() && r.chat_template_kwargs.is_none() && *user == p.prompt),
+            Toggle::Default => {
+                assert!(system.is_none() && r.chat_template_kwargs.is_none() && *user == p.prompt)
+            }
             Toggle::SystemThink => assert_eq!(system, Some("/think")),
             Toggle::SystemNoThink => assert_eq!(system, Some("/no_think")),
             Toggle::UserThink => assert_eq!(*user, format!("{} /think", p.prompt)),
@@ -500,8 +560,15 @@ fn sft_records_spread_the_toggles() {
         }
     }
     assert_eq!(counts.len(), 6, "{counts:?}");
-    assert!(counts.values().all(|&c| (380..620).contains(&c)), "{counts:?}");
-    let on: usize = counts.iter().filter(|(t, _)| t.thinking()).map(|(_, c)| c).sum();
+    assert!(
+        counts.values().all(|&c| (380..620).contains(&c)),
+        "{counts:?}"
+    );
+    let on: usize = counts
+        .iter()
+        .filter(|(t, _)| t.thinking())
+        .map(|(_, c)| c)
+        .sum();
     assert!((1380..1620).contains(&on), "{on}");
     let p = &take(&g, 1, 9, Split::Train)[0];
     assert!(!ThinkMix { think_ratio: 0.0 }.toggle(1, p).thinking());
@@ -536,12 +603,16 @@ fn generated_files_load_as_tasks_and_sft() {
     assert_eq!(t.tasks.len(), 100);
     assert!(check_references(&t.tasks).is_empty());
     assert_eq!(t.tasks[60].verifier, "countdown");
-    let think = t.tasks[0].to_sft_messages(crate::data::TargetStyle::Think).unwrap();
+    let think = t.tasks[0]
+        .to_sft_messages(crate::data::TargetStyle::Think)
+        .unwrap();
     assert!(think.messages[1].content.starts_with("<think>\n"));
     let s = load_tasks(&[&sp], &opts).unwrap();
     assert!(check_references(&s.tasks).is_empty());
     for task in &s.tasks {
-        let conv = task.to_sft_messages(crate::data::TargetStyle::Solution).unwrap();
+        let conv = task
+            .to_sft_messages(crate::data::TargetStyle::Solution)
+            .unwrap();
         assert_eq!(conv.messages.last().unwrap().role, "assistant");
         assert!(task.prompt_messages().iter().all(|m| m.role != "assistant"));
     }
