@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::rng::Rng;
 use super::GenError;
 
-/// An inclusive range of small counts (digits, steps): `3-5` or `4`.
+/// An inclusive range of small counts (digits, steps): `3-5` or `4`; in
+/// serde (TOML) the same strings or a plain integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SpanRepr", into = "String")]
 pub struct Span {
     pub min: u32,
     pub max: u32,
@@ -64,5 +66,46 @@ impl FromStr for Span {
             return Err(format!("`{s}`: MIN is above MAX"));
         }
         Ok(span)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SpanRepr {
+    Count(u32),
+    Text(String),
+}
+
+impl TryFrom<SpanRepr> for Span {
+    type Error = String;
+
+    fn try_from(r: SpanRepr) -> Result<Self, String> {
+        match r {
+            SpanRepr::Count(n) => Ok(Span::new(n, n)),
+            SpanRepr::Text(s) => s.parse(),
+        }
+    }
+}
+
+impl From<Span> for String {
+    fn from(s: Span) -> String {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_counts_and_ranges() {
+        assert_eq!("3-5".parse::<Span>(), Ok(Span::new(3, 5)));
+        assert_eq!("4".parse::<Span>(), Ok(Span::new(4, 4)));
+        assert!("5-3".parse::<Span>().is_err());
+        assert!("x".parse::<Span>().is_err());
+        let s: Vec<Span> = serde_json::from_str(r#"["2-4", 3]"#).unwrap();
+        assert_eq!(s, vec![Span::new(2, 4), Span::new(3, 3)]);
+        assert_eq!(serde_json::to_string(&Span::new(2, 4)).unwrap(), r#""2-4""#);
+        assert!(serde_json::from_str::<Span>(r#""9-1""#).is_err());
     }
 }
