@@ -7,7 +7,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
     /// `verifier_by_name` was given a name it does not know.
-    #[error("unknown verifier `{0}` (known: math, exact, numeric, choice, regex:<pattern>, code)")]
+    #[error("unknown verifier `{0}` (known: math, gsm8k, exact, exact_ci, numeric, choice, countdown, regex:<pattern>, code)")]
     UnknownVerifier(String),
     /// A regular expression failed to compile.
     #[error("invalid regex `{pattern}`: {message}")]

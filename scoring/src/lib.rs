@@ -22,7 +22,7 @@
 //!    sets. Undecidable comparisons are "not equal" with a reason; nothing
 //!    panics on arbitrary input and all recursion is depth-bounded.
 //! 4. **Verify** ([`Verifier`], [`verifier_by_name`]): per-task correctness
-//!    (math, exact, regex, numeric, multiple-choice, code hook).
+//!    (math, exact, regex, numeric, multiple-choice, countdown, code hook).
 //! 5. **Select** ([`select`]): pick one of N rollouts — first, majority
 //!    (self-consistency), best-of-N by reward score, weighted majority,
 //!    or DeepConf-style confidence filtering — producing a serializable
@@ -30,6 +30,7 @@
 
 mod braces;
 pub mod compare;
+pub mod countdown;
 pub mod equivalence;
 pub mod error;
 pub mod extract;
@@ -39,6 +40,7 @@ pub mod select;
 pub mod verifier;
 
 pub use compare::{compare, compare_with, Comparison};
+pub use countdown::CountdownVerifier;
 pub use equivalence::{answers_equivalent, equivalent, equivalent_with, Judgement};
 pub use error::ScoringError;
 pub use extract::{

@@ -31,7 +31,30 @@ impl Verdict {
 /// Checks a completion against a reference answer.
 pub trait Verifier: Send + Sync {
     fn verify(&self, completion: &str, reference: &str) -> Verdict;
+
+    /// Checks that a reference answer is usable by this verifier (before
+    /// training or evaluation starts), with the reason when it is not.
+    /// Default: non-empty, and a completion answering `\boxed{reference}`
+    /// is judged correct.
+    fn check_reference(&self, reference: &str) -> Result<(), String> {
+        let r = reference.trim();
+        if r.is_empty() {
+            return Err("empty reference".into());
+        }
+        let v = self.verify(&format!("\\boxed{{{r}}}"), reference);
+        if v.correct {
+            Ok(())
+        } else {
+            Err(format!(
+                "`\\boxed{{{r}}}` is not judged correct: {}",
+                v.reason
+            ))
+        }
+    }
 }
+
+/// Words in a math reference that mark it as a worked solution, not an answer.
+const PROSE_REFERENCE_WORDS: usize = 6;
 
 /// Extracts with an [`ExtractConfig`] and compares with math equivalence.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +81,39 @@ impl Verifier for MathVerifier {
             extracted: Some(e.answer),
             reason: j.reason,
         }
+    }
+
+    /// The reference reduces to an answer (`\boxed{}`, `####`, … or bare),
+    /// that answer is not prose, and `\boxed{answer}` verifies.
+    fn check_reference(&self, reference: &str) -> Result<(), String> {
+        let Some((answer, _)) = answer_from(reference, false) else {
+            return Err("empty reference".into());
+        };
+        if let Answer::Text(t) = Answer::parse(&answer) {
+            if t.split_whitespace().count() >= PROSE_REFERENCE_WORDS {
+                return Err(format!(
+                    "reference `{}` looks like prose, not an answer",
+                    truncate(&answer, 60)
+                ));
+            }
+        }
+        let v = self.verify(&format!("\\boxed{{{answer}}}"), reference);
+        if v.correct {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` does not verify against itself: {}",
+                truncate(&answer, 60),
+                v.reason
+            ))
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -135,6 +191,20 @@ impl Verifier for RegexVerifier {
             extracted: Some(got),
             reason: j.reason,
         }
+    }
+
+    /// The pattern extracts from completions, not references: any
+    /// non-empty reference is usable.
+    fn check_reference(&self, reference: &str) -> Result<(), String> {
+        non_empty(reference)
+    }
+}
+
+fn non_empty(reference: &str) -> Result<(), String> {
+    if reference.trim().is_empty() {
+        Err("empty reference".into())
+    } else {
+        Ok(())
     }
 }
 
@@ -276,10 +346,15 @@ impl Verifier for CodeVerifier {
             },
         }
     }
+
+    /// The reference is the runner's tests: only non-empty is checked.
+    fn check_reference(&self, reference: &str) -> Result<(), String> {
+        non_empty(reference)
+    }
 }
 
 /// Builds a verifier by name: `math`, `gsm8k`, `exact`, `exact_ci`,
-/// `numeric`, `choice`, `regex:<pattern>`. `code` is a hook and returns
+/// `numeric`, `choice`, `countdown`, `regex:<pattern>`. `code` is a hook and returns
 /// [`ScoringError::NeedsHook`]; build [`CodeVerifier`] directly instead.
 pub fn verifier_by_name(name: &str) -> Result<Box<dyn Verifier>, ScoringError> {
     if let Some(pattern) = name.strip_prefix("regex:") {
@@ -298,7 +373,57 @@ pub fn verifier_by_name(name: &str) -> Result<Box<dyn Verifier>, ScoringError> {
         }),
         "numeric" => Box::new(NumericVerifier::default()),
         "choice" | "mcq" => Box::new(ChoiceVerifier),
+        "countdown" => Box::new(crate::countdown::CountdownVerifier::default()),
         "code" => return Err(ScoringError::NeedsHook("code".into())),
         _ => return Err(ScoringError::UnknownVerifier(name.to_string())),
     })
+}
+
+#[cfg(test)]
+mod check_reference_tests {
+    use super::*;
+
+    fn check(name: &str, reference: &str) -> Result<(), String> {
+        verifier_by_name(name)
+            .expect("known verifier")
+            .check_reference(reference)
+    }
+
+    #[test]
+    fn math_accepts_answers_in_their_usual_forms() {
+        for r in [
+            "72",
+            "-3445",
+            r"\frac{3}{4}",
+            r"\boxed{5}",
+            "reasoning\n#### 72",
+            "x^2+1",
+            "yes",
+        ] {
+            assert_eq!(check("math", r), Ok(()), "{r}");
+        }
+    }
+
+    #[test]
+    fn math_rejects_empty_and_prose() {
+        assert_eq!(check("math", "  "), Err("empty reference".into()));
+        let e = check("math", "Janet sells the rest of the eggs at the market").unwrap_err();
+        assert!(e.contains("looks like prose"), "{e}");
+    }
+
+    #[test]
+    fn numeric_rejects_non_numbers() {
+        assert_eq!(check("numeric", "72"), Ok(()));
+        let e = check("numeric", "yes").unwrap_err();
+        assert!(e.contains("not numeric"), "{e}");
+    }
+
+    #[test]
+    fn choice_regex_exact() {
+        assert_eq!(check("choice", "B"), Ok(()));
+        assert!(check("choice", "banana split").is_err());
+        assert_eq!(check("exact", "Paris"), Ok(()));
+        assert_eq!(check(r"regex:ANSWER: (\d+)", "12"), Ok(()));
+        assert!(check(r"regex:ANSWER: (\d+)", "").is_err());
+    }
 }

@@ -1,1 +1,30 @@
-//! Task data: JSONL / Parquet records with a field mapping (being written).
+//! Task data: JSONL and Parquet records mapped onto [`Task`] by a
+//! [`FieldMap`], with the GSM8K (`#### N`) and MATH (`\boxed{}`) answer
+//! conventions read in place ([`AnswerFormat`]).
+//!
+//! Every error names the file and line (JSONL) or row (Parquet):
+//! `tasks.jsonl:17: missing field `prompt` or `messages``. With
+//! [`LoadOptions::skip_malformed`] such records are skipped and counted in
+//! the [`LoadReport`]. An empty dataset is an error, and
+//! [`check_references`] reports, before a run starts, every reference answer
+//! its verifier cannot use.
+
+mod check;
+mod error;
+mod fields;
+mod jsonl;
+mod load;
+mod parquet_rows;
+mod record;
+mod task;
+
+pub use check::{check_references, ensure_references, ReferenceFailure, FIRST_FAILURES};
+pub use error::DataError;
+pub use fields::{AnswerFormat, FieldMap, LoadOptions};
+pub use load::{load_tasks, FileFormat, LoadReport, Loaded, FIRST_ERRORS};
+pub use task::{
+    direct_content, think_content, Conversation, Location, Message, Prompt, TargetStyle, Task,
+};
+
+#[cfg(test)]
+mod tests;
