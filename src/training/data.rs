@@ -1,10 +1,13 @@
-//! Training data for the root crate's trainers: conversations for SFT and
-//! held-out tasks for eval, read through the `train` crate's loaders.
+//! Training data for the root crate's trainers, read through the `train`
+//! crate's loaders (JSONL / Parquet, field mapping, file:line errors):
+//! conversations for SFT and held-out tasks for eval.
 
 use std::path::Path;
 
-use anyhow::Context;
 use serde_json::{Map, Value};
+
+use quorum_train::data::{ensure_references, load_tasks, LoadReport, Message};
+use quorum_train::sft_config::DataSection;
 
 use crate::chat::ChatMessage;
 
@@ -18,67 +21,53 @@ pub struct Conversation {
     pub origin: String,
 }
 
-/// Conversations of a JSONL file: `{"messages": [...], "chat_template_kwargs"?}`.
-pub fn load_conversations(path: &Path) -> anyhow::Result<Vec<Conversation>> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let origin = format!("{}:{}", path.display(), i + 1);
-        let v: Value = serde_json::from_str(line).with_context(|| origin.clone())?;
-        let messages: Vec<ChatMessage> = serde_json::from_value(
-            v.get("messages")
-                .cloned()
-                .with_context(|| format!("{origin}: no `messages`"))?,
-        )
-        .with_context(|| format!("{origin}: `messages`"))?;
-        let kwargs = v
-            .get("chat_template_kwargs")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+fn chat(messages: Vec<Message>) -> Vec<ChatMessage> {
+    messages
+        .into_iter()
+        .map(|m| ChatMessage::new(m.role, m.content))
+        .collect()
+}
+
+fn report(what: &str, r: &LoadReport) {
+    if r.skipped > 0 {
+        eprintln!(
+            "{what}: skipped {} malformed records (data.skip_malformed); first: {}",
+            r.skipped,
+            r.first_errors.join("; ")
+        );
+    }
+}
+
+/// SFT conversations of `path`: records with messages as they are, prompt +
+/// solution records as `data.target` says.
+pub fn load_conversations(path: &Path, data: &DataSection) -> anyhow::Result<Vec<Conversation>> {
+    let loaded = load_tasks(&[path], &data.load_options(false))?;
+    report(&path.display().to_string(), &loaded.report);
+    let mut out = Vec::with_capacity(loaded.tasks.len());
+    for task in &loaded.tasks {
+        let conv = task.to_sft_messages(data.target)?;
         out.push(Conversation {
-            messages,
-            kwargs,
-            origin,
+            messages: chat(conv.messages),
+            kwargs: conv.chat_template_kwargs.unwrap_or_default(),
+            origin: task.source.to_string(),
         });
     }
-    anyhow::ensure!(!out.is_empty(), "{}: no conversations", path.display());
     Ok(out)
 }
 
-/// Held-out tasks: `{"prompt", "answer", "verifier"?}`.
-pub fn load_tasks(path: &Path) -> anyhow::Result<Vec<EvalTask>> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let origin = format!("{}:{}", path.display(), i + 1);
-        let v: Value = serde_json::from_str(line).with_context(|| origin.clone())?;
-        let prompt = v
-            .get("prompt")
-            .and_then(Value::as_str)
-            .with_context(|| format!("{origin}: no `prompt`"))?;
-        let answer = match v.get("answer") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => anyhow::bail!("{origin}: no `answer`"),
-        };
-        let verifier = v
-            .get("verifier")
-            .and_then(Value::as_str)
-            .unwrap_or("math")
-            .to_string();
-        out.push(EvalTask {
-            messages: vec![ChatMessage::user(prompt)],
-            answer,
-            verifier,
-        });
-    }
-    anyhow::ensure!(!out.is_empty(), "{}: no tasks", path.display());
-    Ok(out)
+/// Held-out tasks (prompt side and reference answer); every reference must
+/// parse for its verifier, checked before training starts.
+pub fn load_eval_tasks(path: &Path, data: &DataSection) -> anyhow::Result<Vec<EvalTask>> {
+    let loaded = load_tasks(&[path], &data.load_options(true))?;
+    report(&path.display().to_string(), &loaded.report);
+    ensure_references(&loaded.tasks)?;
+    Ok(loaded
+        .tasks
+        .into_iter()
+        .map(|t| EvalTask {
+            messages: chat(t.prompt_messages()),
+            answer: t.answer.clone().unwrap_or_default(),
+            verifier: t.verifier.clone(),
+        })
+        .collect())
 }

@@ -26,7 +26,7 @@ use crate::engine::think::budget::tokenizer_supports_think;
 use crate::engine::think::resolve::ThinkConfig;
 use crate::tokenizer::Tokenizer;
 
-use super::data::{load_conversations, load_tasks, Conversation};
+use super::data::{load_conversations, load_eval_tasks, Conversation};
 use super::eval::{accuracy, eos_ids, EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
@@ -104,7 +104,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
 
     // Data, rendered and masked exactly as served prompts are.
     let train = encode_conversations(
-        &load_conversations(&cfg.data.train)?,
+        &load_conversations(&cfg.data.train, &cfg.data)?,
         &template,
         &tok,
         &think_cfg,
@@ -114,7 +114,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
     )?;
     let eval_examples = match &cfg.data.eval {
         Some(p) => Some(encode_conversations(
-            &load_conversations(p)?,
+            &load_conversations(p, &cfg.data)?,
             &template,
             &tok,
             &think_cfg,
@@ -125,7 +125,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         None => None,
     };
     let eval_tasks: Vec<EvalTask> = match &cfg.data.eval_tasks {
-        Some(p) => load_tasks(p)?
+        Some(p) => load_eval_tasks(p, &cfg.data)?
             .into_iter()
             .take(cfg.eval.max_problems)
             .collect(),

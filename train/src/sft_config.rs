@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::{AnswerFormat, FieldMap, LoadOptions, TargetStyle};
 use crate::optim::AdamWConfig;
 use crate::schedule::WarmupCosine;
 use crate::{Result, TrainError};
@@ -63,6 +64,38 @@ pub struct DataSection {
     /// Skip (and count) malformed lines instead of failing.
     #[serde(default)]
     pub skip_malformed: bool,
+    /// Column names (`[data.fields]`: `prompt = "question"` for GSM8K,
+    /// `prompt = "problem"` for MATH).
+    #[serde(default)]
+    pub fields: FieldMap,
+    /// How answers are read: `auto` (GSM8K `#### N`, MATH `\boxed{}`), `plain`, `gsm8k`, `boxed`.
+    #[serde(default)]
+    pub answer_format: AnswerFormat,
+    /// Verifier of records that name none.
+    #[serde(default = "default_verifier")]
+    pub verifier: String,
+    /// The SFT target of prompt + solution records: `solution` (as written),
+    /// `think` (the solution in a think block), `direct` (the answer only).
+    #[serde(default)]
+    pub target: TargetStyle,
+}
+
+fn default_verifier() -> String {
+    "math".into()
+}
+
+impl DataSection {
+    /// Load options for the SFT files (answers optional) or, with
+    /// `require_answer`, for evaluation tasks.
+    pub fn load_options(&self, require_answer: bool) -> LoadOptions {
+        LoadOptions {
+            fields: self.fields.clone(),
+            answer_format: self.answer_format,
+            verifier: self.verifier.clone(),
+            skip_malformed: self.skip_malformed,
+            require_answer,
+        }
+    }
 }
 
 fn default_max_length() -> usize {
