@@ -311,9 +311,15 @@ mod tests {
         let (text, think) = tail(&args(&["--prompt", "2+2?"], &dir));
         assert!(text.ends_with("assistant\n<think>\n") && think, "{text}");
         // `/no_think` in the system prompt, as with the server.
-        let a = args(&["--prompt", "2+2?", "--system", "Be brief. /no_think"], &dir);
+        let a = args(
+            &["--prompt", "2+2?", "--system", "Be brief. /no_think"],
+            &dir,
+        );
         let (text, think) = tail(&a);
-        assert!(text.ends_with("<think>\n\n</think>\n\n") && !think, "{text}");
+        assert!(
+            text.ends_with("<think>\n\n</think>\n\n") && !think,
+            "{text}"
+        );
         // The explicit flag beats the soft switch.
         let a = args(
             &["--prompt", "2+2? /no_think", "--enable-thinking", "true"],
@@ -324,7 +330,14 @@ mod tests {
         let p = prepare(&a, &bundle).unwrap();
         assert_eq!(p.request.think.unwrap().thinking_budget, Some(8192));
         let bad = args(
-            &["--prompt", "hi", "--enable-thinking", "false", "--thinking-budget", "4"],
+            &[
+                "--prompt",
+                "hi",
+                "--enable-thinking",
+                "false",
+                "--thinking-budget",
+                "4",
+            ],
             &dir,
         );
         let e = prepare(&bad, &bundle).err().unwrap().to_string();
@@ -352,9 +365,12 @@ mod tests {
             &dir,
         );
         let p = prepare(&a, &bundle).unwrap();
-        let out = generate_group(&bundle.loaded.model, &bundle.tokenizer, &p.request, &mut |_| {
-            true
-        })
+        let out = generate_group(
+            &bundle.loaded.model,
+            &bundle.tokenizer,
+            &p.request,
+            &mut |_| true,
+        )
         .unwrap();
         let r = &out.rollouts[0];
         assert!(r.thinking_budget_cut);

@@ -277,7 +277,9 @@ pub fn generate_groups(
             let Some(group) = ids.iter().position(|&id| id == done.id) else {
                 continue;
             };
-            let out = done.result.map_err(|source| RolloutError { group, source })?;
+            let out = done
+                .result
+                .map_err(|source| RolloutError { group, source })?;
             outs[group] = Some(out);
             progress.groups_done += 1;
         }

@@ -98,11 +98,21 @@ fn save_as_model(vars: &candle_nn::VarMap, out: &Path) {
     vars.save(out.join("model.safetensors")).unwrap();
 }
 
-/// Perturb one weight in place, as an optimizer step would.
-fn update(vars: &candle_nn::VarMap, name: &str, scale: f64) {
-    let var = vars.data().lock().unwrap()[name].clone();
-    let noise = var.as_tensor().randn_like(0.0, scale).unwrap();
-    var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+/// Perturb weights in place, as an optimizer step would. The fixture's
+/// random tied model mostly repeats its last input token (its embedding
+/// dominates the residual stream); noise on the final norm and the last MLP
+/// breaks that, so the tokens really depend on the update.
+fn update(vars: &candle_nn::VarMap, scale: f64) {
+    for name in [
+        "model.norm.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    ] {
+        let var = vars.data().lock().unwrap()[name].clone();
+        let noise = var.as_tensor().randn_like(0.0, scale).unwrap();
+        var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+    }
 }
 
 #[test]
@@ -111,10 +121,13 @@ fn rollouts_follow_in_place_weight_updates_like_a_fresh_load() {
     let cfg = RolloutConfig::default();
     let reqs = requests(&greedy(12));
     let before = run(&model, &reqs, &cfg);
-    update(&vars, "model.embed_tokens.weight", 0.5);
-    update(&vars, "model.layers.1.mlp.down_proj.weight", 0.5);
+    update(&vars, 2.0);
     let after = run(&model, &reqs, &cfg);
-    assert_ne!(tokens(&before), tokens(&after), "the update changed nothing");
+    assert_ne!(
+        tokens(&before),
+        tokens(&after),
+        "the update changed nothing"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     save_as_model(&vars, tmp.path());
@@ -142,7 +155,10 @@ fn train_logprobs(model: &Transformer, prompt: &[u32], out: &[u32], t: f64) -> V
         .unwrap();
     let lp = candle_nn::ops::log_softmax(&(logits / t).unwrap(), D::Minus1).unwrap();
     let rows = lp.narrow(0, prompt.len() - 1, out.len()).unwrap();
-    let idx = Tensor::new(out, &Device::Cpu).unwrap().unsqueeze(1).unwrap();
+    let idx = Tensor::new(out, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(1)
+        .unwrap();
     rows.gather(&idx, 1)
         .unwrap()
         .squeeze(1)
@@ -164,7 +180,7 @@ fn think_spec(tok: &Tokenizer, budget: usize) -> ThinkSpec {
 #[test]
 fn raw_logprobs_equal_a_train_forward_and_forced_tokens_are_marked() {
     let (model, vars) = trainable();
-    update(&vars, "model.layers.0.self_attn.q_proj.weight", 0.3);
+    update(&vars, 0.5);
     let tok = &shared().1;
     let t = 0.7;
     let mut think_prompt = prompt("Think about 7*8.");
@@ -172,8 +188,11 @@ fn raw_logprobs_equal_a_train_forward_and_forced_tokens_are_marked() {
     let spec = think_spec(tok, 5);
     let forced = spec.tokens.budget_forced.clone();
     let mut params = sampled(24, t);
-    // A bias steers sampling away from `</think>`; the raw log-prob ignores it.
+    // A bias steers sampling away from `</think>`, penalties and top-p shape
+    // the draw; the raw log-prob ignores all of them.
     params.logit_bias = [(END_THINK, -100.0)].into_iter().collect();
+    params.presence_penalty = 1.5;
+    params.repetition_penalty = 1.3;
     params.top_p = 0.9;
     let reqs = vec![
         GroupRequest {
@@ -191,9 +210,17 @@ fn raw_logprobs_equal_a_train_forward_and_forced_tokens_are_marked() {
             assert_eq!(r.raw_logprobs.len(), r.token_ids.len());
             let expect = train_logprobs(&model, &req.prompt_ids, &r.token_ids, t as f64);
             for (j, (&s, raw)) in r.sampled.iter().zip(&r.raw_logprobs).enumerate() {
-                assert_eq!(s, raw.is_some(), "token {j}: forced tokens have no log-prob");
+                assert_eq!(
+                    s,
+                    raw.is_some(),
+                    "token {j}: forced tokens have no log-prob"
+                );
                 if let Some(raw) = raw {
-                    assert!((raw - expect[j]).abs() < 1e-4, "token {j}: {raw} vs {}", expect[j]);
+                    assert!(
+                        (raw - expect[j]).abs() < 1e-4,
+                        "token {j}: {raw} vs {}",
+                        expect[j]
+                    );
                     checked += 1;
                 }
             }
@@ -215,27 +242,37 @@ fn raw_logprobs_equal_a_train_forward_and_forced_tokens_are_marked() {
 
 #[test]
 fn the_kv_budget_bounds_the_batch_but_not_the_tokens() {
-    let (model, _) = trainable();
+    let (model, vars) = trainable();
+    update(&vars, 1.0);
     let reqs = requests(&sampled(10, 1.0));
     let wide = run(&model, &reqs, &RolloutConfig::default());
     // Room for one group at a time, two sequences per forward.
-    let largest = reqs.iter().map(|r| r.prompt_ids.len() + 2 * 10).max().unwrap();
+    let largest = reqs
+        .iter()
+        .map(|r| r.prompt_ids.len() + 2 * 10)
+        .max()
+        .unwrap();
     let narrow = RolloutConfig {
         kv_budget_tokens: largest,
         max_batch_seqs: 2,
         prefill_chunk: 7,
     };
-    let mut peak = 0;
+    let mut last = None;
     let outs = generate_groups(&model, &shared().1, &reqs, &narrow, &mut |p| {
-        peak = peak.max(p.groups_done);
+        last = Some(*p);
         true
     })
     .unwrap();
-    assert_eq!(peak, reqs.len());
+    let last = last.unwrap();
+    assert_eq!((last.groups_done, last.groups_total), (3, 3));
+    assert_eq!(last.tokens, 3 * 2 * 10);
     assert_eq!(tokens(&outs), tokens(&wide));
     assert!(outs.iter().all(|g| g.timings.queue_ms >= 0.0));
     // Deterministic: the same call again gives the same tokens.
-    assert_eq!(tokens(&run(&model, &reqs, &RolloutConfig::default())), tokens(&wide));
+    assert_eq!(
+        tokens(&run(&model, &reqs, &RolloutConfig::default())),
+        tokens(&wide)
+    );
 }
 
 #[test]
@@ -243,7 +280,9 @@ fn a_bad_request_is_named_and_stopping_cancels_the_rest() {
     let (model, _) = trainable();
     let mut reqs = requests(&greedy(8));
     reqs[1].prompt_ids.clear();
-    let err = generate_groups(&model, &shared().1, &reqs, &Default::default(), &mut |_| true);
+    let err = generate_groups(&model, &shared().1, &reqs, &Default::default(), &mut |_| {
+        true
+    });
     assert!(
         matches!(
             err,

@@ -1346,8 +1346,15 @@ mod tests {
             let out = s.sample(&mut LOGITS.to_vec()).unwrap();
             let t = out.token as usize;
             let got = out.raw_logprob.expect("requested") as f64;
-            assert!((got - raw[t]).abs() < 1e-5, "token {t}: {got} vs {}", raw[t]);
-            assert!((out.logprob as f64 - raw[t]).abs() > 1e-3, "processed differs");
+            assert!(
+                (got - raw[t]).abs() < 1e-5,
+                "token {t}: {got} vs {}",
+                raw[t]
+            );
+            assert!(
+                (out.logprob as f64 - raw[t]).abs() > 1e-3,
+                "processed differs"
+            );
         }
         // Without processors the raw log-prob is the processed one; with the
         // flag off it is not computed.

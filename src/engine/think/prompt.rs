@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{
-    resolve, split_all, tokenizer_supports_think, ThinkConfig, ThinkError, ThinkPlan,
-    ThinkRequest, ThinkSpec, ThinkTokens,
+    resolve, split_all, tokenizer_supports_think, ThinkConfig, ThinkError, ThinkPlan, ThinkRequest,
+    ThinkSpec, ThinkTokens,
 };
 use crate::chat::{ChatMessage, ChatTemplate, PromptError, SpecialTokenPolicy};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -179,21 +179,118 @@ mod tests {
     fn toggles_resolve_as_the_server_and_shape_the_prompt_tail() {
         let user = [ChatMessage::user("2+2?")];
         let on = build(&user, ThinkOptions::default()).unwrap();
-        assert!(on.thinking() && on.think.is_some(), "Qwen3 thinks by default");
-        assert!(on.text.ends_with("<|im_start|>assistant\n<think>\n"), "{}", on.text);
+        assert!(
+            on.thinking() && on.think.is_some(),
+            "Qwen3 thinks by default"
+        );
+        assert!(
+            on.text.ends_with("<|im_start|>assistant\n<think>\n"),
+            "{}",
+            on.text
+        );
         let soft_off = [ChatMessage::system("/no_think"), ChatMessage::user("2+2?")];
         let off = build(&soft_off, ThinkOptions::default()).unwrap();
         assert!(!off.thinking() && off.think.is_none());
-        assert!(off.text.ends_with("<think>\n\n</think>\n\n"), "{}", off.text);
+        assert!(
+            off.text.ends_with("<think>\n\n</think>\n\n"),
+            "{}",
+            off.text
+        );
         // An explicit switch beats the soft one; effort sets the budget.
         let opts = ThinkOptions {
             reasoning_effort: Some("low".into()),
             ..Default::default()
         };
         let low = build(&soft_off, opts).unwrap();
-        assert_eq!(low.think.as_ref().and_then(|t| t.thinking_budget), Some(512));
+        assert_eq!(
+            low.think.as_ref().and_then(|t| t.thinking_budget),
+            Some(512)
+        );
         let (tok, _) = qwen3();
         assert_eq!(low.ids, tok.encode(&low.text, false).unwrap());
+    }
+
+    /// The server's chat route, for the same fields: ids and spec must agree.
+    fn server(messages: &[ChatMessage], opts: &ThinkOptions) -> (Vec<u32>, Option<ThinkSpec>) {
+        let (tok, template) = qwen3();
+        let fields = crate::server::think::ThinkFields {
+            reasoning_effort: opts.reasoning_effort.clone(),
+            thinking_budget: opts.thinking_budget,
+            min_thinking_tokens: opts.min_thinking_tokens,
+            thinking_budget_message: opts.thinking_budget_message.clone(),
+            ..Default::default()
+        };
+        let mut kwargs = Map::new();
+        if let Some(on) = opts.enable_thinking {
+            kwargs.insert("enable_thinking".into(), Value::Bool(on));
+        }
+        let server = crate::server::ServerConfig::default();
+        let think =
+            crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", &tok)
+                .unwrap();
+        let rendered = crate::chat::prompt::render(
+            &template,
+            &tok,
+            messages,
+            true,
+            &kwargs,
+            SpecialTokenPolicy::default(),
+        )
+        .unwrap();
+        let text = think.apply_to_prompt(&rendered.text);
+        let ids = rendered.with_text(text).encode(&tok, None).unwrap();
+        (ids, think.spec(&tok).unwrap())
+    }
+
+    #[test]
+    fn prompts_and_specs_equal_the_server_chat_routes() {
+        let convs = [
+            vec![ChatMessage::user("2+2?")],
+            vec![
+                ChatMessage::system("Be brief. /no_think"),
+                ChatMessage::user("2+2?"),
+            ],
+            vec![
+                ChatMessage::system("/no_think"),
+                ChatMessage::user("now /think"),
+            ],
+        ];
+        let opts = [
+            ThinkOptions::default(),
+            ThinkOptions {
+                enable_thinking: Some(false),
+                ..Default::default()
+            },
+            ThinkOptions {
+                enable_thinking: Some(true),
+                thinking_budget: Some(7),
+                min_thinking_tokens: Some(2),
+                thinking_budget_message: Some("Stop.".into()),
+                ..Default::default()
+            },
+            ThinkOptions {
+                reasoning_effort: Some("minimal".into()),
+                ..Default::default()
+            },
+            ThinkOptions {
+                reasoning_effort: Some("none".into()),
+                ..Default::default()
+            },
+        ];
+        for conv in &convs {
+            for o in &opts {
+                let ours = build(conv, o.clone()).unwrap();
+                let (ids, spec) = server(conv, o);
+                assert_eq!(ours.ids, ids, "{conv:?} {o:?}");
+                let view = |s: &Option<ThinkSpec>| {
+                    s.as_ref().map(|s| {
+                        let t = (s.thinking_budget, s.min_thinking_tokens, s.answer_reserve);
+                        (t, (*s.tokens).clone())
+                    })
+                };
+                assert_eq!(view(&ours.think), view(&spec), "{conv:?} {o:?}");
+            }
+        }
     }
 
     #[test]
