@@ -24,9 +24,9 @@ fn shared() -> &'static (Fixture, Tokenizer, Vec<u32>) {
     F.get_or_init(|| {
         let f = fixture();
         let tok = Tokenizer::from_dir(&f.dir).expect("tokenizer");
-        let eos = load_model(&f.dir, None, &Device::Cpu)
-            .expect("load")
-            .eos_token_ids();
+        let eos = super::bundle::eos_token_ids(&f.dir, &tok).expect("eos ids");
+        let served = super::ModelBundle::load(&f.dir, None, &Device::Cpu).expect("load");
+        assert_eq!(eos, served.eos_token_ids, "the server's stop ids");
         (f, tok, eos)
     })
 }
@@ -139,6 +139,10 @@ fn rollouts_follow_in_place_weight_updates_like_a_fresh_load() {
     assert_eq!(tokens(&run(&fresh.model, &reqs, &cfg)), tokens(&batched));
     let alone = generate_group(&fresh.model, &shared().1, &reqs[1], &mut |_| true).unwrap();
     assert_eq!(tokens(&[alone]), tokens(&batched[1..2]));
+    // Inference forwards run on the Var-backed weights themselves as well
+    // (with autograd bookkeeping the detached view avoids): same tokens.
+    let direct = generate_group(&model, &shared().1, &reqs[1], &mut |_| true).unwrap();
+    assert_eq!(tokens(&[direct]), tokens(&batched[1..2]));
 }
 
 /// `log_softmax(logits / t)` of a Train-mode forward over prompt + output,
