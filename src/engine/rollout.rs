@@ -190,7 +190,7 @@ pub struct RolloutProgress {
     pub groups_total: usize,
     /// Tokens appended so far over every rollout (sampled and forced).
     pub tokens: usize,
-    /// Forwards run so far.
+    /// Engine steps run so far (one ragged forward each, when there is work).
     pub steps: usize,
 }
 
