@@ -55,8 +55,10 @@ fn model_init_then_generate_json_reports_completions_and_timings() {
         assert_eq!(c["finish_reason"], "length");
         assert!(c["text"].is_string());
     }
-    // "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" is 9 tokens.
-    assert_eq!(v["prompt_tokens"], 9);
+    // "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" is 9 tokens;
+    // think mode is on by default (as served), so "<think>\n" follows: 11.
+    assert_eq!(v["prompt_tokens"], 11);
+    assert_eq!(v["thinking"], true);
     assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
 }
 

@@ -33,6 +33,43 @@ pub enum BundleError {
     Prompt(#[from] crate::chat::PromptError),
 }
 
+/// `ids` (from config.json and generation_config.json) followed by the
+/// tokenizer's EOS token when it is not among them.
+fn with_tokenizer_eos(mut ids: Vec<u32>, tok: &Tokenizer) -> Vec<u32> {
+    for id in tok.eos_token_ids() {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// The stop ids the server uses for the model directory `dir` (config.json,
+/// generation_config.json, then the tokenizer's EOS), without loading its
+/// weights: for callers that load the model another way (the trainers'
+/// [`crate::model::load_trainable`]).
+pub fn eos_token_ids(dir: &Path, tok: &Tokenizer) -> Result<Vec<u32>, crate::model::ModelError> {
+    use crate::model::{GenerationConfig, ModelConfig, ModelError};
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let gen_path = dir.join("generation_config.json");
+    let mut ids: std::collections::BTreeSet<u32> = config.eos_token_ids().into_iter().collect();
+    if gen_path.is_file() {
+        let text = std::fs::read_to_string(&gen_path).map_err(|source| ModelError::Io {
+            path: gen_path.clone(),
+            source,
+        })?;
+        let generation: GenerationConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+                path: gen_path.clone(),
+                message: e.to_string(),
+            })?;
+        if let Some(g) = &generation.eos_token_id {
+            ids.extend(g.to_vec());
+        }
+    }
+    Ok(with_tokenizer_eos(ids.into_iter().collect(), tok))
+}
+
 impl ModelBundle {
     pub fn load(
         dir: &Path,
@@ -42,12 +79,7 @@ impl ModelBundle {
         let loaded = load_model(dir, dtype, device)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_tokenizer(&tokenizer)?;
-        let mut eos_token_ids = loaded.eos_token_ids();
-        for id in tokenizer.eos_token_ids() {
-            if !eos_token_ids.contains(&id) {
-                eos_token_ids.push(id);
-            }
-        }
+        let eos_token_ids = with_tokenizer_eos(loaded.eos_token_ids(), &tokenizer);
         Ok(Self {
             loaded,
             tokenizer,

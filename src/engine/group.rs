@@ -267,7 +267,8 @@ impl<'s> ActiveGroup<'s> {
             seq.cache = KvCache::new(0);
             self.finished_ms[i] = ms(self.submitted.elapsed());
         }
-        let appended = &seq.logprobs[seq.logprobs.len().saturating_sub(texts.len())..];
+        let first = seq.logprobs.len().saturating_sub(texts.len());
+        let appended = &seq.logprobs[first..];
         let count = texts.len();
         let mut alive = true;
         for (k, (text, lp)) in texts.iter().zip(appended).enumerate() {
@@ -276,6 +277,8 @@ impl<'s> ActiveGroup<'s> {
                 token: lp.token,
                 logprob: lp.logprob,
                 top_logprobs: &lp.top_logprobs,
+                sampled: seq.sampled.get(first + k).copied().unwrap_or(true),
+                raw_logprob: seq.raw_logprobs.get(first + k).copied().flatten(),
                 text,
                 finish: if k + 1 == count { seq.finish } else { None },
             });
@@ -357,6 +360,8 @@ impl<'s> ActiveGroup<'s> {
                     },
                     text: s.text,
                     token_ids: s.output_ids,
+                    sampled: s.sampled,
+                    raw_logprobs: s.raw_logprobs,
                     ttft_ms,
                     total_ms,
                 }

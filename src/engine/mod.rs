@@ -20,6 +20,7 @@ pub mod sequence;
 mod sink;
 pub mod stop;
 pub mod think;
+pub mod weights_view;
 pub mod worker;
 
 #[cfg(test)]
@@ -28,6 +29,8 @@ mod batching_tests;
 mod cancel_tests;
 #[cfg(test)]
 mod engine_handle_tests;
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod think_tests;
 
@@ -40,7 +43,10 @@ pub use bundle::{BundleError, ModelBundle};
 pub use cancel::CancelSet;
 pub use metrics::EngineMetrics;
 pub use reward::{RewardCodec, RewardModel};
-pub use rollout::{generate_group, GroupOutput, GroupRequest, RolloutOutput};
+pub use rollout::{
+    generate_group, generate_groups, GroupOutput, GroupRequest, RolloutConfig, RolloutError,
+    RolloutOutput, RolloutProgress,
+};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{FinishReason, Sequence};

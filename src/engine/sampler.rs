@@ -26,7 +26,18 @@
 //!    steps 6–8, so every reported value is finite and they are comparable
 //!    across requests with different `top_k`/`top_p`. For greedy decoding the
 //!    temperature is taken as 1 (the greedy "distribution" is a point mass,
-//!    which would make every logprob 0 or -inf).
+//!    which would make every logprob 0 or -inf). These are what the server
+//!    reports as OpenAI `logprobs` (vLLM's default, `raw_logprobs`, is the
+//!    model's log-softmax at temperature 1 with no processing at all).
+//!
+//! The *sampling-distribution* log-prob [`Sampled::raw_logprob`], computed
+//! only when [`SamplingParams::raw_logprobs`] is set (training rollouts), is
+//! `log_softmax(logits / T)[token]` of the model's logits: temperature
+//! applied, no logit bias, no penalties, no truncation — what a training
+//! forward recomputes, so the importance ratio is exactly 1 on-policy. For
+//! greedy decoding it is taken at T = 1, as above. With no bias or penalty
+//! active it is the processed log-prob itself (no extra work); otherwise the
+//! raw row is copied once before processing and normalised separately.
 //! 6. `min_p`: drop tokens whose probability is below `min_p * p_max`.
 //! 7. `top_k`: keep the `k` most likely tokens (renormalised).
 //! 8. `top_p`: keep the smallest set of most likely tokens whose mass reaches
@@ -160,6 +171,11 @@ pub struct SamplingParams {
     pub stop_token_ids: Vec<u32>,
     /// Keep generating past EOS (benchmarks); `stop_token_ids` still apply.
     pub ignore_eos: bool,
+    /// Also compute each sampled token's sampling-distribution log-prob
+    /// ([`Sampled::raw_logprob`]): training rollouts set it. Never read from
+    /// or written to a request body.
+    #[serde(skip)]
+    pub raw_logprobs: bool,
 }
 
 impl Default for SamplingParams {
@@ -180,6 +196,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            raw_logprobs: false,
         }
     }
 }
@@ -336,6 +353,10 @@ pub struct Sampled {
     /// Empty unless `logprobs` and `top_logprobs > 0`; tokens with `-inf`
     /// logits are never listed.
     pub top_logprobs: Vec<(u32, f32)>,
+    /// `log_softmax(logits / T)[token]` of the unprocessed logits (no bias,
+    /// no penalties, no truncation; T = 1 when greedy); `Some` exactly when
+    /// [`SamplingParams::raw_logprobs`] is set. See the module docs.
+    pub raw_logprob: Option<f32>,
 }
 
 /// Sampling state of one sequence: parameters, RNG stream, token counts and
@@ -356,6 +377,9 @@ pub struct Sampler {
     candidates: Vec<(u32, f32)>,
     /// Scratch: top-logprob candidates `(id, processed logit)`.
     top: Vec<(u32, f32)>,
+    /// Scratch: the unprocessed row, kept only for `raw_logprobs` when a
+    /// bias or penalty changes the row.
+    raw: Vec<f32>,
 }
 
 impl Sampler {
@@ -378,6 +402,7 @@ impl Sampler {
             num_generated: 0,
             candidates: Vec::new(),
             top: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -433,12 +458,25 @@ impl Sampler {
         self.params.repetition_penalty != 1.0
     }
 
+    /// Whether steps 1–3 can change the row (bias or a penalty is set).
+    fn processors_active(&self) -> bool {
+        !self.params.logit_bias.is_empty()
+            || self.repetition_active()
+            || self.params.presence_penalty != 0.0
+            || self.params.frequency_penalty != 0.0
+    }
+
     /// Samples one token from `logits` (one vocab-sized row), following the
     /// pipeline in the module docs. The row is used as scratch space and
     /// holds unnormalised probabilities afterwards.
     ///
     /// Errors: an out-of-range `logit_bias` id, or no finite logit left.
     pub fn sample(&mut self, logits: &mut [f32]) -> Result<Sampled, SamplingError> {
+        let keep_raw = self.params.raw_logprobs && self.processors_active();
+        if keep_raw {
+            self.raw.clear();
+            self.raw.extend_from_slice(logits);
+        }
         self.apply_logit_processors(logits)?;
 
         let greedy = self.params.is_greedy();
@@ -491,10 +529,17 @@ impl Sampler {
             .iter()
             .map(|&(id, v)| (id, (f64::from(v - max) - ln_z) as f32))
             .collect();
+        let raw_logprob = match (self.params.raw_logprobs, keep_raw) {
+            (false, _) => None,
+            // Nothing changed the row: the processed distribution is the raw one.
+            (true, false) => Some(logprob),
+            (true, true) => Some(log_softmax_at(&mut self.raw, inv_t, token)),
+        };
         Ok(Sampled {
             token: token as u32,
             logprob,
             top_logprobs,
+            raw_logprob,
         })
     }
 
@@ -656,6 +701,15 @@ fn scale_sanitize_max(row: &mut [f32], inv_t: f32) -> f32 {
         step(l, &mut max, inv_t);
     }
     acc.into_iter().fold(max, |m, a| if a > m { a } else { m })
+}
+
+/// `log_softmax(row · inv_t)[token]`, with the same sanitising and
+/// arithmetic as [`Sampler::sample`]; `row` is scratch afterwards.
+fn log_softmax_at(row: &mut [f32], inv_t: f32, token: usize) -> f32 {
+    let max = scale_sanitize_max(row, inv_t);
+    let x = row.get(token).copied().unwrap_or(f32::NEG_INFINITY);
+    let ln_z = exp_shifted_in_place(row, max).ln();
+    (f64::from(x - max) - ln_z) as f32
 }
 
 /// Replaces every `v` with `exp(v - max)` and returns the sum (in f64).
@@ -1267,6 +1321,71 @@ mod tests {
         for &(id, lp) in &out.top_logprobs {
             assert!((lp as f64 - expect[id as usize]).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn raw_logprobs_are_the_sampling_distribution_without_bias_or_penalties() {
+        // Bias and penalties change what is drawn and the reported logprob,
+        // never the raw one: log_softmax(logits / T) of the model's row.
+        let mut s = Sampler::new(
+            params(|p| {
+                p.temperature = 0.8;
+                p.top_p = 0.9;
+                p.logit_bias = [(4, 3.0)].into_iter().collect();
+                p.repetition_penalty = 1.3;
+                p.presence_penalty = 0.5;
+                p.raw_logprobs = true;
+            }),
+            0,
+        );
+        s.observe_prompt(&[1]);
+        s.observe(3);
+        let scaled: Vec<f32> = LOGITS.iter().map(|l| l / 0.8).collect();
+        let raw = log_softmax(&scaled);
+        for _ in 0..20 {
+            let out = s.sample(&mut LOGITS.to_vec()).unwrap();
+            let t = out.token as usize;
+            let got = out.raw_logprob.expect("requested") as f64;
+            assert!(
+                (got - raw[t]).abs() < 1e-5,
+                "token {t}: {got} vs {}",
+                raw[t]
+            );
+            assert!(
+                (out.logprob as f64 - raw[t]).abs() > 1e-3,
+                "processed differs"
+            );
+        }
+        // Without processors the raw log-prob is the processed one; with the
+        // flag off it is not computed.
+        let mut plain = Sampler::new(
+            params(|p| {
+                p.temperature = 0.8;
+                p.raw_logprobs = true;
+            }),
+            0,
+        );
+        let out = plain.sample(&mut LOGITS.to_vec()).unwrap();
+        assert_eq!(out.raw_logprob, Some(out.logprob));
+        assert!((out.logprob as f64 - raw[out.token as usize]).abs() < 1e-5);
+        let mut off = Sampler::new(params(|p| p.temperature = 0.8), 0);
+        assert_eq!(off.sample(&mut LOGITS.to_vec()).unwrap().raw_logprob, None);
+    }
+
+    #[test]
+    fn greedy_raw_logprobs_use_temperature_one_and_ignore_bias() {
+        let mut s = Sampler::new(
+            SamplingParams {
+                raw_logprobs: true,
+                logit_bias: [(0, 10.0)].into_iter().collect(),
+                ..SamplingParams::greedy()
+            },
+            0,
+        );
+        let out = s.sample(&mut LOGITS.to_vec()).unwrap();
+        assert_eq!(out.token, 0, "the bias picks the token");
+        let expect = log_softmax(&LOGITS)[0];
+        assert!((out.raw_logprob.unwrap() as f64 - expect).abs() < 1e-6);
     }
 
     #[test]

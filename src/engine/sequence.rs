@@ -6,6 +6,11 @@
 //! output like sampled ones (detokenized, stop-checked, counted against
 //! `max_tokens`) with logprob 0.0 and no alternatives, and all of them are
 //! fed to the model together in the next step of the ragged batch.
+//!
+//! Every output token records its provenance ([`Sequence::sampled`]):
+//! `true` when the model drew it, `false` when the engine forced it. A
+//! sampled token that leads a forced run (the token that hit the budget) is
+//! the model's own draw and stays `true`. Trainers use only `true` tokens.
 
 use serde::Serialize;
 
@@ -57,6 +62,14 @@ pub struct Stops {
     pub strings: std::sync::Arc<StopStrings>,
 }
 
+/// Where an output token came from.
+enum Origin {
+    /// Drawn by the sampler, with its raw log-prob when requested.
+    Sampled(Option<f32>),
+    /// Forced by think control.
+    Forced,
+}
+
 pub struct Sequence {
     /// Rollout index within its group (also the sampler's RNG stream).
     pub index: usize,
@@ -64,6 +77,12 @@ pub struct Sequence {
     pub sampler: Sampler,
     pub output_ids: Vec<u32>,
     pub logprobs: Vec<TokenLogprob>,
+    /// Per output token: sampled by the model (`true`) or forced by the engine.
+    pub sampled: Vec<bool>,
+    /// Per output token, only with [`super::SamplingParams::raw_logprobs`]:
+    /// the sampling-distribution log-prob ([`Sampled::raw_logprob`]); `None`
+    /// for forced tokens. Empty otherwise.
+    pub raw_logprobs: Vec<Option<f32>>,
     /// Emitted text: stop strings removed, held-back partial matches excluded.
     pub text: String,
     pub finish: Option<FinishReason>,
@@ -93,6 +112,8 @@ impl Sequence {
             sampler,
             output_ids: Vec::new(),
             logprobs: Vec::new(),
+            sampled: Vec::new(),
+            raw_logprobs: Vec::new(),
             text: String::new(),
             finish: None,
             pending: Vec::new(),
@@ -137,23 +158,27 @@ impl Sequence {
             ThinkAction::Force(tokens) if !tokens.is_empty() => {
                 let mut texts = Vec::with_capacity(tokens.len());
                 let mut rest = &tokens[..];
-                // The sampled token keeps its logprob when it leads the forced run.
+                // The sampled token keeps its logprob (and stays sampled)
+                // when it leads the forced run.
                 if tokens[0] == sampled.token {
-                    let s = sampled;
-                    texts.push(self.push(s.token, s.logprob, s.top_logprobs, tok)?);
+                    texts.push(self.push_sampled(sampled, tok)?);
                     rest = &tokens[1..];
                 }
                 self.force_tokens(rest.iter().copied(), tok, texts)
             }
             // An empty forced run cannot happen with non-empty think texts;
             // keeping the token is the only way to make progress.
-            ThinkAction::Force(_) | ThinkAction::Keep => Ok(vec![self.push(
-                sampled.token,
-                sampled.logprob,
-                sampled.top_logprobs,
-                tok,
-            )?]),
+            ThinkAction::Force(_) | ThinkAction::Keep => Ok(vec![self.push_sampled(sampled, tok)?]),
         }
+    }
+
+    fn push_sampled(&mut self, s: Sampled, tok: &Tokenizer) -> Result<String, EngineError> {
+        let lp = TokenLogprob {
+            token: s.token,
+            logprob: s.logprob,
+            top_logprobs: s.top_logprobs,
+        };
+        self.push(lp, Origin::Sampled(s.raw_logprob), tok)
     }
 
     /// Before the first sample: a zero thinking budget forces the budget
@@ -177,7 +202,12 @@ impl Sequence {
             if self.is_finished() {
                 break;
             }
-            texts.push(self.push(t, 0.0, Vec::new(), tok)?);
+            let lp = TokenLogprob {
+                token: t,
+                logprob: 0.0,
+                top_logprobs: Vec::new(),
+            };
+            texts.push(self.push(lp, Origin::Forced, tok)?);
         }
         Ok(texts)
     }
@@ -185,18 +215,27 @@ impl Sequence {
     /// Append one token: record it, detokenize, check stop conditions.
     fn push(
         &mut self,
-        token: u32,
-        logprob: f32,
-        top_logprobs: Vec<(u32, f32)>,
+        lp: TokenLogprob,
+        origin: Origin,
         tok: &Tokenizer,
     ) -> Result<String, EngineError> {
+        let token = lp.token;
         self.sampler.observe(token);
         self.output_ids.push(token);
-        self.logprobs.push(TokenLogprob {
-            token,
-            logprob,
-            top_logprobs,
-        });
+        self.logprobs.push(lp);
+        let raw = match origin {
+            Origin::Sampled(raw) => {
+                self.sampled.push(true);
+                raw
+            }
+            Origin::Forced => {
+                self.sampled.push(false);
+                None
+            }
+        };
+        if self.sampler.params().raw_logprobs {
+            self.raw_logprobs.push(raw);
+        }
         let is_stop_token = self.sampler.is_stop_token(token, &self.stop_ids);
         let mut emitted = String::new();
         if !is_stop_token {

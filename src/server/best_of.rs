@@ -81,6 +81,8 @@ mod tests {
                 index,
                 text: format!("r{index}"),
                 token_ids: Vec::new(),
+                sampled: Vec::new(),
+                raw_logprobs: Vec::new(),
                 finish_reason: FinishReason::Length,
                 logprobs: Vec::new(),
                 mean_logprob,

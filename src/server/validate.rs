@@ -342,6 +342,7 @@ fn common(
         stop: stop_strings(s.stop.as_ref(), cfg)?,
         stop_token_ids: s.stop_token_ids.clone().unwrap_or_default(),
         ignore_eos: s.ignore_eos.unwrap_or(false),
+        raw_logprobs: false,
     };
     let stream = s.stream.unwrap_or(false);
     Ok(ValidRequest {
