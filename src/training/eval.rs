@@ -3,22 +3,21 @@
 //! forced with `enable_thinking` as a client would), judged by the
 //! `scoring` verifier of each task.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use quorum_scoring::verifier::verifier_by_name;
 
-use crate::chat::{ChatMessage, ChatTemplate};
-use crate::engine::rollout::{generate_group, GroupRequest};
+use crate::chat::{ChatMessage, ChatTemplate, SpecialTokenPolicy};
+use crate::engine::rollout::{generate_groups, GroupRequest, RolloutConfig};
 use crate::engine::sampler::SamplingParams;
+use crate::engine::sequence::FinishReason;
+use crate::engine::think::prompt::{build_chat_prompt, ThinkOptions};
 use crate::engine::think::resolve::ThinkConfig;
-use crate::model::{GenerationConfig, ModelConfig, Transformer};
+use crate::engine::weights_view::inference_view;
+use crate::engine::in_engine_pool;
+use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
-
-use super::render::ConversationRenderer;
 
 /// One held-out problem.
 #[derive(Debug, Clone)]
@@ -46,52 +45,36 @@ pub struct EvalContext<'a> {
     pub tok: &'a Tokenizer,
     pub template: &'a ChatTemplate,
     pub think: &'a ThinkConfig,
-    pub think_supported: bool,
     pub eos: Vec<u32>,
     pub max_new_tokens: usize,
 }
 
-/// Stop ids of a model directory: config.json, generation_config.json and
-/// the tokenizer's eos, deduplicated.
-pub fn eos_ids(dir: &Path, cfg: &ModelConfig, tok: &Tokenizer) -> Vec<u32> {
-    let mut ids: BTreeSet<u32> = cfg.eos_token_ids().into_iter().collect();
-    if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
-        if let Ok(g) = serde_json::from_str::<GenerationConfig>(&text) {
-            if let Some(e) = g.eos_token_id {
-                ids.extend(e.to_vec());
-            }
-        }
-    }
-    ids.extend(tok.eos_token_ids());
-    ids.into_iter().collect()
-}
-
-/// Greedy answers to `tasks` with thinking `think`, judged by each task's verifier.
+/// Greedy answers to `tasks` with thinking `think`, judged by each task's
+/// verifier. All problems decode together as one batch through the
+/// engine's [`generate_groups`], on a gradient-free view of the current weights.
 pub fn accuracy(
     model: &Transformer,
     ctx: &EvalContext,
     tasks: &[EvalTask],
     think: bool,
 ) -> anyhow::Result<ModeAccuracy> {
-    let mut correct = 0;
-    let mut tokens = 0;
-    let mut truncated = 0;
+    let opts = ThinkOptions {
+        enable_thinking: Some(think),
+        ..ThinkOptions::default()
+    };
+    let mut requests = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let mut kwargs = Map::new();
-        kwargs.insert("enable_thinking".into(), Value::Bool(think));
-        let r = ConversationRenderer::new(
+        let p = build_chat_prompt(
             ctx.template,
             ctx.tok,
-            ctx.think,
-            ctx.think_supported,
             &task.messages,
-            kwargs,
-        )
-        .map_err(anyhow::Error::msg)?;
-        use quorum_train::mask::ChatRenderer;
-        let prompt_ids = r.render_ids(&task.messages, true).map_err(anyhow::Error::msg)?;
-        let req = GroupRequest {
-            prompt_ids,
+            &Map::new(),
+            &opts,
+            ctx.think,
+            SpecialTokenPolicy::default(),
+        )?;
+        requests.push(GroupRequest {
+            prompt_ids: p.ids,
             n: 1,
             params: SamplingParams {
                 temperature: 0.0,
@@ -100,14 +83,28 @@ pub fn accuracy(
                 ..SamplingParams::default()
             },
             eos_token_ids: ctx.eos.clone(),
-            think: None,
-        };
-        let out = generate_group(model, ctx.tok, &req, &mut |_| true)?;
+            think: p.think,
+        });
+    }
+    let view = inference_view(model);
+    let outs = in_engine_pool(|| {
+        generate_groups(
+            &view,
+            ctx.tok,
+            &requests,
+            &RolloutConfig::default(),
+            &mut |_| true,
+        )
+    })?;
+    let mut correct = 0;
+    let mut tokens = 0;
+    let mut truncated = 0;
+    for (task, out) in tasks.iter().zip(&outs) {
         let Some(ro) = out.rollouts.first() else {
             continue;
         };
         tokens += ro.token_ids.len();
-        if matches!(ro.finish_reason, crate::engine::sequence::FinishReason::Length) {
+        if matches!(ro.finish_reason, FinishReason::Length) {
             truncated += 1;
         }
         let verifier = verifier_by_name(&task.verifier)?;

@@ -27,7 +27,7 @@ use crate::engine::think::resolve::ThinkConfig;
 use crate::tokenizer::Tokenizer;
 
 use super::data::{load_conversations, load_eval_tasks, Conversation};
-use super::eval::{accuracy, eos_ids, EvalContext, EvalTask};
+use super::eval::{accuracy, EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
 use super::signals::StopFlag;
@@ -191,8 +191,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         tok: &tok,
         template: &template,
         think: &think_cfg,
-        think_supported: supported,
-        eos: eos_ids(&cfg.model.init, &policy.config, &tok),
+        eos: crate::engine::bundle::eos_token_ids(&cfg.model.init, &tok)?,
         max_new_tokens: cfg.eval.max_new_tokens,
     };
     let mut metrics = MetricsLog::open(&run_dir, resume_from.as_ref().map(|(s, _)| *s))?;
