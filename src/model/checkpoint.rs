@@ -1,0 +1,846 @@
+//! Writing a Hugging Face model directory: `config.json`, `generation_config.json`,
+//! `model.safetensors` (or `model-0000X-of-0000Y.safetensors` + `model.safetensors.index.json`)
+//! and the tokenizer files: what `save_pretrained` writes and [`super::load_model`] reads.
+//!
+//! One writer serves random initialisation (`quorum model init`, whose tensors are generated
+//! one at a time while the file is written) and training checkpoints (in-memory candle
+//! tensors, converted to the chosen dtype one at a time). Tensors come in through the
+//! [`TensorData`] trait: a name, a shape and bytes produced on demand.
+//!
+//! Design points:
+//! - **Checked before writing.** Tensor names and shapes are compared with
+//!   [`super::init::tensor_plan`] of the config (HF names; no `lm_head.weight` when
+//!   embeddings are tied), and `config.json` goes through the loader's own validation, so a
+//!   directory this module writes loads with [`super::load_model`].
+//! - **Atomic.** Everything is written into a hidden staging dir beside `out` and renamed
+//!   into place at the end. An error (or a crash) never leaves a half-written directory at
+//!   `out`; a replaced `out` is moved aside first and deleted only after the swap.
+//! - **Streaming.** Each tensor's bytes exist only while the safetensors writer copies them,
+//!   so peak extra memory is one tensor in the output dtype.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use candle_core::{DType, Tensor};
+use safetensors::{Dtype, SafeTensorError, View};
+
+use super::init::{tensor_plan, TensorSpec};
+use super::{ModelConfig, ModelError};
+
+/// HF's default `max_shard_size` ("5GB", decimal).
+pub const DEFAULT_SHARD_MAX_BYTES: u64 = 5_000_000_000;
+
+/// Tokenizer files every model directory gets (copying fails without them).
+pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json"];
+
+/// Tokenizer files copied as well when the source directory has them.
+pub const OPTIONAL_TOKENIZER_FILES: &[&str] = &[
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// Element type of the written tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointDType {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl CheckpointDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 | Self::F16 => 2,
+        }
+    }
+
+    /// The `torch_dtype` string HF writes into `config.json`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::Bf16 => "bfloat16",
+            Self::F16 => "float16",
+        }
+    }
+
+    /// The candle dtype of the same name.
+    pub fn candle(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+            Self::F16 => DType::F16,
+        }
+    }
+
+    pub(crate) fn safetensors(self) -> Dtype {
+        match self {
+            Self::F32 => Dtype::F32,
+            Self::Bf16 => Dtype::BF16,
+            Self::F16 => Dtype::F16,
+        }
+    }
+}
+
+/// Accepts the short names (`f32`, `bf16`, `f16`) and the torch names (`float32`, ...), so
+/// a CLI flag can take either and a preset's `torch_dtype` can be parsed directly.
+impl FromStr for CheckpointDType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "float" => Ok(Self::F32),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            "f16" | "float16" | "half" => Ok(Self::F16),
+            other => Err(format!(
+                "unknown dtype `{other}`; expected f32, bf16 or f16"
+            )),
+        }
+    }
+}
+
+/// One tensor to write: its HF name, its shape, and its bytes when the writer reaches it.
+pub trait TensorData {
+    fn name(&self) -> &str;
+    fn shape(&self) -> Vec<usize>;
+    /// The little-endian bytes of the tensor in `dtype` (exactly `numel * dtype.size()`).
+    /// Called once per write, in file order.
+    fn bytes(&self, dtype: CheckpointDType) -> Result<Vec<u8>, ModelError>;
+}
+
+/// An in-memory tensor, such as an entry of [`super::Transformer::named_weights`] or of a
+/// `VarMap`: converted to the checkpoint dtype (on its device) when written.
+impl TensorData for (String, Tensor) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+
+    fn shape(&self) -> Vec<usize> {
+        self.1.dims().to_vec()
+    }
+
+    fn bytes(&self, dtype: CheckpointDType) -> Result<Vec<u8>, ModelError> {
+        tensor_bytes(&self.1, dtype).map_err(|e| ModelError::Weight {
+            name: self.0.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn tensor_bytes(t: &Tensor, dtype: CheckpointDType) -> candle_core::Result<Vec<u8>> {
+    let flat = t.flatten_all()?.to_dtype(dtype.candle())?;
+    Ok(match dtype {
+        CheckpointDType::F32 => le_bytes(flat.to_vec1::<f32>()?, f32::to_le_bytes),
+        CheckpointDType::Bf16 => le_bytes(flat.to_vec1::<half::bf16>()?, half::bf16::to_le_bytes),
+        CheckpointDType::F16 => le_bytes(flat.to_vec1::<half::f16>()?, half::f16::to_le_bytes),
+    })
+}
+
+fn le_bytes<T: Copy, const N: usize>(v: Vec<T>, enc: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * N);
+    for x in v {
+        out.extend_from_slice(&enc(x));
+    }
+    out
+}
+
+/// Writes extra files (optimizer state, trainer state) into the staging directory, so they
+/// appear at `out` in the same atomic rename as the weights.
+pub type ExtraFiles<'a> = dyn Fn(&Path) -> std::io::Result<()> + 'a;
+
+/// How [`write_model_dir`] writes.
+#[derive(Clone, Copy)]
+pub struct WriteOptions<'a> {
+    pub dtype: CheckpointDType,
+    /// Largest tensor-data size of one safetensors file; `None` = [`DEFAULT_SHARD_MAX_BYTES`].
+    pub shard_max_bytes: Option<u64>,
+    /// A directory holding [`TOKENIZER_FILES`] (and maybe [`OPTIONAL_TOKENIZER_FILES`]),
+    /// copied into the model directory. `None` writes weights and configs only.
+    pub tokenizer_dir: Option<&'a Path>,
+    /// Replace `out` if it exists and is not empty (otherwise that is an error).
+    pub replace: bool,
+    /// `fsync` every file and the directory before the rename, so a power loss right after
+    /// the write cannot leave a renamed directory with missing data.
+    pub sync: bool,
+    /// `generation_config.json` to write; `None` derives one from the config's token ids
+    /// with Qwen3's recommended sampling defaults.
+    pub generation_config: Option<&'a serde_json::Value>,
+    /// Called with the staging directory after the weights are written, before the rename.
+    pub extra_files: Option<&'a ExtraFiles<'a>>,
+}
+
+impl std::fmt::Debug for WriteOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("dtype", &self.dtype)
+            .field("shard_max_bytes", &self.shard_max_bytes)
+            .field("tokenizer_dir", &self.tokenizer_dir)
+            .field("replace", &self.replace)
+            .field("sync", &self.sync)
+            .field("generation_config", &self.generation_config)
+            .field("extra_files", &self.extra_files.is_some())
+            .finish()
+    }
+}
+
+impl WriteOptions<'_> {
+    /// Defaults: HF shard size, no tokenizer, no replace, no fsync, derived generation config.
+    pub fn new(dtype: CheckpointDType) -> Self {
+        Self {
+            dtype,
+            shard_max_bytes: None,
+            tokenizer_dir: None,
+            replace: false,
+            sync: false,
+            generation_config: None,
+            extra_files: None,
+        }
+    }
+}
+
+/// Progress events, for a CLI progress bar (bytes are tensor-data bytes).
+#[derive(Debug, Clone, Copy)]
+pub enum WriteProgress<'a> {
+    /// Before any tensor's bytes are produced: the totals.
+    Start {
+        tensors: usize,
+        params: u64,
+        bytes: u64,
+        files: usize,
+    },
+    /// One tensor produced and handed to the file writer.
+    Tensor {
+        name: &'a str,
+        /// Tensors finished so far, this one included.
+        done: usize,
+        total: usize,
+        /// This tensor's bytes.
+        bytes: u64,
+        /// Bytes finished so far, this one included.
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    /// One safetensors file complete (in the staging dir; `path` is its final location).
+    File {
+        path: &'a Path,
+        index: usize,
+        count: usize,
+    },
+}
+
+/// What a write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Total number of weight elements.
+    pub params: u64,
+    /// Total size on disk of every file written (weights with headers, configs, tokenizer).
+    pub bytes: u64,
+    /// Every file written, at its final location under `out`, sorted.
+    pub files: Vec<PathBuf>,
+    /// Non-fatal problems worth showing, e.g. a tokenizer whose ids exceed `vocab_size`.
+    pub warnings: Vec<String>,
+}
+
+/// Write a training checkpoint: `tensors` (e.g. [`super::Transformer::named_weights`]) in
+/// `dtype`, the tokenizer files of `tokenizer_dir`, an existing `dir` replaced, files
+/// fsynced. For extra files (optimizer state) or other settings use [`write_model_dir`].
+pub fn write_checkpoint(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &[(String, Tensor)],
+    tokenizer_dir: Option<&Path>,
+    dtype: CheckpointDType,
+) -> Result<WriteReport, ModelError> {
+    let opts = WriteOptions {
+        tokenizer_dir,
+        replace: true,
+        sync: true,
+        ..WriteOptions::new(dtype)
+    };
+    write_model_dir(dir, config, tensors, &opts, &|_| {})
+}
+
+/// Write a complete HF model directory at `out` (see the module docs).
+///
+/// `config` is written as given except `torch_dtype` (set to `opts.dtype`) and, when
+/// absent, `model_type` / `architectures` (from the architecture). `progress` is called on
+/// this thread.
+pub fn write_model_dir<T: TensorData>(
+    out: &Path,
+    config: &ModelConfig,
+    tensors: &[T],
+    opts: &WriteOptions<'_>,
+    progress: &dyn Fn(WriteProgress<'_>),
+) -> Result<WriteReport, ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+
+    // Refuse early, before producing any tensor.
+    let out_state = out_state(out)?;
+    if out_state == OutState::NonEmpty && !opts.replace {
+        return Err(ModelError::Io {
+            path: out.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "directory exists and is not empty (use force / --force to replace it)",
+            ),
+        });
+    }
+
+    let cfg = written_config(config, opts.dtype)?;
+    let shapes: Vec<Vec<usize>> = tensors.iter().map(TensorData::shape).collect();
+    check_tensors(&cfg, tensors.iter().map(TensorData::name).zip(&shapes))?;
+    let esize = opts.dtype.size() as u64;
+    let numels: Vec<u64> = shapes
+        .iter()
+        .map(|s| s.iter().map(|&d| d as u64).product())
+        .collect();
+    let shards = plan_shards(
+        &numels,
+        esize,
+        opts.shard_max_bytes.unwrap_or(DEFAULT_SHARD_MAX_BYTES),
+    );
+    let params: u64 = numels.iter().sum();
+    let data_bytes = params * esize;
+
+    // Tokenizer sanity before any heavy work: missing files are an error, a vocabulary
+    // wider than the embedding is a warning (e.g. llama-3.2-1b with the Qwen3 fixture).
+    let mut warnings = Vec::new();
+    if let Some(dir) = opts.tokenizer_dir {
+        for file in TOKENIZER_FILES {
+            if !dir.join(file).is_file() {
+                return Err(ModelError::MissingFile {
+                    dir: dir.to_path_buf(),
+                    file: file.to_string(),
+                });
+            }
+        }
+        let tok_path = dir.join("tokenizer.json");
+        if let Some(max_id) = max_token_id(&tok_path)? {
+            if max_id as usize >= cfg.vocab_size {
+                warnings.push(format!(
+                    "{} has token ids up to {max_id}, beyond vocab_size {}: \
+                     such tokens would index past the embedding",
+                    tok_path.display(),
+                    cfg.vocab_size
+                ));
+            }
+        }
+    }
+
+    let tmp = StagingDir::create(out)?;
+    let tdir = tmp.path.clone();
+
+    // config.json first, then re-read through the loader's own validation, so a config the
+    // loader would reject fails here in milliseconds instead of after writing weights.
+    let config_path = tdir.join("config.json");
+    write_json(&config_path, &config_json(&cfg)?)?;
+    ModelConfig::from_file(&config_path).map_err(|e| retarget(e, &config_path, out))?;
+    let generation = match opts.generation_config {
+        Some(v) => v.clone(),
+        None => generation_config_json(&cfg),
+    };
+    write_json(&tdir.join("generation_config.json"), &generation)?;
+    if let Some(dir) = opts.tokenizer_dir {
+        let optional = OPTIONAL_TOKENIZER_FILES
+            .iter()
+            .filter(|f| dir.join(f).is_file());
+        for file in TOKENIZER_FILES.iter().chain(optional) {
+            // read + write rather than fs::copy: fixtures may be read-only and the copy's
+            // permissions should be ordinary.
+            let src = dir.join(file);
+            let bytes = std::fs::read(&src).map_err(io(&src))?;
+            let dst = tdir.join(file);
+            std::fs::write(&dst, bytes).map_err(io(&dst))?;
+        }
+    }
+
+    progress(WriteProgress::Start {
+        tensors: tensors.len(),
+        params,
+        bytes: data_bytes,
+        files: shards.len(),
+    });
+    let ctx = WriteCtx {
+        dtype: opts.dtype,
+        progress,
+        done: Cell::new(0),
+        bytes_done: Cell::new(0),
+        total: tensors.len(),
+        bytes_total: data_bytes,
+        error: RefCell::new(None),
+    };
+    let names = shard_file_names(shards.len());
+    let mut weight_map = BTreeMap::new();
+    for (index, (shard, file)) in shards.iter().zip(&names).enumerate() {
+        let path = tdir.join(file);
+        let views = shard.iter().map(|&t| {
+            (
+                tensors[t].name(),
+                Staged {
+                    tensor: &tensors[t],
+                    shape: &shapes[t],
+                    ctx: &ctx,
+                },
+            )
+        });
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(metadata), &path)
+            .map_err(|e| safetensors_error(e, &out.join(file)))?;
+        if let Some(e) = ctx.error.borrow_mut().take() {
+            return Err(e);
+        }
+        for &t in shard {
+            weight_map.insert(tensors[t].name().to_string(), file.clone());
+        }
+        progress(WriteProgress::File {
+            path: &out.join(file),
+            index,
+            count: shards.len(),
+        });
+    }
+    if shards.len() > 1 {
+        let index = serde_json::json!({
+            "metadata": { "total_size": data_bytes },
+            "weight_map": weight_map,
+        });
+        write_json(&tdir.join("model.safetensors.index.json"), &index)?;
+    }
+    if let Some(extra) = opts.extra_files {
+        extra(&tdir).map_err(io(out))?;
+    }
+
+    // Collect the listing and sizes before the rename (same files, final names).
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(&tdir).map_err(io(&tdir))? {
+        let entry = entry.map_err(io(&tdir))?;
+        let meta = entry.metadata().map_err(io(&entry.path()))?;
+        if opts.sync && meta.is_file() {
+            let f = std::fs::File::open(entry.path()).map_err(io(&entry.path()))?;
+            f.sync_all().map_err(io(&entry.path()))?;
+        }
+        bytes += meta.len();
+        files.push(out.join(entry.file_name()));
+    }
+    files.sort();
+    if opts.sync {
+        sync_dir(&tdir)?;
+    }
+
+    tmp.commit(out, out_state)?;
+    if opts.sync {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(WriteReport {
+        params,
+        bytes,
+        files,
+        warnings,
+    })
+}
+
+/// Whether `cfg` describes a sequence-classification (reward) model.
+pub fn is_reward_model(cfg: &ModelConfig) -> bool {
+    cfg.architectures
+        .iter()
+        .any(|a| a.ends_with("ForSequenceClassification"))
+}
+
+/// Check that `tensors` (name, shape) are exactly the checkpoint of `cfg`: every tensor of
+/// [`tensor_plan`] once, with its shape, and nothing else. Errors name the tensor. A trainer
+/// can call this at start-up so a naming mistake never waits for the first checkpoint.
+pub fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
+    cfg: &ModelConfig,
+    tensors: impl IntoIterator<Item = (&'a str, S)>,
+) -> Result<(), ModelError> {
+    let plan = tensor_plan(cfg, is_reward_model(cfg))?;
+    let mut want: HashMap<&str, &TensorSpec> = plan.iter().map(|s| (s.name.as_str(), s)).collect();
+    let arch = cfg.architectures.first().map_or("this", String::as_str);
+    for (name, shape) in tensors {
+        let shape = shape.as_ref();
+        let Some(spec) = want.remove(name) else {
+            let why = if plan.iter().any(|s| s.name == name) {
+                "given twice".to_string()
+            } else if name == "lm_head.weight" && cfg.tie_word_embeddings {
+                "not written when tie_word_embeddings is true (the head is the embedding)"
+                    .to_string()
+            } else {
+                format!("not a tensor of a {arch} checkpoint with this config")
+            };
+            return Err(ModelError::Weight {
+                name: name.to_string(),
+                message: why,
+            });
+        };
+        if spec.shape != shape {
+            return Err(ModelError::Weight {
+                name: name.to_string(),
+                message: format!("shape {shape:?}, the config needs {:?}", spec.shape),
+            });
+        }
+    }
+    if let Some(missing) = plan.iter().find(|s| want.contains_key(s.name.as_str())) {
+        let hint = if missing.name == "lm_head.weight" {
+            " (set tie_word_embeddings if the head is the embedding)"
+        } else {
+            ""
+        };
+        return Err(ModelError::Weight {
+            name: missing.name.clone(),
+            message: format!("missing from the tensors to write{hint}"),
+        });
+    }
+    Ok(())
+}
+
+/// The config as written: `torch_dtype` describes the files; `model_type` and
+/// `architectures` are filled in when absent.
+fn written_config(config: &ModelConfig, dtype: CheckpointDType) -> Result<ModelConfig, ModelError> {
+    let mut cfg = config.clone();
+    let arch = cfg.architecture()?;
+    if cfg.architectures.is_empty() {
+        cfg.architectures = vec![arch.hf_name().to_string()];
+    }
+    if cfg.model_type.is_none() {
+        cfg.model_type = Some(arch.model_type().to_string());
+    }
+    cfg.torch_dtype = Some(dtype.torch_name().to_string());
+    Ok(cfg)
+}
+
+/// `config.json` without `null` entries: HF configs omit unset fields, and some loaders
+/// treat an explicit `null` differently from an absent key.
+fn config_json(cfg: &ModelConfig) -> Result<serde_json::Value, ModelError> {
+    let mut v = serde_json::to_value(cfg).map_err(|e| ModelError::Malformed {
+        path: PathBuf::from("config.json"),
+        message: e.to_string(),
+    })?;
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    Ok(v)
+}
+
+/// `generation_config.json` with Qwen3's recommended sampling defaults.
+fn generation_config_json(cfg: &ModelConfig) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "eos_token_id": cfg.eos_token_ids(),
+        "do_sample": true,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 20,
+    });
+    if let (Some(bos), Some(map)) = (cfg.bos_token_id, v.as_object_mut()) {
+        map.insert("bos_token_id".into(), bos.into());
+    }
+    if let (Some(pad), Some(map)) = (cfg.pad_token_id, v.as_object_mut()) {
+        map.insert("pad_token_id".into(), pad.into());
+    }
+    v
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ModelError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Point errors about a staged file at the file's final location, which is what the user
+/// named.
+fn retarget(e: ModelError, tmp_path: &Path, out: &Path) -> ModelError {
+    let fix = |p: PathBuf| match p.file_name() {
+        Some(name) if p == tmp_path => out.join(name),
+        _ => p,
+    };
+    match e {
+        ModelError::InvalidField {
+            path,
+            field,
+            message,
+        } => ModelError::InvalidField {
+            path: fix(path),
+            field,
+            message,
+        },
+        ModelError::Malformed { path, message } => ModelError::Malformed {
+            path: fix(path),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn safetensors_error(e: SafeTensorError, path: &Path) -> ModelError {
+    match e {
+        SafeTensorError::IoError(source) => ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ModelError::Malformed {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The largest token id in a `tokenizer.json` (model vocab and added tokens), if any.
+pub fn max_token_id(path: &Path) -> Result<Option<u64>, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let vocab = v
+        .pointer("/model/vocab")
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flat_map(|m| m.values().filter_map(|id| id.as_u64()));
+    let added = v
+        .get("added_tokens")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flat_map(|a| a.iter().filter_map(|t| t.get("id")?.as_u64()));
+    Ok(vocab.chain(added).max())
+}
+
+/// Group tensor indices into files of at most `max_bytes` of tensor data each (a tensor
+/// larger than the limit gets a file of its own), in order, like HF's `save_pretrained`.
+fn plan_shards(numels: &[u64], esize: u64, max_bytes: u64) -> Vec<Vec<usize>> {
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut current = 0u64;
+    for (i, n) in numels.iter().enumerate() {
+        let b = n * esize;
+        let last = shards.len() - 1;
+        if !shards[last].is_empty() && current + b > max_bytes {
+            shards.push(Vec::new());
+            current = 0;
+        }
+        let last = shards.len() - 1;
+        shards[last].push(i);
+        current += b;
+    }
+    shards
+}
+
+/// HF file names: `model.safetensors`, or `model-00001-of-00003.safetensors`, ...
+fn shard_file_names(count: usize) -> Vec<String> {
+    if count == 1 {
+        vec!["model.safetensors".to_string()]
+    } else {
+        (1..=count)
+            .map(|i| format!("model-{i:05}-of-{count:05}.safetensors"))
+            .collect()
+    }
+}
+
+/// Shared state of the tensors being written: dtype, progress counters, the first error.
+struct WriteCtx<'a> {
+    dtype: CheckpointDType,
+    progress: &'a dyn Fn(WriteProgress<'_>),
+    done: Cell<usize>,
+    bytes_done: Cell<u64>,
+    total: usize,
+    bytes_total: u64,
+    /// `View::data` cannot fail, so a failing tensor parks its error here (and the file
+    /// gets zeros); the writer checks it after each file and aborts the staging dir.
+    error: RefCell<Option<ModelError>>,
+}
+
+/// A tensor whose bytes are produced only when the safetensors writer asks for them.
+struct Staged<'a, T> {
+    tensor: &'a T,
+    shape: &'a [usize],
+    ctx: &'a WriteCtx<'a>,
+}
+
+impl<T: TensorData> View for Staged<'_, T> {
+    fn dtype(&self) -> Dtype {
+        self.ctx.dtype.safetensors()
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let ctx = self.ctx;
+        let len = self.data_len();
+        if ctx.error.borrow().is_some() {
+            return Cow::Owned(vec![0; len]);
+        }
+        let data = match self.tensor.bytes(ctx.dtype) {
+            Ok(d) if d.len() == len => d,
+            Ok(d) => {
+                *ctx.error.borrow_mut() = Some(ModelError::Weight {
+                    name: self.tensor.name().to_string(),
+                    message: format!("produced {} bytes, its shape needs {len}", d.len()),
+                });
+                vec![0; len]
+            }
+            Err(e) => {
+                *ctx.error.borrow_mut() = Some(e);
+                vec![0; len]
+            }
+        };
+        ctx.done.set(ctx.done.get() + 1);
+        ctx.bytes_done.set(ctx.bytes_done.get() + data.len() as u64);
+        (ctx.progress)(WriteProgress::Tensor {
+            name: self.tensor.name(),
+            done: ctx.done.get(),
+            total: ctx.total,
+            bytes: data.len() as u64,
+            bytes_done: ctx.bytes_done.get(),
+            bytes_total: ctx.bytes_total,
+        });
+        Cow::Owned(data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.ctx.dtype.size()
+    }
+}
+
+/// What is at `out` before writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    Missing,
+    Empty,
+    NonEmpty,
+}
+
+fn out_state(out: &Path) -> Result<OutState, ModelError> {
+    let io = |source| ModelError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OutState::Missing),
+        Err(e) => Err(io(e)),
+        Ok(m) if !m.is_dir() => Err(io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        ))),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(out).map_err(io)?;
+            Ok(if entries.next().is_some() {
+                OutState::NonEmpty
+            } else {
+                OutState::Empty
+            })
+        }
+    }
+}
+
+/// A hidden staging directory beside `out` (same filesystem, so the final rename is
+/// atomic); removed on drop unless committed.
+struct StagingDir {
+    path: PathBuf,
+    /// Where a replaced `out` is parked during the swap.
+    old: PathBuf,
+    committed: bool,
+}
+
+impl StagingDir {
+    fn create(out: &Path) -> Result<Self, ModelError> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|source| ModelError::Io {
+            path: parent.clone(),
+            source,
+        })?;
+        let base = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".to_string());
+        let pid = std::process::id();
+        let path = parent.join(format!(".{base}.init-{pid}"));
+        let old = parent.join(format!(".{base}.old-{pid}"));
+        // A leftover from a crashed run of a process with the same pid: ours to discard.
+        for stale in [&path, &old] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(|source| ModelError::Io {
+                    path: stale.clone(),
+                    source,
+                })?;
+            }
+        }
+        std::fs::create_dir(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            old,
+            committed: false,
+        })
+    }
+
+    /// Move the staged directory to `out`. A non-empty `out` (only reached with `replace`)
+    /// is first moved aside and deleted after the swap, so `out` is never half-written.
+    fn commit(mut self, out: &Path, state: OutState) -> Result<(), ModelError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ModelError::Io { path, source }
+        };
+        let old = self.old.clone();
+        match state {
+            OutState::Missing => {}
+            OutState::Empty => std::fs::remove_dir(out).map_err(io(out))?,
+            OutState::NonEmpty => std::fs::rename(out, &old).map_err(io(out))?,
+        }
+        if let Err(e) = std::fs::rename(&self.path, out) {
+            if state == OutState::NonEmpty {
+                // Put the previous model back rather than leave nothing at `out`.
+                let _ = std::fs::rename(&old, out);
+            }
+            return Err(io(out)(e));
+        }
+        self.committed = true;
+        if state == OutState::NonEmpty {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: the error that got us here is the one worth reporting.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
