@@ -889,3 +889,67 @@ mod perf {
         );
     }
 }
+
+#[cfg(test)]
+mod small_tokenizer_tests {
+    use super::*;
+    use crate::model::{load_model, Mode, Positions, SeqInput};
+    use crate::tokenizer::train::{train_tokenizer_from_texts, TokenizerTrainOptions};
+    use candle_core::Device;
+
+    fn tiny_reasoner() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models/tiny-reasoner.json")
+    }
+
+    #[test]
+    fn a_small_tokenizer_gives_a_few_million_parameter_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok_dir = dir.path().join("tok");
+        let texts = (0..2000).map(|i| format!("What is {i} + {i}? The answer is {}.", 2 * i));
+        train_tokenizer_from_texts(texts, &TokenizerTrainOptions::new(300))
+            .unwrap()
+            .save(&tok_dir, false)
+            .unwrap();
+
+        let cfg = config_for_tokenizer(&tiny_reasoner(), Some(&tok_dir)).unwrap();
+        let vocab = cfg.vocab_size;
+        assert!(vocab > 261 && vocab <= 300, "{vocab}");
+        assert_eq!(cfg.eos_token_ids(), vec![2]);
+        assert_eq!(cfg.pad_token_id, Some(0));
+        assert_eq!(cfg.bos_token_id, None);
+        assert!(cfg.tie_word_embeddings);
+        // Embedding + 4 layers of (q 256x256, k/v 128x256, o 256x256, MLP 3x256x768,
+        // q/k norms 64, two norms 256) + final norm; tied, so no head.
+        let layer = 256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 768 + 2 * 64 + 2 * 256;
+        let want = (vocab * 256 + 4 * layer + 256) as u64;
+        assert_eq!(param_count(&cfg, false).unwrap(), want);
+        assert!((3_000_000..4_000_000).contains(&want), "{want}");
+
+        // Without a tokenizer the file lacks vocab_size: an error naming it.
+        let err = config_for_tokenizer(&tiny_reasoner(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vocab_size"), "{err}");
+
+        let out = dir.path().join("model");
+        let mut o = InitOptions::new(cfg, &out);
+        o.tokenizer = TokenizerSource::Qwen3Fixture(tok_dir);
+        let report = init_model(&o, &|_| {}).unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(report.params, want);
+        let loaded = load_model(&out, None, &Device::Cpu).unwrap();
+        assert_eq!(loaded.eos_token_ids(), vec![2]);
+        let tokens = [1u32, 100, 7, 2];
+        let mut seqs = [SeqInput {
+            tokens: &tokens,
+            cache: None,
+        }];
+        let logits = loaded
+            .model
+            .forward(&mut seqs, Positions::Last, Mode::Inference)
+            .unwrap();
+        assert_eq!(logits.dims(), &[1, vocab]);
+        let tok = crate::tokenizer::Tokenizer::from_dir(&out).unwrap();
+        assert_eq!(tok.vocab_size(), vocab);
+    }
+}

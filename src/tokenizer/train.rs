@@ -17,7 +17,8 @@
 //! `<|im_end|>` (special) and `<think>`, `</think>` (added but not special, as in Qwen3, so
 //! reasoning survives `skip_special_tokens` decoding). Then the 256 bytes, then merges.
 //! `tokenizer_config.json` carries Qwen3's chat template verbatim (`enable_thinking`, the
-//! think block), eos `<|im_end|>`, pad `<|endoftext|>`, no bos.
+//! think block), eos `<|im_end|>`, pad `<|endoftext|>`, no bos, and the generic
+//! `PreTrainedTokenizerFast` class, so HF's `AutoTokenizer` runs exactly this pipeline.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
@@ -425,7 +426,9 @@ fn tokenizer_config(model_max_length: u64) -> Value {
         "model_max_length": model_max_length,
         "pad_token": "<|endoftext|>",
         "split_special_tokens": false,
-        "tokenizer_class": "Qwen2Tokenizer",
+        // Not `Qwen2Tokenizer`: transformers 5 rebuilds that class's pipeline (adding NFC),
+        // while the generic fast tokenizer runs tokenizer.json exactly as Quorum does.
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "unk_token": null
     })
 }
@@ -561,5 +564,359 @@ impl Iterator for JsonlTexts<'_> {
 impl TextSource for JsonlTexts<'_> {
     fn records(&self) -> u64 {
         self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{ChatMessage, ChatTemplate};
+    use crate::engine::think::{
+        resolve, split_all, tokenizer_supports_think, ThinkConfig, ThinkRequest, ThinkTokens,
+    };
+    use proptest::prelude::*;
+
+    /// Arithmetic conversations and made-up prose (words of random syllables): enough
+    /// distinct frequent pairs for a few hundred merges.
+    fn corpus() -> Vec<String> {
+        let syllables = [
+            "ka", "to", "mi", "re", "su", "lo", "na", "vi", "pe", "du", "sha", "gor", "tel",
+        ];
+        let mut out = Vec::new();
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        for i in 0..1500u64 {
+            let (a, b) = (next() % 99_999, next() % 9_999);
+            let mut sentence = Vec::new();
+            for _ in 0..6 {
+                let n = 1 + next() % 3;
+                let word: String = (0..n)
+                    .map(|_| syllables[(next() % syllables.len() as u64) as usize])
+                    .collect();
+                sentence.push(word);
+            }
+            out.push(format!("What is {a} * {b}? {}.", sentence.join(" ")));
+            out.push(format!(
+                "<think>\n{a}*{}={} carry the digit\n</think>\n\nThe answer is \\boxed{{{}}}.",
+                b % 10,
+                a * (b % 10),
+                a * b
+            ));
+            if i % 3 == 0 {
+                out.push(format!("<|im_start|>user\n{}<|im_end|>", sentence[0]));
+            }
+        }
+        out
+    }
+
+    fn trained(vocab: usize) -> TrainedTokenizer {
+        train_tokenizer_from_texts(corpus().into_iter(), &TokenizerTrainOptions::new(vocab))
+            .unwrap()
+    }
+
+    fn small() -> &'static Tokenizer {
+        static TOK: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+        TOK.get_or_init(|| trained(400).tokenizer().unwrap())
+    }
+
+    fn qwen3() -> Tokenizer {
+        Tokenizer::from_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn reaches_the_requested_vocabulary_with_chat_tokens_first() {
+        let t = trained(400);
+        assert_eq!(t.stats.vocab_size, 400);
+        assert_eq!(t.stats.merges, 400 - MIN_VOCAB_SIZE);
+        assert_eq!(t.stats.texts, corpus().len() as u64);
+        let tok = t.tokenizer().unwrap();
+        assert_eq!(tok.vocab_size(), 400);
+        for (i, (content, _)) in CHAT_TOKENS.iter().enumerate() {
+            assert_eq!(tok.token_to_id(content), Some(i as u32), "{content}");
+        }
+        // No merge spent on pieces of the chat tokens.
+        let vocab = tok.inner().get_vocab(false);
+        let pieces: Vec<&String> = vocab
+            .iter()
+            .filter(|(k, &id)| id >= 5 && (k.contains("im_") || k.contains("think")))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(pieces.is_empty(), "{pieces:?}");
+        // Fixed corpus, fixed result: the vocabulary is deterministic.
+        assert_eq!(
+            trained(400).tokenizer_json().unwrap(),
+            t.tokenizer_json().unwrap()
+        );
+        assert_eq!(tok.eos_token_ids(), vec![2]);
+        assert_eq!(tok.pad_token_id(), Some(0));
+        assert_eq!(tok.bos_token_id(), None);
+    }
+
+    #[test]
+    fn digits_are_single_tokens() {
+        let tok = small();
+        let digit_ids: Vec<u32> = (0..10)
+            .map(|d| tok.token_to_id(&d.to_string()).unwrap())
+            .collect();
+        assert_eq!(tok.encode("9876543210", false).unwrap(), {
+            let mut v: Vec<u32> = digit_ids.clone();
+            v.reverse();
+            v
+        });
+        // Digits never merge with their neighbours, in any context seen in training.
+        for text in ["x=12*34", " 56789", "\\boxed{100}", "a1b2"] {
+            let ids = tok.encode(text, false).unwrap();
+            let digits_in_text = text.chars().filter(char::is_ascii_digit).count();
+            let digit_tokens = ids.iter().filter(|id| digit_ids.contains(id)).count();
+            assert_eq!(digit_tokens, digits_in_text, "{text}: {ids:?}");
+        }
+        let vocab = tok.inner().get_vocab(false);
+        let mixed: Vec<&String> = vocab
+            .keys()
+            .filter(|k| k.len() > 1 && k.chars().any(|c| c.is_ascii_digit()))
+            .collect();
+        assert!(mixed.is_empty(), "{mixed:?}");
+    }
+
+    #[test]
+    fn chat_tokens_are_single_ids_and_think_tags_are_not_special() {
+        let tok = small();
+        for (i, (content, _)) in CHAT_TOKENS.iter().enumerate() {
+            assert_eq!(tok.encode(content, false).unwrap(), vec![i as u32]);
+            assert_eq!(tok.encode(content, true).unwrap(), vec![i as u32]);
+        }
+        let ids = tok
+            .encode(
+                "<|im_start|>assistant\n<think>\nhm\n</think>\n\n7<|im_end|>",
+                false,
+            )
+            .unwrap();
+        assert_eq!(ids.first(), Some(&1));
+        assert_eq!(ids.last(), Some(&2));
+        assert_eq!(
+            tok.decode(&ids, true).unwrap(),
+            "assistant\n<think>\nhm\n</think>\n\n7"
+        );
+    }
+
+    #[test]
+    fn unicode_and_odd_text_round_trip() {
+        let tok = small();
+        for text in [
+            "héllo wörld 🦀 — 你好，世界",
+            "e\u{301} (decomposed, not NFC-normalised) \u{FEFF}\u{200B}",
+            "tabs\tand\r\nwindows\nnewlines\n\n\n  spaces  ",
+            "\u{0}\u{1}\u{7f} control bytes",
+            "<think></think><|endoftext|>  <|im_end|>x",
+            "١٢٣ ٤٥ arabic-indic digits, ½ ² ⅷ",
+        ] {
+            let ids = tok.encode(text, false).unwrap();
+            assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_string_round_trips(text in any::<String>()) {
+            let tok = small();
+            let ids = tok.encode(&text, false).unwrap();
+            prop_assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        }
+    }
+
+    fn conversations() -> Vec<Vec<ChatMessage>> {
+        vec![
+            vec![ChatMessage::user("What is 12*34?")],
+            vec![
+                ChatMessage::system("You are terse. /no_think"),
+                ChatMessage::user("What is 2+3?"),
+            ],
+            vec![
+                ChatMessage::system("/think"),
+                ChatMessage::user("What is 2+3?"),
+                ChatMessage::assistant("<think>\n2+3=5\n</think>\n\nThe answer is \\boxed{5}."),
+                ChatMessage::user("And 40+2?"),
+            ],
+            vec![
+                ChatMessage::user("Add 7 and 8."),
+                ChatMessage::assistant("15").with_reasoning("7+8=15"),
+            ],
+            vec![
+                ChatMessage::user("q"),
+                ChatMessage::assistant("\n\n<think>a</think>\n\nb"),
+            ],
+        ]
+    }
+
+    #[test]
+    fn chat_rendering_matches_the_qwen3_template() {
+        let ours = ChatTemplate::from_tokenizer(small()).unwrap();
+        let theirs = ChatTemplate::from_tokenizer(&qwen3()).unwrap();
+        let mut checked = 0;
+        for msgs in conversations() {
+            for think in [None, Some(true), Some(false)] {
+                let mut kw = serde_json::Map::new();
+                if let Some(t) = think {
+                    kw.insert("enable_thinking".into(), t.into());
+                }
+                for gen_prompt in [true, false] {
+                    let a = ours.render(&msgs, gen_prompt, &kw).unwrap();
+                    let b = theirs.render(&msgs, gen_prompt, &kw).unwrap();
+                    assert_eq!(a, b, "{msgs:?} think={think:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 30);
+        // The think block as Qwen3 renders it.
+        let msgs = &conversations()[0];
+        let mut off = serde_json::Map::new();
+        off.insert("enable_thinking".into(), false.into());
+        assert!(ours
+            .render(msgs, true, &off)
+            .unwrap()
+            .ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+        assert!(ours
+            .render(msgs, true, &serde_json::Map::new())
+            .unwrap()
+            .ends_with("<|im_start|>assistant\n"));
+    }
+
+    #[test]
+    fn server_think_mode_works_on_it() {
+        let tok = small();
+        assert!(tokenizer_supports_think(tok, "<think>", "</think>"));
+        let cfg = ThinkConfig::default();
+        let tokens =
+            ThinkTokens::encode(tok, &cfg.end_tag, &cfg.budget_message, &cfg.continuation).unwrap();
+        assert_eq!(tokens.end, vec![4]);
+        assert_eq!(tokens.budget_forced.iter().filter(|&&t| t == 4).count(), 1);
+        // Soft switches resolve as on Qwen3, and the template follows the plan.
+        let template = ChatTemplate::from_tokenizer(tok).unwrap();
+        for (system, want) in [("/no_think", false), ("/think", true), ("be brief", true)] {
+            let msgs = vec![ChatMessage::system(system), ChatMessage::user("1+1?")];
+            let req = ThinkRequest {
+                messages: &msgs,
+                ..ThinkRequest::default()
+            };
+            let plan = resolve(&req, &cfg, true).unwrap();
+            assert_eq!(plan.enabled, want, "{system}");
+            let mut kw = serde_json::Map::new();
+            kw.insert("enable_thinking".into(), plan.enabled.into());
+            let prompt = template.render(&msgs, true, &kw).unwrap();
+            assert_eq!(
+                prompt.ends_with("<think>\n\n</think>\n\n"),
+                !want,
+                "{prompt}"
+            );
+        }
+        // A generated reply splits into reasoning and answer.
+        // A generated reply (the prompt opened the think block) splits into reasoning and
+        // answer.
+        let ids = tok.encode("1+1=2\n</think>\n\n2", false).unwrap();
+        let text = tok.decode(&ids, true).unwrap();
+        let (reasoning, answer) = split_all(&text, "<think>", "</think>", true);
+        assert_eq!((reasoning.trim(), answer.trim()), ("1+1=2", "2"));
+    }
+
+    #[test]
+    fn saves_a_directory_that_loads_with_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tok");
+        let files = trained(300).save(&out, false).unwrap();
+        assert_eq!(files.len(), 2);
+        let tok = Tokenizer::from_dir(&out).unwrap();
+        assert_eq!(tok.config().eos_token.as_deref(), Some("<|im_end|>"));
+        assert_eq!(tok.config().pad_token.as_deref(), Some("<|endoftext|>"));
+        assert_eq!(tok.config().model_max_length, Some(32_768));
+        let qwen = qwen3();
+        assert_eq!(tok.chat_template(), qwen.chat_template());
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            2,
+            "no temp files left"
+        );
+        // A non-empty directory is refused unless forced.
+        let err = trained(300).save(&out, false).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        trained(300).save(&out, true).unwrap();
+    }
+
+    #[test]
+    fn trains_on_the_strings_of_jsonl_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("tasks.jsonl");
+        let b = dir.path().join("sft.jsonl");
+        let mut tasks = String::new();
+        let mut sft = String::new();
+        for i in 0..400 {
+            tasks.push_str(&format!(
+                "{{\"prompt\":\"What is {i} plus {i}?\",\"answer\":\"{}\",\"solution\":\"We add: \\\\boxed{{{}}}\"}}\n",
+                2 * i,
+                2 * i
+            ));
+            sft.push_str(&format!(
+                "{{\"messages\":[{{\"role\":\"user\",\"content\":\"Double {i}\"}},{{\"role\":\"assistant\",\"content\":\"<think>\\n{i}+{i}\\n</think>\\n\\nDoubled: {}\"}}]}}\n\n",
+                2 * i
+            ));
+        }
+        std::fs::write(&a, tasks).unwrap();
+        std::fs::write(&b, sft).unwrap();
+        let events = Mutex::new(Vec::new());
+        let t = train_tokenizer(&[a, b], &TokenizerTrainOptions::new(300), &|p| {
+            events.lock().unwrap().push(p)
+        })
+        .unwrap();
+        assert_eq!(t.stats.records, 800);
+        // 3 strings per task record, 4 per conversation (roles and contents).
+        assert_eq!(t.stats.texts, 400 * 3 + 400 * 4);
+        // Digits never merge, so this data runs out of pairs just below 300.
+        assert!(
+            t.stats.vocab_size <= 300 && t.stats.merges > 20,
+            "{:?}",
+            t.stats
+        );
+        let events = events.into_inner().unwrap();
+        assert_eq!(events.last(), Some(&TrainProgress::Merging));
+        assert!(events.iter().any(|e| matches!(e,
+            TrainProgress::Reading { bytes_done, bytes_total } if bytes_done == bytes_total)));
+    }
+
+    #[test]
+    fn input_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, "{\"prompt\":\"ok\"}\n\n{\"prompt\": nope}\n").unwrap();
+        let opts = TokenizerTrainOptions::new(300);
+        let err = train_tokenizer(&[bad.clone()], &opts, &|_| {}).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bad.jsonl:3: not JSON"), "{msg}");
+
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "\n{\"n\": 1}\n").unwrap();
+        let msg = train_tokenizer(&[empty], &opts, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("no text to train on in"), "{msg}");
+
+        let missing = dir.path().join("missing.jsonl");
+        let msg = train_tokenizer(&[missing], &opts, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("missing.jsonl: cannot read"), "{msg}");
+
+        let msg = train_tokenizer_from_texts(["x"].into_iter(), &TokenizerTrainOptions::new(100))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("below the minimum 261"), "{msg}");
     }
 }

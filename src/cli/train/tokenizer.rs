@@ -68,7 +68,7 @@ pub fn run(args: TokenizerArgs) -> anyhow::Result<()> {
     );
     if s.vocab_size < opts.vocab_size {
         eprintln!(
-            "note: the data supports {} tokens, fewer than --vocab-size {} (no pair occurs {} times)",
+            "note: {} tokens, fewer than --vocab-size {}: no more pairs occur {}+ times within a pre-token",
             s.vocab_size, opts.vocab_size, opts.min_frequency
         );
     }
