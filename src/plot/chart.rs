@@ -41,6 +41,8 @@ pub struct Series {
     pub mark: Mark,
     /// Index into the colour cycle.
     pub color: usize,
+    /// Drawn in a pale tint (a noisy raw series under its smoothed line).
+    pub faded: bool,
 }
 
 /// A chart: title, axis labels, series, and how to scale y.
@@ -71,16 +73,23 @@ fn ensure_font() -> Result<(), PlotError> {
     }
 }
 
+/// `c` moved `amount` of the way to white.
+fn tint(c: RGBColor, amount: f64) -> RGBColor {
+    let mix = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * amount).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
     PlotError::Draw(e.to_string())
 }
 
-/// A tick label with about four significant digits, scientific for tiny or huge values.
-pub fn tick_label(v: f64) -> String {
+/// A tick label on an axis whose largest magnitude is `scale`: about four significant
+/// digits, or scientific on an axis of tiny or huge values (so one axis never mixes styles).
+pub fn tick_label(v: f64, scale: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
+    } else if !(1e-2..1e5).contains(&scale) {
         format!("{v:.1e}")
     } else {
         let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
@@ -145,8 +154,16 @@ pub fn render_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError>
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(draw_err)?;
-        let y_fmt = |v: &f64| tick_label(if log_y { 10f64.powf(*v) } else { *v });
-        let x_fmt = |v: &f64| tick_label(*v);
+        let y_scale = if log_y { 1.0 } else { y0.abs().max(y1.abs()) };
+        let x_scale = x0.abs().max(x1.abs());
+        let y_fmt = |v: &f64| {
+            if log_y {
+                tick_label(10f64.powf(*v), 10f64.powf(*v).abs())
+            } else {
+                tick_label(*v, y_scale)
+            }
+        };
+        let x_fmt = |v: &f64| tick_label(*v, x_scale);
         let y_desc = if log_y {
             format!("{} (log scale)", chart.y_label)
         } else {
@@ -164,7 +181,8 @@ pub fn render_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError>
             .map_err(draw_err)?;
         let mut labelled = false;
         for s in chart.series.iter().filter(|s| !s.points.is_empty()) {
-            let color = COLORS[s.color % COLORS.len()];
+            let base = COLORS[s.color % COLORS.len()];
+            let color = if s.faded { tint(base, 0.6) } else { base };
             let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (x, ty(y))).collect();
             ctx.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(draw_err)?
@@ -218,11 +236,13 @@ mod tests {
 
     #[test]
     fn tick_labels_are_short() {
-        assert_eq!(tick_label(0.0), "0");
-        assert_eq!(tick_label(2.5), "2.5");
-        assert_eq!(tick_label(1234.0), "1234");
-        assert_eq!(tick_label(0.0123456), "0.01235");
-        assert_eq!(tick_label(3e-4), "3.0e-4");
-        assert_eq!(tick_label(250_000.0), "2.5e5");
+        assert_eq!(tick_label(0.0, 5.0), "0");
+        assert_eq!(tick_label(2.5, 5.0), "2.5");
+        assert_eq!(tick_label(1234.0, 2000.0), "1234");
+        assert_eq!(tick_label(0.0123456, 0.05), "0.01235");
+        // An lr axis up to 3e-3: every tick scientific, not `0.001` beside `5.0e-4`.
+        assert_eq!(tick_label(5e-4, 3e-3), "5.0e-4");
+        assert_eq!(tick_label(1e-3, 3e-3), "1.0e-3");
+        assert_eq!(tick_label(250_000.0, 300_000.0), "2.5e5");
     }
 }

@@ -72,13 +72,15 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
         points: loss.clone(),
         mark: Mark::Line,
         color: 0,
+        faded: loss.len() > SMOOTH_ABOVE,
     }];
     if loss.len() > SMOOTH_ABOVE {
         loss_series.push(Series {
             name: "train loss (running mean)".into(),
-            points: running_mean(&loss, loss.len() / 50),
+            points: running_mean(&loss, loss.len() / 100),
             mark: Mark::Line,
-            color: 2,
+            color: 0,
+            faded: false,
         });
     }
     loss_series.push(Series {
@@ -86,6 +88,7 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
         points: m.eval_loss(),
         mark: Mark::LineDots,
         color: 1,
+        faded: false,
     });
     let accuracy: Vec<Series> = m
         .accuracy()
@@ -96,6 +99,7 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
             points,
             mark: Mark::LineDots,
             color: i,
+            faded: false,
         })
         .collect();
     let percent = accuracy
@@ -144,6 +148,7 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
                     points: m.step_series(|r| r.lr),
                     mark: Mark::Line,
                     color: 0,
+                    faded: false,
                 }],
                 None,
                 None,
@@ -173,19 +178,21 @@ pub fn plot_metrics(metrics: &Metrics, out_dir: &Path) -> Result<Vec<PathBuf>, P
     Ok(files)
 }
 
-/// Mean of each point and the `window - 1` before it (a trailing window).
-fn running_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
-    let window = window.max(1);
-    let mut sum = 0.0;
-    let mut out = Vec::with_capacity(points.len());
-    for (i, &(x, y)) in points.iter().enumerate() {
-        sum += y;
-        if i >= window {
-            sum -= points[i - window].1;
-        }
-        out.push((x, sum / (i + 1).min(window) as f64));
+/// Mean of each point and up to `half` points on either side (a centred window, so the
+/// smoothed curve does not lag the raw one).
+fn running_mean(points: &[(f64, f64)], half: usize) -> Vec<(f64, f64)> {
+    let mut prefix = Vec::with_capacity(points.len() + 1);
+    prefix.push(0.0);
+    for &(_, y) in points {
+        prefix.push(prefix[prefix.len() - 1] + y);
     }
-    out
+    (0..points.len())
+        .map(|i| {
+            let lo = i.saturating_sub(half);
+            let hi = (i + half + 1).min(points.len());
+            (points[i].0, (prefix[hi] - prefix[lo]) / (hi - lo) as f64)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -218,7 +225,9 @@ mod tests {
     fn write_metrics(dir: &Path) -> PathBuf {
         let mut text = String::new();
         for step in 1..=300u32 {
-            let loss = 5.0 * (-(step as f64) / 60.0).exp() + 0.2;
+            // Noisy, as per-step losses are (the smoothed line must not hide the raw one).
+            let noise = 0.4 * f64::from((step * 7919) % 13) / 13.0;
+            let loss = 5.0 * (-(step as f64) / 60.0).exp() + 0.2 + noise;
             let lr = 1e-3 * (step as f64 / 300.0 * std::f64::consts::PI).cos().abs();
             writeln!(
                 text,
@@ -297,11 +306,12 @@ mod tests {
     }
 
     #[test]
-    fn running_mean_uses_a_trailing_window() {
-        let pts = [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 7.0)];
+    fn running_mean_uses_a_centred_window() {
+        let pts = [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 10.0)];
         assert_eq!(
-            running_mean(&pts, 2),
-            vec![(0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]
+            running_mean(&pts, 1),
+            vec![(0.0, 2.0), (1.0, 3.0), (2.0, 6.0), (3.0, 7.5)]
         );
+        assert_eq!(running_mean(&pts, 0), pts.to_vec());
     }
 }
