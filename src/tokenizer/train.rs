@@ -897,7 +897,7 @@ mod tests {
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, "{\"prompt\":\"ok\"}\n\n{\"prompt\": nope}\n").unwrap();
         let opts = TokenizerTrainOptions::new(300);
-        let err = train_tokenizer(&[bad.clone()], &opts, &|_| {}).unwrap_err();
+        let err = train_tokenizer(std::slice::from_ref(&bad), &opts, &|_| {}).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("bad.jsonl:3: not JSON"), "{msg}");
 
