@@ -135,6 +135,19 @@ impl TensorData for (String, Tensor) {
     }
 }
 
+/// The named tensors of a `VarMap` (e.g. from [`super::load_trainable`]), for
+/// [`write_checkpoint`]; the writer puts them in HF order.
+pub fn varmap_tensors(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Tensor)>, ModelError> {
+    let data = varmap.data().lock().map_err(|_| ModelError::Weight {
+        name: "varmap".into(),
+        message: "lock poisoned".into(),
+    })?;
+    Ok(data
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect())
+}
+
 fn tensor_bytes(t: &Tensor, dtype: CheckpointDType) -> candle_core::Result<Vec<u8>> {
     let flat = t.flatten_all()?.to_dtype(dtype.candle())?;
     Ok(match dtype {
@@ -299,13 +312,15 @@ pub fn write_model_dir<T: TensorData>(
 
     let cfg = written_config(config, opts.dtype)?;
     let shapes: Vec<Vec<usize>> = tensors.iter().map(TensorData::shape).collect();
-    check_tensors(&cfg, tensors.iter().map(TensorData::name).zip(&shapes))?;
+    // Files follow HF's tensor order whatever order the tensors come in (a VarMap has none).
+    let order = plan_order(&cfg, tensors.iter().map(TensorData::name).zip(&shapes))?;
     let esize = opts.dtype.size() as u64;
     let numels: Vec<u64> = shapes
         .iter()
         .map(|s| s.iter().map(|&d| d as u64).product())
         .collect();
     let shards = plan_shards(
+        &order,
         &numels,
         esize,
         opts.shard_max_bytes.unwrap_or(DEFAULT_SHARD_MAX_BYTES),
@@ -466,10 +481,24 @@ pub fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
     cfg: &ModelConfig,
     tensors: impl IntoIterator<Item = (&'a str, S)>,
 ) -> Result<(), ModelError> {
+    plan_order(cfg, tensors).map(|_| ())
+}
+
+/// [`check_tensors`], returning the tensors' indices in [`tensor_plan`] order.
+fn plan_order<'a, S: AsRef<[usize]> + 'a>(
+    cfg: &ModelConfig,
+    tensors: impl IntoIterator<Item = (&'a str, S)>,
+) -> Result<Vec<usize>, ModelError> {
     let plan = tensor_plan(cfg, is_reward_model(cfg))?;
+    let position: HashMap<&str, usize> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let mut want: HashMap<&str, &TensorSpec> = plan.iter().map(|s| (s.name.as_str(), s)).collect();
     let arch = cfg.architectures.first().map_or("this", String::as_str);
-    for (name, shape) in tensors {
+    let mut order = Vec::new();
+    for (index, (name, shape)) in tensors.into_iter().enumerate() {
         let shape = shape.as_ref();
         let Some(spec) = want.remove(name) else {
             let why = if plan.iter().any(|s| s.name == name) {
@@ -491,6 +520,7 @@ pub fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
                 message: format!("shape {shape:?}, the config needs {:?}", spec.shape),
             });
         }
+        order.push((position[name], index));
     }
     if let Some(missing) = plan.iter().find(|s| want.contains_key(s.name.as_str())) {
         let hint = if missing.name == "lm_head.weight" {
@@ -503,7 +533,8 @@ pub fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
             message: format!("missing from the tensors to write{hint}"),
         });
     }
-    Ok(())
+    order.sort_unstable();
+    Ok(order.into_iter().map(|(_, index)| index).collect())
 }
 
 /// The config as written: `torch_dtype` describes the files; `model_type` and
@@ -634,13 +665,14 @@ pub fn max_token_id(path: &Path) -> Result<Option<u64>, ModelError> {
     Ok(vocab.chain(added).max())
 }
 
-/// Group tensor indices into files of at most `max_bytes` of tensor data each (a tensor
-/// larger than the limit gets a file of its own), in order, like HF's `save_pretrained`.
-fn plan_shards(numels: &[u64], esize: u64, max_bytes: u64) -> Vec<Vec<usize>> {
+/// Group the tensor indices of `order` into files of at most `max_bytes` of tensor data
+/// each (a tensor larger than the limit gets a file of its own), in that order, like HF's
+/// `save_pretrained`.
+fn plan_shards(order: &[usize], numels: &[u64], esize: u64, max_bytes: u64) -> Vec<Vec<usize>> {
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut current = 0u64;
-    for (i, n) in numels.iter().enumerate() {
-        let b = n * esize;
+    for &i in order {
+        let b = numels[i] * esize;
         let last = shards.len() - 1;
         if !shards[last].is_empty() && current + b > max_bytes {
             shards.push(Vec::new());
@@ -786,7 +818,7 @@ impl StagingDir {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".to_string());
         let pid = std::process::id();
-        let path = parent.join(format!(".{base}.init-{pid}"));
+        let path = parent.join(format!(".{base}.partial-{pid}"));
         let old = parent.join(format!(".{base}.old-{pid}"));
         // A leftover from a crashed run of a process with the same pid: ours to discard.
         for stale in [&path, &old] {
@@ -979,21 +1011,39 @@ mod tests {
     #[test]
     fn sharded_checkpoints_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let (model, _vars, cfg) = trained_model(dir.path(), false);
-        let out = dir.path().join("sharded");
+        let (model, vars, cfg) = trained_model(dir.path(), false);
         let opts = WriteOptions {
             shard_max_bytes: Some(40_000),
             ..WriteOptions::new(CheckpointDType::F32)
         };
+        let index = |out: &Path| -> serde_json::Value {
+            serde_json::from_slice(
+                &std::fs::read(out.join("model.safetensors.index.json")).unwrap(),
+            )
+            .unwrap()
+        };
+        let out = dir.path().join("sharded");
         let report = write_model_dir(&out, &cfg, &model.named_weights(), &opts, &|_| {}).unwrap();
-        assert!(out.join("model.safetensors.index.json").is_file());
         let shards = report
             .files
             .iter()
             .filter(|f| f.to_string_lossy().ends_with(".safetensors"))
             .count();
         assert!(shards >= 3, "{shards}");
+        let first = format!("model-00001-of-{shards:05}.safetensors");
+        assert_eq!(
+            index(&out)["weight_map"]["model.embed_tokens.weight"],
+            first.as_str()
+        );
         let loaded = load_model(&out, None, &Device::Cpu).unwrap();
+        assert!(logits(&loaded.model) == logits(&model));
+
+        // A VarMap's tensors come in hash order; the files follow HF's order all the same.
+        let from_vars = dir.path().join("from-varmap");
+        let tensors = varmap_tensors(&vars).unwrap();
+        write_model_dir(&from_vars, &cfg, &tensors, &opts, &|_| {}).unwrap();
+        assert_eq!(index(&from_vars), index(&out));
+        let loaded = load_model(&from_vars, None, &Device::Cpu).unwrap();
         assert!(logits(&loaded.model) == logits(&model));
     }
 

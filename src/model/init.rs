@@ -44,7 +44,9 @@ const CHUNK: usize = 1 << 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerSource {
     /// A directory holding `tokenizer.json` and `tokenizer_config.json` (the Qwen3
-    /// tokenizer fixture, or any override); both are copied into the model directory.
+    /// tokenizer fixture, a `quorum train tokenizer` output, or any override); both are
+    /// copied into the model directory, with the optional files of
+    /// [`super::checkpoint::OPTIONAL_TOKENIZER_FILES`] it has.
     Qwen3Fixture(PathBuf),
     /// Write weights and configs only.
     None,
