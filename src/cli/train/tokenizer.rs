@@ -15,8 +15,8 @@ pub struct TokenizerArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub data: Vec<PathBuf>,
     /// Vocabulary size including the 5 chat tokens and the 256 byte tokens.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_VOCAB_SIZE as u64..))]
-    pub vocab_size: u64,
+    #[arg(long, value_parser = parse_vocab_size)]
+    pub vocab_size: usize,
     /// Output directory for tokenizer.json + tokenizer_config.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -31,8 +31,18 @@ pub struct TokenizerArgs {
     pub force: bool,
 }
 
+fn parse_vocab_size(s: &str) -> Result<usize, String> {
+    let v: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if v < MIN_VOCAB_SIZE {
+        return Err(format!(
+            "must be at least {MIN_VOCAB_SIZE} (5 chat tokens + 256 byte tokens)"
+        ));
+    }
+    Ok(v)
+}
+
 pub fn run(args: TokenizerArgs) -> anyhow::Result<()> {
-    let mut opts = TokenizerTrainOptions::new(args.vocab_size as usize);
+    let mut opts = TokenizerTrainOptions::new(args.vocab_size);
     opts.min_frequency = args.min_frequency;
     opts.model_max_length = args.model_max_length;
     opts.show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
