@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod kernels;
 pub mod model;
+pub mod plot;
 pub mod server;
 pub mod sysinfo;
 pub mod tokenizer;

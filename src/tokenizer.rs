@@ -20,6 +20,7 @@ mod config;
 mod incremental;
 mod plain;
 mod synthetic;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -6,9 +6,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model::init::{init_model, InitDType, InitOptions, InitProgress, TokenizerSource};
+use crate::model::init::{
+    config_for_tokenizer, init_model, InitDType, InitOptions, InitProgress, TokenizerSource,
+};
 use crate::model::presets::{preset, PRESETS};
-use crate::model::ModelConfig;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -21,7 +22,8 @@ pub struct InitArgs {
     /// Named shape: tiny, tiny-qwen2, tiny-llama, qwen3-0.6b, qwen2.5-0.5b, llama-3.2-1b.
     #[arg(long, conflicts_with = "config", required_unless_present = "config")]
     pub preset: Option<String>,
-    /// A config.json to take the shape from instead of a preset.
+    /// A config.json to take the shape from instead of a preset. With --tokenizer it may
+    /// leave out vocab_size and eos/pad/bos_token_id: they are taken from the tokenizer.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Output directory (created; must be empty unless --force).
@@ -57,7 +59,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         (Some(name), _) => {
             preset(name).with_context(|| format!("presets: {}", PRESETS.join(", ")))?
         }
-        (None, Some(path)) => ModelConfig::from_file(path)?,
+        (None, Some(path)) => config_for_tokenizer(path, args.tokenizer.as_deref())?,
         (None, None) => anyhow::bail!("give --preset or --config"),
     };
     let mut opts = InitOptions::new(config, &args.out);

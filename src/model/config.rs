@@ -153,8 +153,13 @@ impl ModelConfig {
             path: path.to_path_buf(),
             source: e,
         })?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// Parse the text of a `config.json`; `path` names the file in errors.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self, ModelError> {
         // Report the failing field by its path (`rope_scaling.factor`), not just a column.
-        let de = &mut serde_json::Deserializer::from_str(&text);
+        let de = &mut serde_json::Deserializer::from_str(text);
         let cfg: ModelConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             ModelError::InvalidField {

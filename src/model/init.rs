@@ -1,36 +1,36 @@
 //! `quorum model init`: write a random-weight model directory in Hugging Face format.
 //!
 //! Tests and benchmarks need real architectures (real tensor names, shapes, dtypes,
-//! sharding) without downloading checkpoints. This module writes exactly what a Hub
-//! snapshot contains — `config.json`, `generation_config.json`, `model.safetensors` (or
-//! `model-0000X-of-0000Y.safetensors` + `model.safetensors.index.json`), the tokenizer
-//! files — so the same loader path serves random and real weights.
+//! sharding) without downloading checkpoints. This module decides *what* is written: the
+//! tensor layout of a config ([`tensor_plan`]) and deterministic random values for it; the
+//! directory itself — `config.json`, `generation_config.json`, `model.safetensors` (or
+//! `model-0000X-of-0000Y.safetensors` + `model.safetensors.index.json`), the tokenizer files,
+//! written atomically — comes from [`super::checkpoint`], the same writer training uses, so
+//! the same loader path serves random, initial and trained weights.
 //!
 //! Design points:
 //! - **Deterministic, order-independent values.** Every tensor has its own ChaCha8 key,
 //!   derived from the seed and the tensor *name*. Element `i` of a tensor always consumes
 //!   keystream word `i`, so a tensor's bytes depend only on (seed, name, shape, dtype):
 //!   not on write order, sharding or thread count.
-//! - **Streaming.** Tensors are generated lazily inside the safetensors writer (`View::data`),
-//!   one at a time, so peak memory is one tensor (the embedding), never the whole model.
-//! - **Atomic.** Everything is written into a hidden temp dir beside `out` and renamed into
-//!   place at the end; an error or crash never leaves a half-written model at `out`.
+//! - **Streaming.** Tensors are generated lazily when the writer reaches them, one at a
+//!   time, so peak memory is one tensor (the embedding), never the whole model.
 
-use std::borrow::Cow;
-use std::cell::Cell;
+#[cfg(test)]
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use safetensors::{Dtype, SafeTensorError, View};
 
+use super::checkpoint::{write_model_dir, TensorData, WriteOptions};
 use super::{Architecture, ModelConfig, ModelError};
 
-/// HF's default `max_shard_size` ("5GB", decimal).
-pub const DEFAULT_SHARD_MAX_BYTES: u64 = 5_000_000_000;
+pub use super::checkpoint::{
+    max_token_id, CheckpointDType as InitDType, WriteProgress as InitProgress,
+    WriteReport as InitReport, DEFAULT_SHARD_MAX_BYTES, TOKENIZER_FILES,
+};
 
 /// Standard deviation of weight matrices, embeddings and biases (HF `initializer_range`).
 const INIT_STD: f32 = 0.02;
@@ -40,63 +40,13 @@ const NORM_NOISE_STD: f32 = 0.02;
 /// Elements per parallel generation chunk (even, so Box–Muller pairs never straddle chunks).
 const CHUNK: usize = 1 << 16;
 
-/// Element type of the written tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitDType {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl InitDType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::Bf16 | Self::F16 => 2,
-        }
-    }
-
-    /// The `torch_dtype` string HF writes into `config.json`.
-    pub fn torch_name(self) -> &'static str {
-        match self {
-            Self::F32 => "float32",
-            Self::Bf16 => "bfloat16",
-            Self::F16 => "float16",
-        }
-    }
-
-    fn safetensors(self) -> Dtype {
-        match self {
-            Self::F32 => Dtype::F32,
-            Self::Bf16 => Dtype::BF16,
-            Self::F16 => Dtype::F16,
-        }
-    }
-}
-
-/// Accepts the short names (`f32`, `bf16`, `f16`) and the torch names (`float32`, ...), so
-/// a CLI flag can take either and a preset's `torch_dtype` can be parsed directly.
-impl FromStr for InitDType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "float32" | "float" => Ok(Self::F32),
-            "bf16" | "bfloat16" => Ok(Self::Bf16),
-            "f16" | "float16" | "half" => Ok(Self::F16),
-            other => Err(format!(
-                "unknown dtype `{other}`; expected f32, bf16 or f16"
-            )),
-        }
-    }
-}
-
 /// Where the tokenizer files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerSource {
     /// A directory holding `tokenizer.json` and `tokenizer_config.json` (the Qwen3
-    /// tokenizer fixture, or any override); both are copied into the model directory.
+    /// tokenizer fixture, a `quorum train tokenizer` output, or any override); both are
+    /// copied into the model directory, with the optional files of
+    /// [`super::checkpoint::OPTIONAL_TOKENIZER_FILES`] it has.
     Qwen3Fixture(PathBuf),
     /// Write weights and configs only.
     None,
@@ -111,9 +61,6 @@ impl TokenizerSource {
         )
     }
 }
-
-/// The tokenizer files copied from a `TokenizerSource` directory.
-pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "tokenizer_config.json"];
 
 /// Everything `init_model` needs.
 #[derive(Debug, Clone)]
@@ -149,49 +96,6 @@ impl InitOptions {
             force: false,
         }
     }
-}
-
-/// Progress events, for a CLI progress bar (bytes are tensor-data bytes).
-#[derive(Debug, Clone, Copy)]
-pub enum InitProgress<'a> {
-    /// Before any weight is generated: the totals.
-    Start {
-        tensors: usize,
-        params: u64,
-        bytes: u64,
-        files: usize,
-    },
-    /// One tensor generated and handed to the file writer.
-    Tensor {
-        name: &'a str,
-        /// Tensors finished so far, this one included.
-        done: usize,
-        total: usize,
-        /// This tensor's bytes.
-        bytes: u64,
-        /// Bytes finished so far, this one included.
-        bytes_done: u64,
-        bytes_total: u64,
-    },
-    /// One safetensors file complete (in the temp dir; `path` is its final location).
-    File {
-        path: &'a Path,
-        index: usize,
-        count: usize,
-    },
-}
-
-/// What `init_model` wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitReport {
-    /// Total number of weight elements.
-    pub params: u64,
-    /// Total size on disk of every file written (weights with headers, configs, tokenizer).
-    pub bytes: u64,
-    /// Every file written, at its final location under `out`, sorted.
-    pub files: Vec<PathBuf>,
-    /// Non-fatal problems worth showing, e.g. a tokenizer whose ids exceed `vocab_size`.
-    pub warnings: Vec<String>,
 }
 
 /// How a tensor's values are drawn.
@@ -327,6 +231,58 @@ pub fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelErr
         .sum())
 }
 
+/// Reads a model config file for `model init --config`. With `tokenizer_dir`, the fields a
+/// tokenizer determines may be left out of the file and are then taken from it:
+/// `vocab_size` (largest token id + 1), and `eos_token_id` / `pad_token_id` /
+/// `bos_token_id` (the ids of `tokenizer_config.json`'s `eos_token`, `pad_token`,
+/// `bos_token`). Fields the file sets are kept as they are.
+pub fn config_for_tokenizer(
+    path: &Path,
+    tokenizer_dir: Option<&Path>,
+) -> Result<ModelConfig, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Some(dir) = tokenizer_dir else {
+        return ModelConfig::from_json_str(&text, path);
+    };
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let Some(map) = v.as_object_mut() else {
+        return Err(ModelError::Malformed {
+            path: path.to_path_buf(),
+            message: "top level is not a JSON object".into(),
+        });
+    };
+    let tok = crate::tokenizer::Tokenizer::from_dir(dir).map_err(|e| ModelError::Malformed {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if !map.contains_key("vocab_size") {
+        let tok_path = dir.join("tokenizer.json");
+        let max_id = max_token_id(&tok_path)?.ok_or_else(|| ModelError::Malformed {
+            path: tok_path.clone(),
+            message: "has no tokens".into(),
+        })?;
+        map.insert("vocab_size".into(), (max_id + 1).into());
+    }
+    let ids = [
+        ("eos_token_id", tok.eos_token_ids().first().copied()),
+        ("pad_token_id", tok.pad_token_id()),
+        ("bos_token_id", tok.bos_token_id()),
+    ];
+    for (field, id) in ids {
+        if let (false, Some(id)) = (map.contains_key(field), id) {
+            map.insert(field.into(), id.into());
+        }
+    }
+    ModelConfig::from_json_str(&v.to_string(), path)
+}
+
 /// Write a random-weight HF model directory at `opts.out`.
 ///
 /// `progress` is called on this thread (never from worker threads), so a non-`Sync`
@@ -335,145 +291,25 @@ pub fn init_model(
     opts: &InitOptions,
     progress: &dyn Fn(InitProgress<'_>),
 ) -> Result<InitReport, ModelError> {
-    let out = opts.out.as_path();
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-
-    // Refuse early, before spending minutes generating a big model.
-    let out_state = out_state(out)?;
-    if out_state == OutState::NonEmpty && !opts.force {
-        return Err(ModelError::Io {
-            path: out.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "directory exists and is not empty (use force / --force to replace it)",
-            ),
-        });
-    }
-
     let cfg = output_config(opts)?;
     let plan = tensor_plan(&cfg, opts.reward_head)?;
-    let esize = opts.dtype.size() as u64;
-    let shard_max = opts.shard_max_bytes.unwrap_or(DEFAULT_SHARD_MAX_BYTES);
-    let shards = plan_shards(&plan, esize, shard_max);
-    let params: u64 = plan.iter().map(TensorSpec::numel).sum();
-    let data_bytes = params * esize;
-
-    // Tokenizer sanity before any heavy work: missing files are an error, a vocabulary
-    // wider than the embedding is a warning (e.g. llama-3.2-1b with the Qwen3 fixture).
-    let mut warnings = Vec::new();
-    if let TokenizerSource::Qwen3Fixture(dir) = &opts.tokenizer {
-        for file in TOKENIZER_FILES {
-            if !dir.join(file).is_file() {
-                return Err(ModelError::MissingFile {
-                    dir: dir.clone(),
-                    file: file.to_string(),
-                });
-            }
-        }
-        let tok_path = dir.join("tokenizer.json");
-        if let Some(max_id) = max_token_id(&tok_path)? {
-            if max_id as usize >= cfg.vocab_size {
-                warnings.push(format!(
-                    "{} has token ids up to {max_id}, beyond vocab_size {}: \
-                     such tokens would index past the embedding",
-                    tok_path.display(),
-                    cfg.vocab_size
-                ));
-            }
-        }
-    }
-
-    let tmp = TempDir::create(out)?;
-    let tdir = tmp.path.clone();
-
-    // config.json first, then re-read through the loader's own validation, so a config the
-    // loader would reject fails here in milliseconds instead of after writing weights.
-    let config_path = tdir.join("config.json");
-    write_json(&config_path, &config_json(&cfg)?)?;
-    ModelConfig::from_file(&config_path).map_err(|e| retarget(e, &config_path, out))?;
-    write_json(
-        &tdir.join("generation_config.json"),
-        &generation_config_json(&cfg),
-    )?;
-    if let TokenizerSource::Qwen3Fixture(dir) = &opts.tokenizer {
-        for file in TOKENIZER_FILES {
-            // read + write rather than fs::copy: fixtures may be read-only and the copy's
-            // permissions should be ordinary.
-            let src = dir.join(file);
-            let bytes = std::fs::read(&src).map_err(io(&src))?;
-            let dst = tdir.join(file);
-            std::fs::write(&dst, bytes).map_err(io(&dst))?;
-        }
-    }
-
-    progress(InitProgress::Start {
-        tensors: plan.len(),
-        params,
-        bytes: data_bytes,
-        files: shards.len(),
-    });
-    let ctx = GenCtx {
-        seed: opts.seed,
-        dtype: opts.dtype,
-        progress,
-        done: Cell::new(0),
-        bytes_done: Cell::new(0),
-        total: plan.len(),
-        bytes_total: data_bytes,
+    let tensors: Vec<GeneratedTensor> = plan
+        .iter()
+        .map(|spec| GeneratedTensor {
+            spec,
+            seed: opts.seed,
+        })
+        .collect();
+    let write = WriteOptions {
+        shard_max_bytes: opts.shard_max_bytes,
+        tokenizer_dir: match &opts.tokenizer {
+            TokenizerSource::Qwen3Fixture(dir) => Some(dir.as_path()),
+            TokenizerSource::None => None,
+        },
+        replace: opts.force,
+        ..WriteOptions::new(opts.dtype)
     };
-    let names = shard_file_names(shards.len());
-    let mut weight_map = BTreeMap::new();
-    for (index, (shard, file)) in shards.iter().zip(&names).enumerate() {
-        let path = tdir.join(file);
-        let views = shard.iter().map(|&t| {
-            (
-                plan[t].name.as_str(),
-                LazyTensor {
-                    spec: &plan[t],
-                    ctx: &ctx,
-                },
-            )
-        });
-        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(views, Some(metadata), &path)
-            .map_err(|e| safetensors_error(e, &out.join(file)))?;
-        for &t in shard {
-            weight_map.insert(plan[t].name.clone(), file.clone());
-        }
-        progress(InitProgress::File {
-            path: &out.join(file),
-            index,
-            count: shards.len(),
-        });
-    }
-    if shards.len() > 1 {
-        let index = serde_json::json!({
-            "metadata": { "total_size": data_bytes },
-            "weight_map": weight_map,
-        });
-        write_json(&tdir.join("model.safetensors.index.json"), &index)?;
-    }
-
-    // Collect the listing and sizes before the rename (same files, final names).
-    let mut files = Vec::new();
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(&tdir).map_err(io(&tdir))? {
-        let entry = entry.map_err(io(&tdir))?;
-        bytes += entry.metadata().map_err(io(&entry.path()))?.len();
-        files.push(out.join(entry.file_name()));
-    }
-    files.sort();
-
-    tmp.commit(out, out_state)?;
-    Ok(InitReport {
-        params,
-        bytes,
-        files,
-        warnings,
-    })
+    write_model_dir(&opts.out, &cfg, &tensors, &write, progress)
 }
 
 /// The config as written: `architectures`, `model_type`, `torch_dtype`, `num_labels`
@@ -488,185 +324,23 @@ fn output_config(opts: &InitOptions) -> Result<ModelConfig, ModelError> {
     Ok(cfg)
 }
 
-/// `config.json` without `null` entries: HF configs omit unset fields, and some loaders
-/// treat an explicit `null` differently from an absent key.
-fn config_json(cfg: &ModelConfig) -> Result<serde_json::Value, ModelError> {
-    let mut v = serde_json::to_value(cfg).map_err(|e| ModelError::Malformed {
-        path: PathBuf::from("config.json"),
-        message: e.to_string(),
-    })?;
-    if let Some(map) = v.as_object_mut() {
-        map.retain(|_, v| !v.is_null());
-    }
-    Ok(v)
-}
-
-/// `generation_config.json` with Qwen3's recommended sampling defaults.
-fn generation_config_json(cfg: &ModelConfig) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "eos_token_id": cfg.eos_token_ids(),
-        "do_sample": true,
-        "temperature": 0.6,
-        "top_p": 0.95,
-        "top_k": 20,
-    });
-    if let (Some(bos), Some(map)) = (cfg.bos_token_id, v.as_object_mut()) {
-        map.insert("bos_token_id".into(), bos.into());
-    }
-    if let (Some(pad), Some(map)) = (cfg.pad_token_id, v.as_object_mut()) {
-        map.insert("pad_token_id".into(), pad.into());
-    }
-    v
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Malformed {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Point errors about a temp-dir file at the file's final location, which is what the
-/// user named.
-fn retarget(e: ModelError, tmp_path: &Path, out: &Path) -> ModelError {
-    let fix = |p: PathBuf| match p.file_name() {
-        Some(name) if p == tmp_path => out.join(name),
-        _ => p,
-    };
-    match e {
-        ModelError::InvalidField {
-            path,
-            field,
-            message,
-        } => ModelError::InvalidField {
-            path: fix(path),
-            field,
-            message,
-        },
-        ModelError::Malformed { path, message } => ModelError::Malformed {
-            path: fix(path),
-            message,
-        },
-        other => other,
-    }
-}
-
-fn safetensors_error(e: SafeTensorError, path: &Path) -> ModelError {
-    match e {
-        SafeTensorError::IoError(source) => ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => ModelError::Malformed {
-            path: path.to_path_buf(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// The largest token id in a `tokenizer.json` (model vocab and added tokens), if any.
-fn max_token_id(path: &Path) -> Result<Option<u64>, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let vocab = v
-        .pointer("/model/vocab")
-        .and_then(|v| v.as_object())
-        .into_iter()
-        .flat_map(|m| m.values().filter_map(|id| id.as_u64()));
-    let added = v
-        .get("added_tokens")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flat_map(|a| a.iter().filter_map(|t| t.get("id")?.as_u64()));
-    Ok(vocab.chain(added).max())
-}
-
-/// Group tensor indices into files of at most `max_bytes` of tensor data each (a tensor
-/// larger than the limit gets a file of its own), in plan order, like HF's `save_pretrained`.
-fn plan_shards(plan: &[TensorSpec], esize: u64, max_bytes: u64) -> Vec<Vec<usize>> {
-    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
-    let mut current = 0u64;
-    for (i, t) in plan.iter().enumerate() {
-        let b = t.numel() * esize;
-        let last = shards.len() - 1;
-        if !shards[last].is_empty() && current + b > max_bytes {
-            shards.push(Vec::new());
-            current = 0;
-        }
-        let last = shards.len() - 1;
-        shards[last].push(i);
-        current += b;
-    }
-    shards
-}
-
-/// HF file names: `model.safetensors`, or `model-00001-of-00003.safetensors`, ...
-fn shard_file_names(count: usize) -> Vec<String> {
-    if count == 1 {
-        vec!["model.safetensors".to_string()]
-    } else {
-        (1..=count)
-            .map(|i| format!("model-{i:05}-of-{count:05}.safetensors"))
-            .collect()
-    }
-}
-
-/// Shared state of the tensors being written: seed, dtype, progress counters.
-struct GenCtx<'a> {
-    seed: u64,
-    dtype: InitDType,
-    progress: &'a dyn Fn(InitProgress<'_>),
-    done: Cell<usize>,
-    bytes_done: Cell<u64>,
-    total: usize,
-    bytes_total: u64,
-}
-
-/// A tensor whose bytes are generated only when the safetensors writer asks for them, so
-/// at most one tensor's data is alive at a time.
-struct LazyTensor<'a> {
+/// A tensor of the plan whose values are drawn when the writer asks for its bytes.
+struct GeneratedTensor<'a> {
     spec: &'a TensorSpec,
-    ctx: &'a GenCtx<'a>,
+    seed: u64,
 }
 
-impl View for LazyTensor<'_> {
-    fn dtype(&self) -> Dtype {
-        self.ctx.dtype.safetensors()
+impl TensorData for GeneratedTensor<'_> {
+    fn name(&self) -> &str {
+        &self.spec.name
     }
 
-    fn shape(&self) -> &[usize] {
-        &self.spec.shape
+    fn shape(&self) -> Vec<usize> {
+        self.spec.shape.clone()
     }
 
-    fn data(&self) -> Cow<'_, [u8]> {
-        let data = generate(self.spec, self.ctx.seed, self.ctx.dtype);
-        let ctx = self.ctx;
-        ctx.done.set(ctx.done.get() + 1);
-        ctx.bytes_done.set(ctx.bytes_done.get() + data.len() as u64);
-        (ctx.progress)(InitProgress::Tensor {
-            name: &self.spec.name,
-            done: ctx.done.get(),
-            total: ctx.total,
-            bytes: data.len() as u64,
-            bytes_done: ctx.bytes_done.get(),
-            bytes_total: ctx.bytes_total,
-        });
-        Cow::Owned(data)
-    }
-
-    fn data_len(&self) -> usize {
-        self.spec.shape.iter().product::<usize>() * self.ctx.dtype.size()
+    fn bytes(&self, dtype: InitDType) -> Result<Vec<u8>, ModelError> {
+        Ok(generate(self.spec, self.seed, dtype))
     }
 }
 
@@ -757,118 +431,6 @@ fn fill<const N: usize>(
     if !rest.is_empty() {
         let (z0, _) = box_muller(rng.next_u32(), rng.next_u32());
         rest.copy_from_slice(&enc(mean + std * z0));
-    }
-}
-
-/// What is at `out` before writing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutState {
-    Missing,
-    Empty,
-    NonEmpty,
-}
-
-fn out_state(out: &Path) -> Result<OutState, ModelError> {
-    let io = |source| ModelError::Io {
-        path: out.to_path_buf(),
-        source,
-    };
-    match std::fs::symlink_metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(OutState::Missing),
-        Err(e) => Err(io(e)),
-        Ok(m) if !m.is_dir() => Err(io(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "exists and is not a directory",
-        ))),
-        Ok(_) => {
-            let mut entries = std::fs::read_dir(out).map_err(io)?;
-            Ok(if entries.next().is_some() {
-                OutState::NonEmpty
-            } else {
-                OutState::Empty
-            })
-        }
-    }
-}
-
-/// A hidden staging directory beside `out` (same filesystem, so the final rename is
-/// atomic); removed on drop unless committed.
-struct TempDir {
-    path: PathBuf,
-    /// Where a replaced (`force`) `out` is parked during the swap.
-    old: PathBuf,
-    committed: bool,
-}
-
-impl TempDir {
-    fn create(out: &Path) -> Result<Self, ModelError> {
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|source| ModelError::Io {
-            path: parent.clone(),
-            source,
-        })?;
-        let base = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".to_string());
-        let pid = std::process::id();
-        let path = parent.join(format!(".{base}.init-{pid}"));
-        let old = parent.join(format!(".{base}.old-{pid}"));
-        // A leftover from a crashed run of a process with the same pid: ours to discard.
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(|source| ModelError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        std::fs::create_dir(&path).map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Self {
-            path,
-            old,
-            committed: false,
-        })
-    }
-
-    /// Move the staged directory to `out`. A non-empty `out` (only reached with `force`)
-    /// is first moved aside and deleted after the swap, so `out` is never half-written.
-    fn commit(mut self, out: &Path, state: OutState) -> Result<(), ModelError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ModelError::Io { path, source }
-        };
-        let old = self.old.clone();
-        match state {
-            OutState::Missing => {}
-            OutState::Empty => std::fs::remove_dir(out).map_err(io(out))?,
-            OutState::NonEmpty => std::fs::rename(out, &old).map_err(io(out))?,
-        }
-        if let Err(e) = std::fs::rename(&self.path, out) {
-            if state == OutState::NonEmpty {
-                // Put the previous model back rather than leave nothing at `out`.
-                let _ = std::fs::rename(&old, out);
-            }
-            return Err(io(out)(e));
-        }
-        self.committed = true;
-        if state == OutState::NonEmpty {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            // Best effort: the error that got us here is the one worth reporting.
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
     }
 }
 
@@ -1327,5 +889,69 @@ mod perf {
             r.bytes,
             t.elapsed()
         );
+    }
+}
+
+#[cfg(test)]
+mod small_tokenizer_tests {
+    use super::*;
+    use crate::model::{load_model, Mode, Positions, SeqInput};
+    use crate::tokenizer::train::{train_tokenizer_from_texts, TokenizerTrainOptions};
+    use candle_core::Device;
+
+    fn tiny_reasoner() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/models/tiny-reasoner.json")
+    }
+
+    #[test]
+    fn a_small_tokenizer_gives_a_few_million_parameter_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok_dir = dir.path().join("tok");
+        let texts = (0..2000).map(|i| format!("What is {i} + {i}? The answer is {}.", 2 * i));
+        train_tokenizer_from_texts(texts, &TokenizerTrainOptions::new(300))
+            .unwrap()
+            .save(&tok_dir, false)
+            .unwrap();
+
+        let cfg = config_for_tokenizer(&tiny_reasoner(), Some(&tok_dir)).unwrap();
+        let vocab = cfg.vocab_size;
+        assert!(vocab > 261 && vocab <= 300, "{vocab}");
+        assert_eq!(cfg.eos_token_ids(), vec![2]);
+        assert_eq!(cfg.pad_token_id, Some(0));
+        assert_eq!(cfg.bos_token_id, None);
+        assert!(cfg.tie_word_embeddings);
+        // Embedding + 4 layers of (q 256x256, k/v 128x256, o 256x256, MLP 3x256x768,
+        // q/k norms 64, two norms 256) + final norm; tied, so no head.
+        let layer = 256 * 256 * 2 + 128 * 256 * 2 + 3 * 256 * 768 + 2 * 64 + 2 * 256;
+        let want = (vocab * 256 + 4 * layer + 256) as u64;
+        assert_eq!(param_count(&cfg, false).unwrap(), want);
+        assert!((3_000_000..4_000_000).contains(&want), "{want}");
+
+        // Without a tokenizer the file lacks vocab_size: an error naming it.
+        let err = config_for_tokenizer(&tiny_reasoner(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vocab_size"), "{err}");
+
+        let out = dir.path().join("model");
+        let mut o = InitOptions::new(cfg, &out);
+        o.tokenizer = TokenizerSource::Qwen3Fixture(tok_dir);
+        let report = init_model(&o, &|_| {}).unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!(report.params, want);
+        let loaded = load_model(&out, None, &Device::Cpu).unwrap();
+        assert_eq!(loaded.eos_token_ids(), vec![2]);
+        let tokens = [1u32, 100, 7, 2];
+        let mut seqs = [SeqInput {
+            tokens: &tokens,
+            cache: None,
+        }];
+        let logits = loaded
+            .model
+            .forward(&mut seqs, Positions::Last, Mode::Inference)
+            .unwrap();
+        assert_eq!(logits.dims(), &[1, vocab]);
+        let tok = crate::tokenizer::Tokenizer::from_dir(&out).unwrap();
+        assert_eq!(tok.vocab_size(), vocab);
     }
 }

@@ -2,6 +2,7 @@
 //! `config.json`, weight loading from HF model directories, and the
 //! random-weight model writer used for tests and benchmarks.
 
+pub mod checkpoint;
 pub mod config;
 mod decode_attention;
 pub mod init;
@@ -12,6 +13,7 @@ pub mod presets;
 pub mod rope;
 pub mod transformer;
 
+pub use checkpoint::{write_checkpoint, write_model_dir, CheckpointDType, WriteOptions};
 pub use config::{Architecture, ModelConfig};
 pub use kv_cache::{KvCache, KvView, PrefixView, SharedKv};
 pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};

@@ -22,6 +22,7 @@ use quorum_train::sft::{eval_loss, sft_step};
 use quorum_train::sft_config::SftConfig;
 
 use crate::chat::ChatTemplate;
+use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 use crate::engine::think::budget::tokenizer_supports_think;
 use crate::engine::think::resolve::ThinkConfig;
 use crate::tokenizer::Tokenizer;
@@ -51,16 +52,6 @@ pub struct SftSummary {
     pub last_checkpoint: Option<PathBuf>,
     pub final_eval: Option<serde_json::Value>,
 }
-
-/// Files of a model directory that are not weights and travel with every checkpoint.
-const SIDE_FILES: &[&str] = &[
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-];
 
 pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
     let (cfg, resolved): (SftConfig, toml::Table) =
@@ -391,8 +382,8 @@ fn evaluate(
 }
 
 /// Write `RUN/checkpoint-STEP/`: the model directory (weights in the
-/// training dtype, the starting model's config and tokenizer files) and
-/// the trainer state beside it.
+/// training dtype so a resume is exact, the starting model's config and
+/// tokenizer files) and the trainer state beside it.
 fn save_checkpoint(
     run_dir: &Path,
     init_dir: &Path,
@@ -402,17 +393,24 @@ fn save_checkpoint(
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
     let pending = checkpoint::begin(run_dir, state.step)?;
-    let dir = pending.model_dir().to_path_buf();
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    for f in SIDE_FILES {
-        let src = init_dir.join(f);
-        if src.is_file() {
-            std::fs::copy(&src, dir.join(f)).with_context(|| src.display().to_string())?;
-        }
-    }
-    let tensors: std::collections::HashMap<String, candle_core::Tensor> =
-        policy.named_tensors().into_iter().collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
-        .context("writing model.safetensors")?;
+    let dtype = match policy.model.activation_dtype() {
+        DType::BF16 => CheckpointDType::Bf16,
+        DType::F16 => CheckpointDType::F16,
+        _ => CheckpointDType::F32,
+    };
+    let generation = std::fs::read_to_string(init_dir.join("generation_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let mut wopts = WriteOptions::new(dtype);
+    wopts.tokenizer_dir = Some(init_dir);
+    wopts.generation_config = generation.as_ref();
+    write_model_dir(
+        pending.model_dir(),
+        &policy.config,
+        &policy.named_tensors(),
+        &wopts,
+        &|_| {},
+    )
+    .context("writing the checkpoint's model directory")?;
     Ok(pending.commit(&opt.state_tensors(), state, keep)?)
 }
