@@ -158,13 +158,17 @@ impl Linear {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match (&self.weight, mode) {
             (Weight::Dense(w), Mode::Inference) => crate::kernels::linear(x, w)?,
-            (Weight::Dense(w), Mode::Train) => {
+            (Weight::Dense(w), Mode::Train | Mode::TrainComposed) => {
                 let w = if w.dtype() == x.dtype() {
                     w.clone()
                 } else {
                     w.to_dtype(x.dtype())?
                 };
-                candle_nn::Linear::new(w, None).forward(x)?
+                if mode == Mode::Train {
+                    super::train_ops::linear(x, &w)?
+                } else {
+                    candle_nn::Linear::new(w, None).forward(x)?
+                }
             }
             (Weight::Quantized { matmul, .. }, Mode::Inference) => matmul.forward(x)?,
             #[cfg(target_arch = "x86_64")]
@@ -175,7 +179,7 @@ impl Linear {
             (Weight::PackedF32(p), Mode::Inference) => {
                 crate::kernels::linear_packed(x, p.as_ref())?
             }
-            (_, Mode::Train) => {
+            (_, Mode::Train | Mode::TrainComposed) => {
                 candle_core::bail!("quantized or packed weights cannot be trained")
             }
         };

@@ -18,6 +18,7 @@ use super::decode_attention::{self, DecodeItem};
 use super::kv_cache::{KvCache, KvView};
 use super::linear::Linear;
 use super::rope::RotaryEmbedding;
+use super::train_ops;
 use super::{Architecture, Mode, ModelConfig};
 
 #[derive(Debug, Clone)]
@@ -37,8 +38,8 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match mode {
             Mode::Inference => candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32),
-            // The fused op has no backward: gradients need the composed version.
-            Mode::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32),
+            Mode::Train => train_ops::rms_norm(x, &self.weight, self.eps),
+            Mode::TrainComposed => train_ops::composed::rms_norm(x, &self.weight, self.eps),
         }
     }
 }
@@ -157,6 +158,11 @@ impl Attention {
         let v = v.reshape((total, kvh, d))?;
         let group = h / kvh;
         let scale = 1.0 / (d as f64).sqrt();
+        if batch.fused_attention {
+            let lens: Vec<usize> = batch.seqs.iter().map(|s| s.len).collect();
+            let attn = train_ops::causal_attention(&q, &k, &v, &lens, scale)?;
+            return self.o_proj.forward(&attn.reshape((total, h * d))?, mode);
+        }
         // Per sequence: its attention output, or (inference, one new token,
         // no mask) a slot filled by the fused decode kernel afterwards.
         let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(batch.seqs.len());
@@ -203,7 +209,7 @@ impl Attention {
             }
             let probs = match mode {
                 Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+                Mode::Train | Mode::TrainComposed => candle_nn::ops::softmax(&scores, D::Minus1)?,
             };
             let out = probs.matmul(&values)?; // (kvh, group*len, d)
             outs.push(Some(
@@ -240,15 +246,13 @@ impl Attention {
 /// Rotary embedding of `x` (tokens, heads, d), each token at its own
 /// position; `cos`/`sin` are (tokens, d/2).
 fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
-    let x = x.unsqueeze(0)?;
-    let y = match mode {
-        Mode::Inference => candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)?,
-        // The fused rope has no backward: (1, tokens, h, d) -> (1, h, tokens, d).
-        Mode::Train => {
-            candle_nn::rotary_emb::rope_slow(&x.transpose(1, 2)?, cos, sin)?.transpose(1, 2)?
+    match mode {
+        Mode::Inference => {
+            candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)
         }
-    };
-    y.squeeze(0)
+        Mode::Train => train_ops::rope(x, cos, sin),
+        Mode::TrainComposed => train_ops::composed::rope(x, cos, sin),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -269,9 +273,13 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x, mode)?)?;
+        let gate = self.gate_proj.forward(x, mode)?;
         let up = self.up_proj.forward(x, mode)?;
-        self.down_proj.forward(&(gate * up)?, mode)
+        let act = match mode {
+            Mode::Train => train_ops::silu_mul(&gate, &up)?,
+            Mode::Inference | Mode::TrainComposed => (candle_nn::ops::silu(&gate)? * up)?,
+        };
+        self.down_proj.forward(&act, mode)
     }
 }
 
@@ -328,6 +336,9 @@ struct SeqState<'a> {
 
 struct BatchState<'a> {
     seqs: Vec<SeqState<'a>>,
+    /// Training without KV caches: attention is one fused op over the
+    /// whole ragged batch (no per-sequence masks).
+    fused_attention: bool,
     /// Rotary tables for every token of the batch, (tokens, head_dim/2).
     cos: Tensor,
     sin: Tensor,
@@ -465,6 +476,7 @@ impl Transformer {
         let mut states = Vec::with_capacity(seqs.len());
         let mut last_rows = Vec::with_capacity(seqs.len());
         let mut positions_all: Vec<u32> = Vec::new();
+        let fused_attention = mode == Mode::Train && seqs.iter().all(|s| s.cache.is_none());
         for seq in seqs.iter_mut() {
             let len = seq.tokens.len();
             if len == 0 {
@@ -479,7 +491,7 @@ impl Transformer {
                 );
             }
             positions_all.extend((past..past + len).map(|p| p as u32));
-            let mask = if len > 1 {
+            let mask = if len > 1 && !fused_attention {
                 Some(causal_mask(
                     len,
                     past,
@@ -507,6 +519,7 @@ impl Transformer {
         let (cos, sin) = self.rotary.gather(&positions_all, self.act_dtype)?;
         let mut batch = BatchState {
             seqs: states,
+            fused_attention,
             cos,
             sin,
         };
