@@ -34,7 +34,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use quorum::model::init::{init_model, InitOptions, TokenizerSource};
 use quorum::model::presets::preset;
-use quorum::model::train_ops::token_logprobs;
+use quorum::model::train_ops::{profile, token_logprobs};
 use quorum::model::{load_trainable, Mode, ModelConfig, Positions, SeqInput};
 use rand::{Rng, SeedableRng};
 
@@ -46,6 +46,7 @@ struct Args {
     len: usize,
     dir: PathBuf,
     composed: bool,
+    profile: bool,
     python: Option<PathBuf>,
     torch_json: Option<PathBuf>,
 }
@@ -58,11 +59,8 @@ fn parse_args() -> Args {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let num = |name: &str, default: usize| {
-        value(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let num =
+        |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
     let flag = |name: &str| args.iter().any(|a| a == name);
     let default_python = PathBuf::from("/work/pyenv/bin/python");
     let python = if flag("--no-python") {
@@ -86,6 +84,7 @@ fn parse_args() -> Args {
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("quorum-train-step")),
         composed: flag("--composed"),
+        profile: flag("--profile"),
         python,
         torch_json: value("--torch-json").map(PathBuf::from),
     }
@@ -176,7 +175,10 @@ fn run_quorum(dir: &Path, batch: &[Vec<u32>], args: &Args, mode: Mode) -> Report
     let targets = Tensor::new(targets.as_slice(), &dev).unwrap();
     let weights = (Tensor::new(weights.as_slice(), &dev).unwrap() / n_pred as f64).unwrap();
     let mut steps = Vec::new();
-    for _ in 0..args.warmup + args.steps {
+    for i in 0..args.warmup + args.steps {
+        if i == args.warmup {
+            profile::enable(args.profile && mode == Mode::Train);
+        }
         let t = Instant::now();
         let mut seqs: Vec<SeqInput> = batch
             .iter()
@@ -207,6 +209,10 @@ fn run_quorum(dir: &Path, batch: &[Vec<u32>], args: &Args, mode: Mode) -> Report
         });
     }
     let first_loss = steps[0].loss;
+    if args.profile && mode == Mode::Train {
+        print_profile(&steps[args.warmup..]);
+        profile::enable(false);
+    }
     let timed = &steps[args.warmup..];
     let tokens: usize = batch.iter().map(Vec::len).sum();
     Report {
@@ -220,7 +226,12 @@ fn run_quorum(dir: &Path, batch: &[Vec<u32>], args: &Args, mode: Mode) -> Report
     }
 }
 
-fn run_torch(python: &Path, dir: &Path, batch_file: &Path, args: &Args) -> Option<serde_json::Value> {
+fn run_torch(
+    python: &Path,
+    dir: &Path,
+    batch_file: &Path,
+    args: &Args,
+) -> Option<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/train_step_torch.py");
     let out = std::process::Command::new(python)
         .arg(&script)
@@ -236,7 +247,10 @@ fn run_torch(python: &Path, dir: &Path, batch_file: &Path, args: &Args) -> Optio
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let line = text.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with('{'))?;
             serde_json::from_str(line).ok()
         }
         Ok(o) => {
@@ -260,6 +274,32 @@ fn torch_from_file(file: &Path, model: &str) -> Option<serde_json::Value> {
         .find(|v| v["model"].as_str() == Some(model))
 }
 
+/// Per-op totals of the timed steps, per step, and what is left outside them.
+fn print_profile(steps: &[Step]) {
+    let n = steps.len() as f64;
+    let (mut fwd_ops, mut bwd_ops) = (0.0, 0.0);
+    println!("  per step, fused ops (forward / backward seconds, calls):");
+    for t in profile::totals() {
+        fwd_ops += t.forward_s / n;
+        bwd_ops += t.backward_s / n;
+        println!(
+            "    {:<18} {:>7.4} s / {:>7.4} s   ({} / {} calls)",
+            t.op.name(),
+            t.forward_s / n,
+            t.backward_s / n,
+            t.forward_calls as f64 / n,
+            t.backward_calls as f64 / n
+        );
+    }
+    let fwd: f64 = steps.iter().map(|s| s.forward).sum::<f64>() / n;
+    let bwd: f64 = steps.iter().map(|s| s.backward).sum::<f64>() / n;
+    println!(
+        "    outside the ops:   {:>7.4} s / {:>7.4} s   (candle autograd, residual adds, embedding)",
+        fwd - fwd_ops,
+        bwd - bwd_ops
+    );
+}
+
 fn print_row(who: &str, r: &Report) {
     println!(
         "  {who:<16} {:>9.0} tok/s   forward {:>6.3} s   backward {:>6.3} s   update {:>6.3} s   peak RSS {:>6.0} MiB   loss {:.5}   (load {:.3} s)",
@@ -269,6 +309,9 @@ fn print_row(who: &str, r: &Report) {
 
 fn main() {
     let args = parse_args();
+    // As `quorum serve` does: keep freed buffers mapped instead of paying
+    // page faults for every step's fresh activations and gradients.
+    quorum::alloc::keep_freed_memory();
     std::fs::create_dir_all(&args.dir).expect("bench dir");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
     println!(

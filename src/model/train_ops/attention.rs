@@ -102,7 +102,14 @@ impl Dims {
 /// keys `0..r1`, turned into probabilities in place (`s` is `(r1−r0) × r1`).
 /// Returns nothing; writes each row's log-sum-exp into `lse_rows` when
 /// `lse_out`, else reads it from there (the backward's recomputation).
-fn probabilities<T: Real>(s: &mut [T], r0: usize, r1: usize, scale: T, lse_rows: &mut [f64], lse_out: bool) {
+fn probabilities<T: Real>(
+    s: &mut [T],
+    r0: usize,
+    r1: usize,
+    scale: T,
+    lse_rows: &mut [f64],
+    lse_out: bool,
+) {
     for (ii, row) in s.chunks_exact_mut(r1).enumerate() {
         let i = r0 + ii;
         let (live, masked) = row.split_at_mut(i + 1);
@@ -132,7 +139,14 @@ fn probabilities<T: Real>(s: &mut [T], r0: usize, r1: usize, scale: T, lse_rows:
     }
 }
 
-fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: Dims, seqs: &[(usize, usize)], scale: f64) -> (Vec<T>, Vec<f64>) {
+fn forward<T: Real>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    dims: Dims,
+    seqs: &[(usize, usize)],
+    scale: f64,
+) -> (Vec<T>, Vec<f64>) {
     let Dims { t, h, kvh, d } = dims;
     let group = h / kvh;
     let mut out = vec![T::zero(); t * h * d];
@@ -140,7 +154,9 @@ fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: Dims, seqs: &[(usize, usize
     let out_ptr = SharedMut(out.as_mut_ptr());
     let lse_ptr = SharedMut(lse.as_mut_ptr());
     let scale = T::from_f64(scale);
-    let tasks: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..h).map(move |j| (s, j))).collect();
+    let tasks: Vec<(usize, usize)> = (0..seqs.len())
+        .flat_map(|s| (0..h).map(move |j| (s, j)))
+        .collect();
     tasks.par_iter().for_each(|&(s, hq)| {
         let (off, len) = seqs[s];
         let hk = hq / group;
@@ -207,9 +223,15 @@ fn backward<T: Real>(
     let mut dq = vec![T::zero(); t * h * d];
     let mut dk = vec![T::zero(); t * kvh * d];
     let mut dv = vec![T::zero(); t * kvh * d];
-    let (dq_ptr, dk_ptr, dv_ptr) = (SharedMut(dq.as_mut_ptr()), SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
+    let (dq_ptr, dk_ptr, dv_ptr) = (
+        SharedMut(dq.as_mut_ptr()),
+        SharedMut(dk.as_mut_ptr()),
+        SharedMut(dv.as_mut_ptr()),
+    );
     let scale_t = T::from_f64(scale);
-    let tasks: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..kvh).map(move |j| (s, j))).collect();
+    let tasks: Vec<(usize, usize)> = (0..seqs.len())
+        .flat_map(|s| (0..kvh).map(move |j| (s, j)))
+        .collect();
     tasks.par_iter().for_each(|&(s, hk)| {
         let (off, len) = seqs[s];
         let rows = BLOCK.min(len);
@@ -240,26 +262,80 @@ fn backward<T: Real>(
                 // dk/dv rows off..off+r1 of head hk, which only the task
                 // (s, hk) touches (hq ranges over hk's own group).
                 unsafe {
-                    gemm_raw((nb, r1, d), p.as_mut_ptr(), r1, false, q.as_ptr().add(q_blk), (dims.q_row(), 1), k.as_ptr().add(kv0), (1, dims.kv_row()), gemm::Parallelism::None);
+                    gemm_raw(
+                        (nb, r1, d),
+                        p.as_mut_ptr(),
+                        r1,
+                        false,
+                        q.as_ptr().add(q_blk),
+                        (dims.q_row(), 1),
+                        k.as_ptr().add(kv0),
+                        (1, dims.kv_row()),
+                        gemm::Parallelism::None,
+                    );
                 }
                 probabilities(p, r0, r1, scale_t, &mut lse_rows[..nb], false);
                 unsafe {
                     // dP = dO vᵀ.
-                    gemm_raw((nb, r1, d), dp.as_mut_ptr(), r1, false, go.as_ptr().add(q_blk), (dims.q_row(), 1), v.as_ptr().add(kv0), (1, dims.kv_row()), gemm::Parallelism::None);
+                    gemm_raw(
+                        (nb, r1, d),
+                        dp.as_mut_ptr(),
+                        r1,
+                        false,
+                        go.as_ptr().add(q_blk),
+                        (dims.q_row(), 1),
+                        v.as_ptr().add(kv0),
+                        (1, dims.kv_row()),
+                        gemm::Parallelism::None,
+                    );
                     // dV += Pᵀ dO.
-                    gemm_raw((r1, d, nb), dv_ptr.get().add(kv0), dims.kv_row(), true, p.as_ptr(), (1, r1), go.as_ptr().add(q_blk), (dims.q_row(), 1), gemm::Parallelism::None);
+                    gemm_raw(
+                        (r1, d, nb),
+                        dv_ptr.get().add(kv0),
+                        dims.kv_row(),
+                        true,
+                        p.as_ptr(),
+                        (1, r1),
+                        go.as_ptr().add(q_blk),
+                        (dims.q_row(), 1),
+                        gemm::Parallelism::None,
+                    );
                 }
                 // dS · scale, in place of dP.
-                for ((dpr, pr), &di) in dp.chunks_exact_mut(r1).zip(p.chunks_exact(r1)).zip(&drow[..nb]) {
+                for ((dpr, pr), &di) in dp
+                    .chunks_exact_mut(r1)
+                    .zip(p.chunks_exact(r1))
+                    .zip(&drow[..nb])
+                {
                     for (x, &pv) in dpr.iter_mut().zip(pr) {
                         *x = pv * (*x - di) * scale_t;
                     }
                 }
                 unsafe {
                     // dQ = dS k.
-                    gemm_raw((nb, d, r1), dq_ptr.get().add(q_blk), dims.q_row(), false, dp.as_ptr(), (r1, 1), k.as_ptr().add(kv0), (dims.kv_row(), 1), gemm::Parallelism::None);
+                    gemm_raw(
+                        (nb, d, r1),
+                        dq_ptr.get().add(q_blk),
+                        dims.q_row(),
+                        false,
+                        dp.as_ptr(),
+                        (r1, 1),
+                        k.as_ptr().add(kv0),
+                        (dims.kv_row(), 1),
+                        gemm::Parallelism::None,
+                    );
                     // dK += dSᵀ q.
-                    gemm_raw((r1, d, nb), dk_ptr.get().add(kv0), dims.kv_row(), true, dp.as_ptr(), (1, r1), q.as_ptr().add(q_blk), (dims.q_row(), 1), gemm::Parallelism::None);
+                    gemm_raw(
+                        (r1, d, nb),
+                        dk_ptr.get().add(kv0),
+                        dims.kv_row(),
+                        true,
+                        dp.as_ptr(),
+                        (1, r1),
+                        q.as_ptr().add(q_blk),
+                        (dims.q_row(), 1),
+                        gemm::Parallelism::None,
+                    );
                 }
             }
         }
@@ -281,22 +357,41 @@ impl CustomOp3 for Attention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::Attention, false);
         let (t, h, d) = ql.shape().dims3()?;
         let kvh = kl.shape().dims3()?.1;
         let dims = Dims { t, h, kvh, d };
         let shape = ql.shape().clone();
         let (out, lse) = match qs.dtype() {
             DType::F32 => {
-                let (o, l) = forward::<f32>(slice(qs, ql, "attention q")?, slice(ks, kl, "attention k")?, slice(vs, vl, "attention v")?, dims, &self.seqs, self.scale);
+                let (o, l) = forward::<f32>(
+                    slice(qs, ql, "attention q")?,
+                    slice(ks, kl, "attention k")?,
+                    slice(vs, vl, "attention v")?,
+                    dims,
+                    &self.seqs,
+                    self.scale,
+                );
                 (storage(o, shape), l)
             }
             DType::F64 => {
-                let (o, l) = forward::<f64>(slice(qs, ql, "attention q")?, slice(ks, kl, "attention k")?, slice(vs, vl, "attention v")?, dims, &self.seqs, self.scale);
+                let (o, l) = forward::<f64>(
+                    slice(qs, ql, "attention q")?,
+                    slice(ks, kl, "attention k")?,
+                    slice(vs, vl, "attention v")?,
+                    dims,
+                    &self.seqs,
+                    self.scale,
+                );
                 (storage(o, shape), l)
             }
             dt => candle_core::bail!("causal_attention: fused kernel has no {dt:?} path"),
         };
-        *self.lse.lock().map_err(|_| candle_core::Error::Msg("causal_attention: lock poisoned".into()))? = Some(lse);
+        *self
+            .lse
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("causal_attention: lock poisoned".into()))? =
+            Some(lse);
         Ok(out)
     }
 
@@ -308,6 +403,7 @@ impl CustomOp3 for Attention {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::Attention, true);
         let guard = self
             .lse
             .lock()
@@ -319,12 +415,24 @@ impl CustomOp3 for Attention {
         let kvh = k.dim(1)?;
         let dims = Dims { t, h, kvh, d };
         let run = |dt: DType| -> Result<(Tensor, Tensor, Tensor)> {
-            fn go<T: Real>(q: &Tensor, k: &Tensor, v: &Tensor, o: &Tensor, g: &Tensor, lse: &[f64], dims: Dims, seqs: &[(usize, usize)], scale: f64) -> Result<(Tensor, Tensor, Tensor)> {
+            fn go<T: Real>(
+                q: &Tensor,
+                k: &Tensor,
+                v: &Tensor,
+                o: &Tensor,
+                g: &Tensor,
+                lse: &[f64],
+                dims: Dims,
+                seqs: &[(usize, usize)],
+                scale: f64,
+            ) -> Result<(Tensor, Tensor, Tensor)> {
                 let (dq, dk, dv) = with_elems::<T, _>(q, "attention q", |qv| {
                     with_elems::<T, _>(k, "attention k", |kv| {
                         with_elems::<T, _>(v, "attention v", |vv| {
                             with_elems::<T, _>(o, "attention out", |ov| {
-                                with_elems::<T, _>(g, "attention grad", |gv| Ok(backward(qv, kv, vv, ov, gv, lse, dims, seqs, scale)))
+                                with_elems::<T, _>(g, "attention grad", |gv| {
+                                    Ok(backward(qv, kv, vv, ov, gv, lse, dims, seqs, scale))
+                                })
                             })
                         })
                     })
@@ -384,7 +492,9 @@ mod tests {
         let dev = candle_core::Device::Cpu;
         let q = Tensor::zeros((5, 2, 4), DType::F32, &dev).unwrap();
         let k = Tensor::zeros((5, 1, 4), DType::F32, &dev).unwrap();
-        let err = causal_attention(&q, &k, &k, &[2, 2], 0.5).unwrap_err().to_string();
+        let err = causal_attention(&q, &k, &k, &[2, 2], 0.5)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sum to the 5 tokens"), "{err}");
     }
 }

@@ -24,6 +24,7 @@
 mod attention;
 pub mod composed;
 mod linear;
+pub mod profile;
 mod rms_norm;
 mod rope;
 mod silu_mul;

@@ -24,8 +24,10 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     if !fused(x) || x.dtype() != w.dtype() {
         return super::composed::rms_norm(x, w, eps);
     }
-    x.contiguous()?
-        .apply_op2_arc(&w.contiguous()?, std::sync::Arc::new(Box::new(RmsNorm { eps })))
+    x.contiguous()?.apply_op2_arc(
+        &w.contiguous()?,
+        std::sync::Arc::new(Box::new(RmsNorm { eps })),
+    )
 }
 
 struct RmsNorm {
@@ -67,7 +69,11 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
         .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
         .map(|(dx, (x, g))| {
             let mut dw = vec![T::zero(); d];
-            for ((dxr, xr), gr) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
+            for ((dxr, xr), gr) in dx
+                .chunks_exact_mut(d)
+                .zip(x.chunks_exact(d))
+                .zip(g.chunks_exact(d))
+            {
                 let r = rstd(xr, eps);
                 let mut dot = T::zero();
                 for ((&xv, &gv), (&wv, dwv)) in xr.iter().zip(gr).zip(w.iter().zip(dw.iter_mut())) {
@@ -106,14 +112,23 @@ impl CustomOp2 for RmsNorm {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::RmsNorm, false);
         let shape = xl.shape().clone();
         match xs.dtype() {
             DType::F32 => Ok(storage(
-                forward::<f32>(slice(xs, xl, "rms_norm x")?, slice(ws, wl, "rms_norm w")?, self.eps),
+                forward::<f32>(
+                    slice(xs, xl, "rms_norm x")?,
+                    slice(ws, wl, "rms_norm w")?,
+                    self.eps,
+                ),
                 shape,
             )),
             DType::F64 => Ok(storage(
-                forward::<f64>(slice(xs, xl, "rms_norm x")?, slice(ws, wl, "rms_norm w")?, self.eps),
+                forward::<f64>(
+                    slice(xs, xl, "rms_norm x")?,
+                    slice(ws, wl, "rms_norm w")?,
+                    self.eps,
+                ),
                 shape,
             )),
             dt => candle_core::bail!("rms_norm: fused kernel has no {dt:?} path"),
@@ -127,6 +142,7 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::RmsNorm, true);
         fn run<T: Real>(x: &Tensor, w: &Tensor, g: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
             let (dx, dw) = with_elems::<T, _>(x, "rms_norm x", |xv| {
                 with_elems::<T, _>(w, "rms_norm w", |wv| {

@@ -77,6 +77,7 @@ impl CustomOp3 for Rope {
         ss: &CpuStorage,
         sl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::Rope, false);
         let shape = xl.shape().clone();
         let tokens = shape.dims()[0];
         match xs.dtype() {
@@ -112,6 +113,7 @@ impl CustomOp3 for Rope {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::Rope, true);
         fn run<T: Real>(x: &Tensor, cos: &Tensor, sin: &Tensor, g: &Tensor) -> Result<Tensor> {
             let tokens = x.dim(0)?;
             let dx = with_elems::<T, _>(g, "rope grad", |gv| {
@@ -140,9 +142,12 @@ mod tests {
     #[test]
     fn rope_matches_composed_and_finite_differences() {
         for (tokens, heads, d) in [(1usize, 1usize, 4usize), (9, 4, 16), (130, 2, 64)] {
-            let case = Case::new(&[&[tokens, heads, d], &[tokens, d / 2], &[tokens, d / 2]], 5)
-                .constant(1)
-                .constant(2);
+            let case = Case::new(
+                &[&[tokens, heads, d], &[tokens, d / 2], &[tokens, d / 2]],
+                5,
+            )
+            .constant(1)
+            .constant(2);
             check_op(
                 &format!("rope {tokens}x{heads}x{d}"),
                 &case,

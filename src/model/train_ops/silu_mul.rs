@@ -51,7 +51,11 @@ fn backward<T: Real>(a: &[T], b: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
     let chunk = rows_per_task(a.len().div_ceil(CHUNK), CHUNK) * CHUNK;
     da.par_chunks_mut(chunk)
         .zip(db.par_chunks_mut(chunk))
-        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)).zip(g.par_chunks(chunk)))
+        .zip(
+            a.par_chunks(chunk)
+                .zip(b.par_chunks(chunk))
+                .zip(g.par_chunks(chunk)),
+        )
         .for_each(|((da, db), ((a, b), g))| {
             for i in 0..a.len() {
                 let s = sigmoid(a[i]);
@@ -75,14 +79,21 @@ impl CustomOp2 for SiluMul {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::SiluMul, false);
         let shape = al.shape().clone();
         match as_.dtype() {
             DType::F32 => Ok(storage(
-                forward::<f32>(slice(as_, al, "silu_mul gate")?, slice(bs, bl, "silu_mul up")?),
+                forward::<f32>(
+                    slice(as_, al, "silu_mul gate")?,
+                    slice(bs, bl, "silu_mul up")?,
+                ),
                 shape,
             )),
             DType::F64 => Ok(storage(
-                forward::<f64>(slice(as_, al, "silu_mul gate")?, slice(bs, bl, "silu_mul up")?),
+                forward::<f64>(
+                    slice(as_, al, "silu_mul gate")?,
+                    slice(bs, bl, "silu_mul up")?,
+                ),
                 shape,
             )),
             dt => candle_core::bail!("silu_mul: fused kernel has no {dt:?} path"),
@@ -96,6 +107,7 @@ impl CustomOp2 for SiluMul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::SiluMul, true);
         fn run<T: Real>(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
             let (da, db) = with_elems::<T, _>(a, "silu_mul gate", |av| {
                 with_elems::<T, _>(b, "silu_mul up", |bv| {

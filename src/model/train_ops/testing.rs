@@ -79,10 +79,7 @@ fn to_f64(t: &Tensor) -> Vec<f64> {
 pub fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     if scale == 0.0 {
         diff
     } else {
@@ -119,7 +116,10 @@ pub fn check_op(
     let yc = composed(&ts).unwrap();
     assert_eq!(yf.dims(), yc.dims(), "{name}: output shapes differ");
     let d = rel_diff(&to_f64(&yf), &to_f64(&yc));
-    assert!(d <= F32_TOL, "{name}: f32 values differ by {d:.2e} (relative)");
+    assert!(
+        d <= F32_TOL,
+        "{name}: f32 values differ by {d:.2e} (relative)"
+    );
     let gf = projection(&yf, case.seed).backward().unwrap();
     let gc = projection(&yc, case.seed).backward().unwrap();
     for (i, v) in vars.iter().enumerate() {
@@ -141,7 +141,10 @@ pub fn check_op(
     let yf = fused(&ts).unwrap();
     let yc = composed(&ts).unwrap();
     let d = rel_diff(&to_f64(&yf), &to_f64(&yc));
-    assert!(d <= 1e-12, "{name}: f64 values differ by {d:.2e} (relative)");
+    assert!(
+        d <= 1e-12,
+        "{name}: f64 values differ by {d:.2e} (relative)"
+    );
     let grads = projection(&yf, case.seed).backward().unwrap();
     let loss = |ts: &[Tensor]| -> f64 {
         projection(&fused(ts).unwrap(), case.seed)

@@ -37,7 +37,9 @@ pub fn token_logprobs_tempered(
         );
     }
     if !(temperature.is_finite() && temperature > 0.0) {
-        candle_core::bail!("token_logprobs: temperature must be positive and finite, got {temperature}");
+        candle_core::bail!(
+            "token_logprobs: temperature must be positive and finite, got {temperature}"
+        );
     }
     let targets = targets.to_dtype(DType::U32)?;
     if !fused(logits) {
@@ -61,7 +63,9 @@ struct TokenLogprobs {
 /// `(lp, lse)` per row.
 fn forward<T: Real>(z: &[T], y: &[u32], vocab: usize, inv_temp: f64) -> Result<(Vec<T>, Vec<f64>)> {
     if let Some((row, &id)) = y.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-        candle_core::bail!("token_logprobs: target id {id} at row {row} is outside the vocabulary of {vocab}");
+        candle_core::bail!(
+            "token_logprobs: target id {id} at row {row} is outside the vocabulary of {vocab}"
+        );
     }
     let rows = y.len();
     let s = T::from_f64(inv_temp);
@@ -93,9 +97,17 @@ fn backward<T: Real>(z: &[T], y: &[u32], lse: &[f64], g: &[T], inv_temp: f64) ->
     let per = rows_per_task(y.len(), vocab);
     dz.par_chunks_mut(per * vocab)
         .zip(z.par_chunks(per * vocab))
-        .zip(y.par_chunks(per).zip(lse.par_chunks(per)).zip(g.par_chunks(per)))
+        .zip(
+            y.par_chunks(per)
+                .zip(lse.par_chunks(per))
+                .zip(g.par_chunks(per)),
+        )
         .for_each(|((dz, z), ((y, lse), g))| {
-            for (i, (dr, zr)) in dz.chunks_exact_mut(vocab).zip(z.chunks_exact(vocab)).enumerate() {
+            for (i, (dr, zr)) in dz
+                .chunks_exact_mut(vocab)
+                .zip(z.chunks_exact(vocab))
+                .enumerate()
+            {
                 let l = T::from_f64(lse[i]);
                 let gs = g[i] * s;
                 for (d, &v) in dr.iter_mut().zip(zr) {
@@ -119,20 +131,35 @@ impl CustomOp2 for TokenLogprobs {
         ys: &CpuStorage,
         yl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::TokenLogprobs, false);
         let (rows, vocab) = zl.shape().dims2()?;
         let y = slice::<u32>(ys, yl, "token_logprobs targets")?;
         let (out, lse) = match zs.dtype() {
             DType::F32 => {
-                let (lp, lse) = forward::<f32>(slice(zs, zl, "token_logprobs logits")?, y, vocab, self.inv_temp)?;
+                let (lp, lse) = forward::<f32>(
+                    slice(zs, zl, "token_logprobs logits")?,
+                    y,
+                    vocab,
+                    self.inv_temp,
+                )?;
                 (storage(lp, rows), lse)
             }
             DType::F64 => {
-                let (lp, lse) = forward::<f64>(slice(zs, zl, "token_logprobs logits")?, y, vocab, self.inv_temp)?;
+                let (lp, lse) = forward::<f64>(
+                    slice(zs, zl, "token_logprobs logits")?,
+                    y,
+                    vocab,
+                    self.inv_temp,
+                )?;
                 (storage(lp, rows), lse)
             }
             dt => candle_core::bail!("token_logprobs: fused kernel has no {dt:?} path"),
         };
-        *self.lse.lock().map_err(|_| candle_core::Error::Msg("token_logprobs: lock poisoned".into()))? = Some(lse);
+        *self
+            .lse
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("token_logprobs: lock poisoned".into()))? =
+            Some(lse);
         Ok(out)
     }
 
@@ -143,6 +170,7 @@ impl CustomOp2 for TokenLogprobs {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::TokenLogprobs, true);
         let guard = self
             .lse
             .lock()
@@ -150,10 +178,18 @@ impl CustomOp2 for TokenLogprobs {
         let Some(lse) = guard.as_ref() else {
             candle_core::bail!("token_logprobs: backward before forward")
         };
-        fn run<T: Real>(z: &Tensor, y: &Tensor, lse: &[f64], g: &Tensor, inv_temp: f64) -> Result<Tensor> {
+        fn run<T: Real>(
+            z: &Tensor,
+            y: &Tensor,
+            lse: &[f64],
+            g: &Tensor,
+            inv_temp: f64,
+        ) -> Result<Tensor> {
             let dz = with_elems::<T, _>(z, "token_logprobs logits", |zv| {
                 with_elems::<u32, _>(y, "token_logprobs targets", |yv| {
-                    with_elems::<T, _>(g, "token_logprobs grad", |gv| Ok(backward(zv, yv, lse, gv, inv_temp)))
+                    with_elems::<T, _>(g, "token_logprobs grad", |gv| {
+                        Ok(backward(zv, yv, lse, gv, inv_temp))
+                    })
                 })
             })?;
             Tensor::from_vec(dz, z.shape(), z.device())
@@ -180,7 +216,12 @@ mod tests {
 
     #[test]
     fn token_logprobs_match_composed_and_finite_differences() {
-        for (rows, vocab, temp) in [(1usize, 5usize, 1.0), (13, 512, 1.0), (40, 300, 0.7), (7, 64, 1.5)] {
+        for (rows, vocab, temp) in [
+            (1usize, 5usize, 1.0),
+            (13, 512, 1.0),
+            (40, 300, 0.7),
+            (7, 64, 1.5),
+        ] {
             let y = targets(rows, vocab);
             let case = Case::new(&[&[rows, vocab]], rows as u64).scaled(0, 3.0);
             check_op(
@@ -202,7 +243,10 @@ mod tests {
         assert!((lp[0] - (2.0 - lse0)).abs() < 1e-6, "{lp:?}");
         assert!((lp[1] - (1f32 / 3.0).ln()).abs() < 1e-6, "{lp:?}");
         // Temperature 2 halves the logits.
-        let lp2 = token_logprobs_tempered(&z, &y, 2.0).unwrap().to_vec1::<f32>().unwrap();
+        let lp2 = token_logprobs_tempered(&z, &y, 2.0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let lse2 = (1f32 + 0.5f32.exp() + 1f32.exp()).ln();
         assert!((lp2[0] - (1.0 - lse2)).abs() < 1e-6, "{lp2:?}");
     }
@@ -215,7 +259,8 @@ mod tests {
         assert!(err.to_string().contains("target id 4 at row 1"), "{err}");
         let err = token_logprobs(&z, &Tensor::new(&[1u32], &dev).unwrap()).unwrap_err();
         assert!(err.to_string().contains("one id per logits row"), "{err}");
-        let err = token_logprobs_tempered(&z, &Tensor::new(&[1u32, 2], &dev).unwrap(), 0.0).unwrap_err();
+        let err =
+            token_logprobs_tempered(&z, &Tensor::new(&[1u32, 2], &dev).unwrap(), 0.0).unwrap_err();
         assert!(err.to_string().contains("temperature"), "{err}");
     }
 }
