@@ -158,11 +158,6 @@ impl Attention {
         let v = v.reshape((total, kvh, d))?;
         let group = h / kvh;
         let scale = 1.0 / (d as f64).sqrt();
-        if batch.fused_attention {
-            let lens: Vec<usize> = batch.seqs.iter().map(|s| s.len).collect();
-            let attn = train_ops::causal_attention(&q, &k, &v, &lens, scale)?;
-            return self.o_proj.forward(&attn.reshape((total, h * d))?, mode);
-        }
         // Per sequence: its attention output, or (inference, one new token,
         // no mask) a slot filled by the fused decode kernel afterwards.
         let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(batch.seqs.len());
@@ -243,6 +238,46 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Training forward without KV caches, as few graph nodes as possible:
+    /// one GEMM over the concatenated q/k/v weights, then
+    /// [`train_ops::qkv_attention`] (q/k norms, rope, causal attention over
+    /// the whole ragged batch). Returns the attention output before `o_proj`.
+    fn forward_fused(&self, x: &Tensor, batch: &BatchState) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let w = Tensor::cat(
+            &[
+                self.q_proj.train_weight(dtype)?,
+                self.k_proj.train_weight(dtype)?,
+                self.v_proj.train_weight(dtype)?,
+            ],
+            0,
+        )?;
+        let mut qkv = train_ops::linear(x, &w)?;
+        if let (Some(bq), Some(bk), Some(bv)) =
+            (&self.q_proj.bias, &self.k_proj.bias, &self.v_proj.bias)
+        {
+            qkv = qkv.broadcast_add(&Tensor::cat(&[bq, bk, bv], 0)?)?;
+        }
+        let norms = match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Some(train_ops::QkNorms {
+                q: &q.weight,
+                k: &k.weight,
+                eps: q.eps,
+            }),
+            _ => None,
+        };
+        let heads = train_ops::QkvHeads {
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+        };
+        let lens: Vec<usize> = batch.seqs.iter().map(|s| s.len).collect();
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        train_ops::qkv_attention(&qkv, norms, (&batch.cos, &batch.sin), heads, &lens, scale)
+    }
+}
+
 /// Rotary embedding of `x` (tokens, heads, d), each token at its own
 /// position; `cos`/`sin` are (tokens, d/2).
 fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -283,6 +318,22 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// Training forward: one GEMM over the concatenated gate/up weights and
+    /// [`train_ops::silu_mul_packed`]; returns the activation before `down_proj`.
+    fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let w = Tensor::cat(
+            &[
+                self.gate_proj.train_weight(dtype)?,
+                self.up_proj.train_weight(dtype)?,
+            ],
+            0,
+        )?;
+        train_ops::silu_mul_packed(&train_ops::linear(x, &w)?)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
     pub self_attn: Attention,
@@ -312,10 +363,49 @@ impl DecoderLayer {
         layer: usize,
         mode: Mode,
     ) -> Result<Tensor> {
+        if mode == Mode::Train && batch.fused_attention && self.fusable() {
+            return self.forward_fused(x, batch);
+        }
         let h = self.input_layernorm.forward(x, mode)?;
         let x = (x + self.self_attn.forward(&h, batch, layer, mode)?)?;
         let h = self.post_attention_layernorm.forward(&x, mode)?;
         x + self.mlp.forward(&h, mode)?
+    }
+}
+
+impl DecoderLayer {
+    /// Whether [`DecoderLayer::forward_fused`] applies: dense weights, and
+    /// no bias on the output projections.
+    fn fusable(&self) -> bool {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .iter()
+        .all(|l| l.dense().is_some())
+            && a.o_proj.bias.is_none()
+            && m.down_proj.bias.is_none()
+    }
+
+    /// [`Mode::Train`] without KV caches: the layer in eight graph nodes
+    /// (two norms, the fused attention core and activation, four GEMMs, the
+    /// residual adds folded into the output projections).
+    fn forward_fused(&self, x: &Tensor, batch: &BatchState) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let h = self.input_layernorm.forward(x, Mode::Train)?;
+        let attn = self.self_attn.forward_fused(&h, batch)?;
+        let o = self.self_attn.o_proj.train_weight(dtype)?;
+        let x = train_ops::linear_residual(&attn, &o, x)?;
+        let h = self.post_attention_layernorm.forward(&x, Mode::Train)?;
+        let act = self.mlp.forward_fused(&h)?;
+        let down = self.mlp.down_proj.train_weight(dtype)?;
+        train_ops::linear_residual(&act, &down, &x)
     }
 }
 
@@ -336,8 +426,8 @@ struct SeqState<'a> {
 
 struct BatchState<'a> {
     seqs: Vec<SeqState<'a>>,
-    /// Training without KV caches: attention is one fused op over the
-    /// whole ragged batch (no per-sequence masks).
+    /// Training without KV caches: each layer runs
+    /// [`DecoderLayer::forward_fused`] (no per-sequence masks).
     fused_attention: bool,
     /// Rotary tables for every token of the batch, (tokens, head_dim/2).
     cos: Tensor,

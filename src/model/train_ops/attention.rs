@@ -15,7 +15,10 @@
 //!
 //! Work is split over (sequence, head) pairs in the forward and (sequence,
 //! KV head) pairs in the backward, so every task writes its own rows of the
-//! outputs; GEMMs inside a task are single-threaded.
+//! outputs; the GEMMs inside a task are single-threaded (the AVX-512 kernel
+//! of [`crate::kernels::gemm_f32`] for f32, the `gemm` crate otherwise).
+//! The kernels read q, k and v through [`Heads`] views, so the fused
+//! [`super::qkv_attention`] runs them on its packed projections in place.
 
 use std::sync::{Arc, Mutex};
 
@@ -48,23 +51,12 @@ pub fn causal_attention(
             v.dims()
         );
     }
-    let total: usize = seq_lens.iter().sum();
-    if total != t || seq_lens.contains(&0) {
-        candle_core::bail!(
-            "causal_attention: sequence lengths {seq_lens:?} must be positive and sum to the {t} tokens"
-        );
-    }
+    let seqs = check_seqs(seq_lens, t)?;
     if !fused(q) || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
         return super::composed::causal_attention(q, k, v, seq_lens, scale);
     }
-    let mut offsets = Vec::with_capacity(seq_lens.len());
-    let mut off = 0;
-    for &len in seq_lens {
-        offsets.push((off, len));
-        off += len;
-    }
     let op = Attention {
-        seqs: offsets,
+        seqs,
         scale,
         lse: Mutex::new(None),
     };
@@ -72,8 +64,25 @@ pub fn causal_attention(
         .apply_op3_arc(&k.contiguous()?, &v.contiguous()?, Arc::new(Box::new(op)))
 }
 
+/// `(first token, length)` of every sequence, checking that the lengths
+/// are positive and cover the `t` tokens.
+pub(super) fn check_seqs(seq_lens: &[usize], t: usize) -> Result<Vec<(usize, usize)>> {
+    let total: usize = seq_lens.iter().sum();
+    if total != t || seq_lens.contains(&0) {
+        candle_core::bail!(
+            "causal_attention: sequence lengths {seq_lens:?} must be positive and sum to the {t} tokens"
+        );
+    }
+    let mut seqs = Vec::with_capacity(seq_lens.len());
+    let mut off = 0;
+    for &len in seq_lens {
+        seqs.push((off, len));
+        off += len;
+    }
+    Ok(seqs)
+}
+
 struct Attention {
-    /// (first token, length) of every sequence.
     seqs: Vec<(usize, usize)>,
     scale: f64,
     /// Log-sum-exp of every (token, query head) score row, from the forward.
@@ -81,27 +90,117 @@ struct Attention {
 }
 
 /// Shapes of one call: tokens, query heads, KV heads, head size.
-#[derive(Clone, Copy)]
-struct Dims {
-    t: usize,
-    h: usize,
-    kvh: usize,
-    d: usize,
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dims {
+    pub t: usize,
+    pub h: usize,
+    pub kvh: usize,
+    pub d: usize,
 }
 
-impl Dims {
-    fn q_row(&self) -> usize {
-        self.h * self.d
+/// Where the heads of a (T, heads, d) operand live in a buffer: element
+/// `(token, head, l)` is at `offset + token·row + head·d + l`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heads {
+    pub offset: usize,
+    pub row: usize,
+}
+
+impl Heads {
+    pub(super) fn dense(heads: usize, d: usize) -> Self {
+        Self {
+            offset: 0,
+            row: heads * d,
+        }
     }
-    fn kv_row(&self) -> usize {
-        self.kvh * self.d
+    fn at(&self, token: usize, head: usize, d: usize) -> usize {
+        self.offset + token * self.row + head * d
     }
+}
+
+/// q, k and v of one call: buffers and their head layouts (the buffers may
+/// be the same allocation).
+#[derive(Clone, Copy)]
+pub(super) struct Qkv<'a, T> {
+    pub q: (&'a [T], Heads),
+    pub k: (&'a [T], Heads),
+    pub v: (&'a [T], Heads),
+}
+
+/// `C (m × n, row stride ldc) (+)= A · B` on the calling thread, with
+/// `A[i][p] = a[i·ars + p·acs]` and `B[p][j] = b[p·ldb + j]`.
+///
+/// # Safety
+/// Every element those formulas reach (i < m, p < k, j < n) must be in
+/// bounds of its pointer's allocation; no other thread accesses C's.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    c: *mut T,
+    ldc: usize,
+    accumulate: bool,
+    a: *const T,
+    (ars, acs): (usize, usize),
+    b: *const T,
+    ldb: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 && crate::kernels::gemm_f32::available() && m > 0 && n > 0 && k > 0 {
+        use crate::kernels::gemm_f32::{Gemm, Strides};
+        let g = Gemm {
+            m,
+            n,
+            k,
+            a: Strides { row: ars, col: acs },
+            ldb,
+            ldc,
+            accumulate,
+        };
+        // SAFETY: T is f32; the extents are exactly what the caller
+        // guarantees to be in bounds.
+        let ok = unsafe {
+            let a = std::slice::from_raw_parts(a.cast::<f32>(), (m - 1) * ars + (k - 1) * acs + 1);
+            let b = std::slice::from_raw_parts(b.cast::<f32>(), (k - 1) * ldb + n);
+            let c = std::slice::from_raw_parts_mut(c.cast::<f32>(), (m - 1) * ldc + n);
+            g.run_serial(a, b, c).is_ok()
+        };
+        if ok {
+            return;
+        }
+    }
+    // SAFETY: caller contract.
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            c,
+            ldc,
+            accumulate,
+            a,
+            (ars, acs),
+            b,
+            (ldb, 1),
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// The (d × len) transpose of the `len` rows of one head starting at
+/// `start` with row stride `row` (so that `· kᵀ` has contiguous B rows).
+fn transposed<T: Real>(src: &[T], start: usize, row: usize, len: usize, d: usize) -> Vec<T> {
+    let mut t = vec![T::zero(); d * len];
+    for j in 0..len {
+        let r = &src[start + j * row..][..d];
+        for (l, &x) in r.iter().enumerate() {
+            t[l * len + j] = x;
+        }
+    }
+    t
 }
 
 /// Scaled, masked scores of query rows `r0..r1` of a sequence against its
 /// keys `0..r1`, turned into probabilities in place (`s` is `(r1−r0) × r1`).
-/// Returns nothing; writes each row's log-sum-exp into `lse_rows` when
-/// `lse_out`, else reads it from there (the backward's recomputation).
+/// Writes each row's log-sum-exp into `lse_rows` when `lse_out`, else reads
+/// it from there (the backward's recomputation).
 fn probabilities<T: Real>(
     s: &mut [T],
     r0: usize,
@@ -139,65 +238,70 @@ fn probabilities<T: Real>(
     }
 }
 
-fn forward<T: Real>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
+/// `(out (T, h, d), lse (T·h))`.
+pub(super) fn forward<T: Real>(
+    src: Qkv<'_, T>,
     dims: Dims,
     seqs: &[(usize, usize)],
     scale: f64,
 ) -> (Vec<T>, Vec<f64>) {
     let Dims { t, h, kvh, d } = dims;
     let group = h / kvh;
+    let (q, ql) = src.q;
+    let (k, kl) = src.k;
+    let (v, vl) = src.v;
     let mut out = vec![T::zero(); t * h * d];
     let mut lse = vec![0f64; t * h];
     let out_ptr = SharedMut(out.as_mut_ptr());
     let lse_ptr = SharedMut(lse.as_mut_ptr());
     let scale = T::from_f64(scale);
     let tasks: Vec<(usize, usize)> = (0..seqs.len())
-        .flat_map(|s| (0..h).map(move |j| (s, j)))
+        .flat_map(|s| (0..kvh).map(move |j| (s, j)))
         .collect();
-    tasks.par_iter().for_each(|&(s, hq)| {
+    tasks.par_iter().for_each(|&(s, hk)| {
         let (off, len) = seqs[s];
-        let hk = hq / group;
+        let kt = transposed(k, kl.at(off, hk, d), kl.row, len, d);
         let mut buf = vec![T::zero(); BLOCK.min(len) * len];
         let mut lse_rows = vec![0f64; BLOCK];
-        for r0 in (0..len).step_by(BLOCK) {
-            let r1 = (r0 + BLOCK).min(len);
-            let nb = r1 - r0;
-            let sbuf = &mut buf[..nb * r1];
-            // SAFETY (all gemm_raw calls below): q rows off+r0..off+r1 of head
-            // hq, and k/v rows off..off+r1 of head hk, lie inside q/k/v
-            // (off + len ≤ T); `sbuf` is this task's own scratch; the output
-            // rows off+r0..off+r1 of head hq are written by this task only.
-            unsafe {
-                gemm_raw(
-                    (nb, r1, d),
-                    sbuf.as_mut_ptr(),
-                    r1,
-                    false,
-                    q.as_ptr().add(((off + r0) * h + hq) * d),
-                    (dims.q_row(), 1),
-                    k.as_ptr().add((off * kvh + hk) * d),
-                    (1, dims.kv_row()),
-                    gemm::Parallelism::None,
-                );
-            }
-            probabilities(sbuf, r0, r1, scale, &mut lse_rows[..nb], true);
-            unsafe {
-                gemm_raw(
-                    (nb, d, r1),
-                    out_ptr.get().add(((off + r0) * h + hq) * d),
-                    dims.q_row(),
-                    false,
-                    sbuf.as_ptr(),
-                    (r1, 1),
-                    v.as_ptr().add((off * kvh + hk) * d),
-                    (dims.kv_row(), 1),
-                    gemm::Parallelism::None,
-                );
-                for (ii, &l) in lse_rows[..nb].iter().enumerate() {
-                    *lse_ptr.get().add((off + r0 + ii) * h + hq) = l;
+        for hq in hk * group..(hk + 1) * group {
+            for r0 in (0..len).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(len);
+                let nb = r1 - r0;
+                let sbuf = &mut buf[..nb * r1];
+                // SAFETY: q rows off+r0..off+r1 of head hq and v rows
+                // off..off+r1 of head hk are inside their buffers (the op
+                // checked the shapes); `kt` (d × len) and `sbuf` are this
+                // task's own; the output rows off+r0..off+r1 of head hq
+                // (hq in hk's group) are written by this task only.
+                unsafe {
+                    // S = q kᵀ.
+                    mm(
+                        (nb, r1, d),
+                        sbuf.as_mut_ptr(),
+                        r1,
+                        false,
+                        q.as_ptr().add(ql.at(off + r0, hq, d)),
+                        (ql.row, 1),
+                        kt.as_ptr(),
+                        len,
+                    );
+                }
+                probabilities(sbuf, r0, r1, scale, &mut lse_rows[..nb], true);
+                unsafe {
+                    // O = P v.
+                    mm(
+                        (nb, d, r1),
+                        out_ptr.get().add(((off + r0) * h + hq) * d),
+                        h * d,
+                        false,
+                        sbuf.as_ptr(),
+                        (r1, 1),
+                        v.as_ptr().add(vl.at(off, hk, d)),
+                        vl.row,
+                    );
+                    for (ii, &l) in lse_rows[..nb].iter().enumerate() {
+                        *lse_ptr.get().add((off + r0 + ii) * h + hq) = l;
+                    }
                 }
             }
         }
@@ -205,21 +309,20 @@ fn forward<T: Real>(
     (out, lse)
 }
 
-/// `(dq, dk, dv)`.
-#[allow(clippy::too_many_arguments)]
-fn backward<T: Real>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    o: &[T],
-    go: &[T],
-    lse: &[f64],
+/// `(dq (T, h, d), dk (T, kvh, d), dv (T, kvh, d))` from the forward's
+/// output `o` and log-sum-exp, and the output gradient `go` (both (T, h, d)).
+pub(super) fn backward<T: Real>(
+    src: Qkv<'_, T>,
+    (o, go, lse): (&[T], &[T], &[f64]),
     dims: Dims,
     seqs: &[(usize, usize)],
     scale: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let Dims { t, h, kvh, d } = dims;
     let group = h / kvh;
+    let (q, ql) = src.q;
+    let (k, kl) = src.k;
+    let (v, vl) = src.v;
     let mut dq = vec![T::zero(); t * h * d];
     let mut dk = vec![T::zero(); t * kvh * d];
     let mut dv = vec![T::zero(); t * kvh * d];
@@ -234,18 +337,21 @@ fn backward<T: Real>(
         .collect();
     tasks.par_iter().for_each(|&(s, hk)| {
         let (off, len) = seqs[s];
+        let kt = transposed(k, kl.at(off, hk, d), kl.row, len, d);
+        let vt = transposed(v, vl.at(off, hk, d), vl.row, len, d);
         let rows = BLOCK.min(len);
         let mut p = vec![T::zero(); rows * len];
         let mut dp = vec![T::zero(); rows * len];
         let mut lse_rows = vec![0f64; BLOCK];
         let mut drow = vec![T::zero(); BLOCK];
+        let kv_out = (off * kvh + hk) * d;
         for hq in hk * group..(hk + 1) * group {
             for r0 in (0..len).step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(len);
                 let nb = r1 - r0;
                 let (p, dp) = (&mut p[..nb * r1], &mut dp[..nb * r1]);
-                let q_blk = ((off + r0) * h + hq) * d;
-                let kv0 = (off * kvh + hk) * d;
+                let q_at = ql.at(off + r0, hq, d);
+                let o_at = ((off + r0) * h + hq) * d;
                 for ii in 0..nb {
                     let row = (off + r0 + ii) * h + hq;
                     lse_rows[ii] = lse[row];
@@ -256,49 +362,47 @@ fn backward<T: Real>(
                     }
                     drow[ii] = acc;
                 }
-                // SAFETY (all gemm_raw calls below): reads stay inside rows
-                // off..off+len of q/k/v/o/go (off + len ≤ T) and this task's
-                // scratch; writes go to dq rows off+r0..off+r1 of head hq and
-                // dk/dv rows off..off+r1 of head hk, which only the task
-                // (s, hk) touches (hq ranges over hk's own group).
+                // SAFETY (all mm calls below): reads stay inside rows
+                // off..off+len of q/k/v/o/go and this task's scratch; writes
+                // go to dq rows off+r0..off+r1 of head hq and dk/dv rows
+                // off..off+r1 of head hk, which only task (s, hk) touches
+                // (hq ranges over hk's own group).
                 unsafe {
-                    gemm_raw(
+                    // S = q kᵀ, then P.
+                    mm(
                         (nb, r1, d),
                         p.as_mut_ptr(),
                         r1,
                         false,
-                        q.as_ptr().add(q_blk),
-                        (dims.q_row(), 1),
-                        k.as_ptr().add(kv0),
-                        (1, dims.kv_row()),
-                        gemm::Parallelism::None,
+                        q.as_ptr().add(q_at),
+                        (ql.row, 1),
+                        kt.as_ptr(),
+                        len,
                     );
                 }
                 probabilities(p, r0, r1, scale_t, &mut lse_rows[..nb], false);
                 unsafe {
                     // dP = dO vᵀ.
-                    gemm_raw(
+                    mm(
                         (nb, r1, d),
                         dp.as_mut_ptr(),
                         r1,
                         false,
-                        go.as_ptr().add(q_blk),
-                        (dims.q_row(), 1),
-                        v.as_ptr().add(kv0),
-                        (1, dims.kv_row()),
-                        gemm::Parallelism::None,
+                        go.as_ptr().add(o_at),
+                        (h * d, 1),
+                        vt.as_ptr(),
+                        len,
                     );
                     // dV += Pᵀ dO.
-                    gemm_raw(
+                    mm(
                         (r1, d, nb),
-                        dv_ptr.get().add(kv0),
-                        dims.kv_row(),
+                        dv_ptr.get().add(kv_out),
+                        kvh * d,
                         true,
                         p.as_ptr(),
                         (1, r1),
-                        go.as_ptr().add(q_blk),
-                        (dims.q_row(), 1),
-                        gemm::Parallelism::None,
+                        go.as_ptr().add(o_at),
+                        h * d,
                     );
                 }
                 // dS · scale, in place of dP.
@@ -313,28 +417,26 @@ fn backward<T: Real>(
                 }
                 unsafe {
                     // dQ = dS k.
-                    gemm_raw(
+                    mm(
                         (nb, d, r1),
-                        dq_ptr.get().add(q_blk),
-                        dims.q_row(),
+                        dq_ptr.get().add(o_at),
+                        h * d,
                         false,
                         dp.as_ptr(),
                         (r1, 1),
-                        k.as_ptr().add(kv0),
-                        (dims.kv_row(), 1),
-                        gemm::Parallelism::None,
+                        k.as_ptr().add(kl.at(off, hk, d)),
+                        kl.row,
                     );
                     // dK += dSᵀ q.
-                    gemm_raw(
+                    mm(
                         (r1, d, nb),
-                        dk_ptr.get().add(kv0),
-                        dims.kv_row(),
+                        dk_ptr.get().add(kv_out),
+                        kvh * d,
                         true,
                         dp.as_ptr(),
                         (1, r1),
-                        q.as_ptr().add(q_blk),
-                        (dims.q_row(), 1),
-                        gemm::Parallelism::None,
+                        q.as_ptr().add(q_at),
+                        ql.row,
                     );
                 }
             }
@@ -362,27 +464,38 @@ impl CustomOp3 for Attention {
         let kvh = kl.shape().dims3()?.1;
         let dims = Dims { t, h, kvh, d };
         let shape = ql.shape().clone();
+        fn run<T: Real>(
+            (qs, ql): (&CpuStorage, &Layout),
+            (ks, kl): (&CpuStorage, &Layout),
+            (vs, vl): (&CpuStorage, &Layout),
+            dims: Dims,
+            seqs: &[(usize, usize)],
+            scale: f64,
+        ) -> Result<(Vec<T>, Vec<f64>)> {
+            let src = Qkv {
+                q: (
+                    slice::<T>(qs, ql, "attention q")?,
+                    Heads::dense(dims.h, dims.d),
+                ),
+                k: (
+                    slice::<T>(ks, kl, "attention k")?,
+                    Heads::dense(dims.kvh, dims.d),
+                ),
+                v: (
+                    slice::<T>(vs, vl, "attention v")?,
+                    Heads::dense(dims.kvh, dims.d),
+                ),
+            };
+            Ok(forward(src, dims, seqs, scale))
+        }
+        let args = ((qs, ql), (ks, kl), (vs, vl));
         let (out, lse) = match qs.dtype() {
             DType::F32 => {
-                let (o, l) = forward::<f32>(
-                    slice(qs, ql, "attention q")?,
-                    slice(ks, kl, "attention k")?,
-                    slice(vs, vl, "attention v")?,
-                    dims,
-                    &self.seqs,
-                    self.scale,
-                );
+                let (o, l) = run::<f32>(args.0, args.1, args.2, dims, &self.seqs, self.scale)?;
                 (storage(o, shape), l)
             }
             DType::F64 => {
-                let (o, l) = forward::<f64>(
-                    slice(qs, ql, "attention q")?,
-                    slice(ks, kl, "attention k")?,
-                    slice(vs, vl, "attention v")?,
-                    dims,
-                    &self.seqs,
-                    self.scale,
-                );
+                let (o, l) = run::<f64>(args.0, args.1, args.2, dims, &self.seqs, self.scale)?;
                 (storage(o, shape), l)
             }
             dt => candle_core::bail!("causal_attention: fused kernel has no {dt:?} path"),
@@ -414,42 +527,43 @@ impl CustomOp3 for Attention {
         let (t, h, d) = q.dims3()?;
         let kvh = k.dim(1)?;
         let dims = Dims { t, h, kvh, d };
-        let run = |dt: DType| -> Result<(Tensor, Tensor, Tensor)> {
-            fn go<T: Real>(
-                q: &Tensor,
-                k: &Tensor,
-                v: &Tensor,
-                o: &Tensor,
-                g: &Tensor,
-                lse: &[f64],
-                dims: Dims,
-                seqs: &[(usize, usize)],
-                scale: f64,
-            ) -> Result<(Tensor, Tensor, Tensor)> {
-                let (dq, dk, dv) = with_elems::<T, _>(q, "attention q", |qv| {
-                    with_elems::<T, _>(k, "attention k", |kv| {
-                        with_elems::<T, _>(v, "attention v", |vv| {
-                            with_elems::<T, _>(o, "attention out", |ov| {
-                                with_elems::<T, _>(g, "attention grad", |gv| {
-                                    Ok(backward(qv, kv, vv, ov, gv, lse, dims, seqs, scale))
-                                })
+        #[allow(clippy::too_many_arguments)]
+        fn run<T: Real>(
+            (q, k, v): (&Tensor, &Tensor, &Tensor),
+            o: &Tensor,
+            g: &Tensor,
+            lse: &[f64],
+            dims: Dims,
+            seqs: &[(usize, usize)],
+            scale: f64,
+        ) -> Result<(Tensor, Tensor, Tensor)> {
+            let (dq, dk, dv) = with_elems::<T, _>(q, "attention q", |qv| {
+                with_elems::<T, _>(k, "attention k", |kv| {
+                    with_elems::<T, _>(v, "attention v", |vv| {
+                        with_elems::<T, _>(o, "attention out", |ov| {
+                            with_elems::<T, _>(g, "attention grad", |gv| {
+                                let src = Qkv {
+                                    q: (qv, Heads::dense(dims.h, dims.d)),
+                                    k: (kv, Heads::dense(dims.kvh, dims.d)),
+                                    v: (vv, Heads::dense(dims.kvh, dims.d)),
+                                };
+                                Ok(backward(src, (ov, gv, lse), dims, seqs, scale))
                             })
                         })
                     })
-                })?;
-                Ok((
-                    Tensor::from_vec(dq, q.shape(), q.device())?,
-                    Tensor::from_vec(dk, k.shape(), k.device())?,
-                    Tensor::from_vec(dv, v.shape(), v.device())?,
-                ))
-            }
-            match dt {
-                DType::F32 => go::<f32>(q, k, v, res, grad, lse, dims, &self.seqs, self.scale),
-                DType::F64 => go::<f64>(q, k, v, res, grad, lse, dims, &self.seqs, self.scale),
-                dt => candle_core::bail!("causal_attention: fused backward has no {dt:?} path"),
-            }
+                })
+            })?;
+            Ok((
+                Tensor::from_vec(dq, q.shape(), q.device())?,
+                Tensor::from_vec(dk, k.shape(), k.device())?,
+                Tensor::from_vec(dv, v.shape(), v.device())?,
+            ))
+        }
+        let (dq, dk, dv) = match q.dtype() {
+            DType::F32 => run::<f32>((q, k, v), res, grad, lse, dims, &self.seqs, self.scale)?,
+            DType::F64 => run::<f64>((q, k, v), res, grad, lse, dims, &self.seqs, self.scale)?,
+            dt => candle_core::bail!("causal_attention: fused backward has no {dt:?} path"),
         };
-        let (dq, dk, dv) = run(q.dtype())?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
 }

@@ -25,16 +25,18 @@ mod attention;
 pub mod composed;
 mod linear;
 pub mod profile;
+mod qkv_attention;
 mod rms_norm;
 mod rope;
 mod silu_mul;
 mod token_logprobs;
 
 pub use attention::causal_attention;
-pub use linear::linear;
+pub use linear::{linear, linear_residual};
+pub use qkv_attention::{qkv_attention, QkNorms, QkvHeads};
 pub use rms_norm::rms_norm;
 pub use rope::rope;
-pub use silu_mul::silu_mul;
+pub use silu_mul::{silu_mul, silu_mul_packed};
 pub use token_logprobs::{token_logprobs, token_logprobs_tempered};
 
 use candle_core::{bail, CpuStorage, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
@@ -196,3 +198,5 @@ pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
 
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod transformer_check;

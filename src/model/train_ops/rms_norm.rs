@@ -34,7 +34,8 @@ struct RmsNorm {
     eps: f64,
 }
 
-fn rstd<T: Real>(row: &[T], eps: f64) -> T {
+/// `1 / sqrt(mean(row²) + eps)`.
+pub(super) fn rstd<T: Real>(row: &[T], eps: f64) -> T {
     let mut ss = T::zero();
     for &v in row {
         ss += v * v;

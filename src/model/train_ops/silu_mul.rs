@@ -3,7 +3,7 @@
 //! With `σ = 1/(1+e^−a)`: `da = g·b·σ·(1 + a·(1−σ))`, `db = g·a·σ`.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{fused, rows_per_task, slice, storage, with_elems, Real};
@@ -25,6 +25,111 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 }
 
 struct SiluMul;
+
+/// `silu(gate) · up` where `gate_up` (rows, 2·I) holds `[gate | up]` side by
+/// side in each row (the output of one GEMM over the concatenated
+/// `gate_proj` and `up_proj` weights); returns (rows, I).
+pub fn silu_mul_packed(gate_up: &Tensor) -> Result<Tensor> {
+    let (_rows, width) = gate_up.dims2()?;
+    if width % 2 != 0 {
+        candle_core::bail!("silu_mul_packed: width {width} of gate_up is odd");
+    }
+    if !fused(gate_up) {
+        let half = width / 2;
+        return super::composed::silu_mul(
+            &gate_up.narrow(1, 0, half)?,
+            &gate_up.narrow(1, half, half)?,
+        );
+    }
+    gate_up
+        .contiguous()?
+        .apply_op1_arc(std::sync::Arc::new(Box::new(SiluMulPacked)))
+}
+
+struct SiluMulPacked;
+
+fn forward_packed<T: Real>(gu: &[T], half: usize) -> Vec<T> {
+    let rows = gu.len() / (2 * half);
+    let mut y = vec![T::zero(); rows * half];
+    let per = rows_per_task(rows, 2 * half);
+    y.par_chunks_mut(per * half)
+        .zip(gu.par_chunks(per * 2 * half))
+        .for_each(|(y, gu)| {
+            for (yr, r) in y.chunks_exact_mut(half).zip(gu.chunks_exact(2 * half)) {
+                let (a, b) = r.split_at(half);
+                for ((y, &a), &b) in yr.iter_mut().zip(a).zip(b) {
+                    *y = a * sigmoid(a) * b;
+                }
+            }
+        });
+    y
+}
+
+fn backward_packed<T: Real>(gu: &[T], g: &[T], half: usize) -> Vec<T> {
+    let rows = gu.len() / (2 * half);
+    let mut d = vec![T::zero(); gu.len()];
+    let per = rows_per_task(rows, 2 * half);
+    d.par_chunks_mut(per * 2 * half)
+        .zip(gu.par_chunks(per * 2 * half).zip(g.par_chunks(per * half)))
+        .for_each(|(d, (gu, g))| {
+            for ((dr, r), gr) in d
+                .chunks_exact_mut(2 * half)
+                .zip(gu.chunks_exact(2 * half))
+                .zip(g.chunks_exact(half))
+            {
+                let (a, b) = r.split_at(half);
+                let (da, db) = dr.split_at_mut(half);
+                for i in 0..half {
+                    let s = sigmoid(a[i]);
+                    da[i] = gr[i] * b[i] * s * (T::one() + a[i] * (T::one() - s));
+                    db[i] = gr[i] * a[i] * s;
+                }
+            }
+        });
+    d
+}
+
+impl CustomOp1 for SiluMulPacked {
+    fn name(&self) -> &'static str {
+        "train-silu-mul-packed"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _timer = super::profile::Timer::start(super::profile::Op::SiluMul, false);
+        let (rows, width) = l.shape().dims2()?;
+        let half = width / 2;
+        match s.dtype() {
+            DType::F32 => Ok(storage(
+                forward_packed::<f32>(slice(s, l, "silu_mul_packed")?, half),
+                (rows, half),
+            )),
+            DType::F64 => Ok(storage(
+                forward_packed::<f64>(slice(s, l, "silu_mul_packed")?, half),
+                (rows, half),
+            )),
+            dt => candle_core::bail!("silu_mul_packed: fused kernel has no {dt:?} path"),
+        }
+    }
+
+    fn bwd(&self, gu: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let _timer = super::profile::Timer::start(super::profile::Op::SiluMul, true);
+        fn run<T: Real>(gu: &Tensor, g: &Tensor) -> Result<Tensor> {
+            let half = gu.dim(1)? / 2;
+            let d = with_elems::<T, _>(gu, "silu_mul_packed", |a| {
+                with_elems::<T, _>(g, "silu_mul_packed grad", |gv| {
+                    Ok(backward_packed(a, gv, half))
+                })
+            })?;
+            Tensor::from_vec(d, gu.shape(), gu.device())
+        }
+        let d = match gu.dtype() {
+            DType::F32 => run::<f32>(gu, grad)?,
+            DType::F64 => run::<f64>(gu, grad)?,
+            dt => candle_core::bail!("silu_mul_packed: fused backward has no {dt:?} path"),
+        };
+        Ok(Some(d))
+    }
+}
 
 const CHUNK: usize = 16 * 1024;
 
@@ -132,6 +237,24 @@ impl CustomOp2 for SiluMul {
 mod tests {
     use super::super::testing::{check_op, Case};
     use super::*;
+
+    #[test]
+    fn silu_mul_packed_matches_composed_and_finite_differences() {
+        for (rows, half) in [(1usize, 3usize), (50, 96)] {
+            let case = Case::new(&[&[rows, 2 * half]], half as u64).scaled(0, 4.0);
+            check_op(
+                &format!("silu_mul_packed {rows}x{half}"),
+                &case,
+                |t| silu_mul_packed(&t[0]),
+                |t| {
+                    super::super::composed::silu_mul(
+                        &t[0].narrow(1, 0, half)?,
+                        &t[0].narrow(1, half, half)?,
+                    )
+                },
+            );
+        }
+    }
 
     #[test]
     fn silu_mul_matches_composed_and_finite_differences() {
