@@ -55,6 +55,8 @@ pub mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_f32;
 pub mod linear;
 pub mod matmul;
 #[cfg(target_arch = "x86_64")]

@@ -154,17 +154,25 @@ impl Linear {
         Ok(true)
     }
 
+    /// The dense weight in `dtype` for a differentiable forward (a cast
+    /// stays in the graph); errors for quantized or packed weights.
+    pub fn train_weight(&self, dtype: candle_core::DType) -> Result<Tensor> {
+        match &self.weight {
+            Weight::Dense(w) if w.dtype() == dtype => Ok(w.clone()),
+            Weight::Dense(w) => w.to_dtype(dtype),
+            _ => candle_core::bail!("quantized or packed weights cannot be trained"),
+        }
+    }
+
     /// `x`: (rows, in) → (rows, out).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match (&self.weight, mode) {
             (Weight::Dense(w), Mode::Inference) => crate::kernels::linear(x, w)?,
-            (Weight::Dense(w), Mode::Train) => {
-                let w = if w.dtype() == x.dtype() {
-                    w.clone()
-                } else {
-                    w.to_dtype(x.dtype())?
-                };
-                candle_nn::Linear::new(w, None).forward(x)?
+            (Weight::Dense(_), Mode::Train) => {
+                super::train_ops::linear(x, &self.train_weight(x.dtype())?)?
+            }
+            (Weight::Dense(_), Mode::TrainComposed) => {
+                candle_nn::Linear::new(self.train_weight(x.dtype())?, None).forward(x)?
             }
             (Weight::Quantized { matmul, .. }, Mode::Inference) => matmul.forward(x)?,
             #[cfg(target_arch = "x86_64")]
@@ -175,7 +183,7 @@ impl Linear {
             (Weight::PackedF32(p), Mode::Inference) => {
                 crate::kernels::linear_packed(x, p.as_ref())?
             }
-            (_, Mode::Train) => {
+            (_, Mode::Train | Mode::TrainComposed) => {
                 candle_core::bail!("quantized or packed weights cannot be trained")
             }
         };

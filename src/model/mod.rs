@@ -11,6 +11,7 @@ pub mod linear;
 pub mod loader;
 pub mod presets;
 pub mod rope;
+pub mod train_ops;
 pub mod transformer;
 
 pub use checkpoint::{write_checkpoint, write_model_dir, CheckpointDType, WriteOptions};
@@ -116,12 +117,25 @@ impl KvCacheDType {
 }
 
 /// Which kernels a forward uses: fused, gradient-free ones for serving, or
-/// composed differentiable ones for training (candle's fused rms_norm,
+/// differentiable ones for training (candle's fused rms_norm,
 /// softmax_last_dim and rope produce no gradient).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Inference,
+    /// Differentiable, through the fused training ops of [`train_ops`] (one
+    /// graph node per norm, rope, attention, activation and projection).
     Train,
+    /// Differentiable, through candle's composed ops only
+    /// ([`train_ops::composed`]): the reference [`Mode::Train`] is checked
+    /// against.
+    TrainComposed,
+}
+
+impl Mode {
+    /// Whether the forward records gradients (either training variant).
+    pub fn is_train(self) -> bool {
+        !matches!(self, Mode::Inference)
+    }
 }
 
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ use super::decode_attention::{self, DecodeItem};
 use super::kv_cache::{KvCache, KvView};
 use super::linear::Linear;
 use super::rope::RotaryEmbedding;
+use super::train_ops;
 use super::{Architecture, Mode, ModelConfig};
 
 #[derive(Debug, Clone)]
@@ -37,8 +38,8 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match mode {
             Mode::Inference => candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32),
-            // The fused op has no backward: gradients need the composed version.
-            Mode::Train => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32),
+            Mode::Train => train_ops::rms_norm(x, &self.weight, self.eps),
+            Mode::TrainComposed => train_ops::composed::rms_norm(x, &self.weight, self.eps),
         }
     }
 }
@@ -203,7 +204,7 @@ impl Attention {
             }
             let probs = match mode {
                 Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-                Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+                Mode::Train | Mode::TrainComposed => candle_nn::ops::softmax(&scores, D::Minus1)?,
             };
             let out = probs.matmul(&values)?; // (kvh, group*len, d)
             outs.push(Some(
@@ -237,18 +238,56 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Training forward without KV caches, as few graph nodes as possible:
+    /// one GEMM over the concatenated q/k/v weights, then
+    /// [`train_ops::qkv_attention`] (q/k norms, rope, causal attention over
+    /// the whole ragged batch). Returns the attention output before `o_proj`.
+    fn forward_fused(&self, x: &Tensor, batch: &BatchState) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let w = Tensor::cat(
+            &[
+                self.q_proj.train_weight(dtype)?,
+                self.k_proj.train_weight(dtype)?,
+                self.v_proj.train_weight(dtype)?,
+            ],
+            0,
+        )?;
+        let mut qkv = train_ops::linear(x, &w)?;
+        if let (Some(bq), Some(bk), Some(bv)) =
+            (&self.q_proj.bias, &self.k_proj.bias, &self.v_proj.bias)
+        {
+            qkv = qkv.broadcast_add(&Tensor::cat(&[bq, bk, bv], 0)?)?;
+        }
+        let norms = match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Some(train_ops::QkNorms {
+                q: &q.weight,
+                k: &k.weight,
+                eps: q.eps,
+            }),
+            _ => None,
+        };
+        let heads = train_ops::QkvHeads {
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+        };
+        let lens: Vec<usize> = batch.seqs.iter().map(|s| s.len).collect();
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        train_ops::qkv_attention(&qkv, norms, (&batch.cos, &batch.sin), heads, &lens, scale)
+    }
+}
+
 /// Rotary embedding of `x` (tokens, heads, d), each token at its own
 /// position; `cos`/`sin` are (tokens, d/2).
 fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
-    let x = x.unsqueeze(0)?;
-    let y = match mode {
-        Mode::Inference => candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)?,
-        // The fused rope has no backward: (1, tokens, h, d) -> (1, h, tokens, d).
-        Mode::Train => {
-            candle_nn::rotary_emb::rope_slow(&x.transpose(1, 2)?, cos, sin)?.transpose(1, 2)?
+    match mode {
+        Mode::Inference => {
+            candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)
         }
-    };
-    y.squeeze(0)
+        Mode::Train => train_ops::rope(x, cos, sin),
+        Mode::TrainComposed => train_ops::composed::rope(x, cos, sin),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -269,9 +308,29 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x, mode)?)?;
+        let gate = self.gate_proj.forward(x, mode)?;
         let up = self.up_proj.forward(x, mode)?;
-        self.down_proj.forward(&(gate * up)?, mode)
+        let act = match mode {
+            Mode::Train => train_ops::silu_mul(&gate, &up)?,
+            Mode::Inference | Mode::TrainComposed => (candle_nn::ops::silu(&gate)? * up)?,
+        };
+        self.down_proj.forward(&act, mode)
+    }
+}
+
+impl Mlp {
+    /// Training forward: one GEMM over the concatenated gate/up weights and
+    /// [`train_ops::silu_mul_packed`]; returns the activation before `down_proj`.
+    fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let w = Tensor::cat(
+            &[
+                self.gate_proj.train_weight(dtype)?,
+                self.up_proj.train_weight(dtype)?,
+            ],
+            0,
+        )?;
+        train_ops::silu_mul_packed(&train_ops::linear(x, &w)?)
     }
 }
 
@@ -304,10 +363,49 @@ impl DecoderLayer {
         layer: usize,
         mode: Mode,
     ) -> Result<Tensor> {
+        if mode == Mode::Train && batch.fused_attention && self.fusable() {
+            return self.forward_fused(x, batch);
+        }
         let h = self.input_layernorm.forward(x, mode)?;
         let x = (x + self.self_attn.forward(&h, batch, layer, mode)?)?;
         let h = self.post_attention_layernorm.forward(&x, mode)?;
         x + self.mlp.forward(&h, mode)?
+    }
+}
+
+impl DecoderLayer {
+    /// Whether [`DecoderLayer::forward_fused`] applies: dense weights, and
+    /// no bias on the output projections.
+    fn fusable(&self) -> bool {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .iter()
+        .all(|l| l.dense().is_some())
+            && a.o_proj.bias.is_none()
+            && m.down_proj.bias.is_none()
+    }
+
+    /// [`Mode::Train`] without KV caches: the layer in eight graph nodes
+    /// (two norms, the fused attention core and activation, four GEMMs, the
+    /// residual adds folded into the output projections).
+    fn forward_fused(&self, x: &Tensor, batch: &BatchState) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let h = self.input_layernorm.forward(x, Mode::Train)?;
+        let attn = self.self_attn.forward_fused(&h, batch)?;
+        let o = self.self_attn.o_proj.train_weight(dtype)?;
+        let x = train_ops::linear_residual(&attn, &o, x)?;
+        let h = self.post_attention_layernorm.forward(&x, Mode::Train)?;
+        let act = self.mlp.forward_fused(&h)?;
+        let down = self.mlp.down_proj.train_weight(dtype)?;
+        train_ops::linear_residual(&act, &down, &x)
     }
 }
 
@@ -328,6 +426,9 @@ struct SeqState<'a> {
 
 struct BatchState<'a> {
     seqs: Vec<SeqState<'a>>,
+    /// Training without KV caches: each layer runs
+    /// [`DecoderLayer::forward_fused`] (no per-sequence masks).
+    fused_attention: bool,
     /// Rotary tables for every token of the batch, (tokens, head_dim/2).
     cos: Tensor,
     sin: Tensor,
@@ -465,6 +566,7 @@ impl Transformer {
         let mut states = Vec::with_capacity(seqs.len());
         let mut last_rows = Vec::with_capacity(seqs.len());
         let mut positions_all: Vec<u32> = Vec::new();
+        let fused_attention = mode == Mode::Train && seqs.iter().all(|s| s.cache.is_none());
         for seq in seqs.iter_mut() {
             let len = seq.tokens.len();
             if len == 0 {
@@ -479,7 +581,7 @@ impl Transformer {
                 );
             }
             positions_all.extend((past..past + len).map(|p| p as u32));
-            let mask = if len > 1 {
+            let mask = if len > 1 && !fused_attention {
                 Some(causal_mask(
                     len,
                     past,
@@ -507,6 +609,7 @@ impl Transformer {
         let (cos, sin) = self.rotary.gather(&positions_all, self.act_dtype)?;
         let mut batch = BatchState {
             seqs: states,
+            fused_attention,
             cos,
             sin,
         };

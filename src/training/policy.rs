@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use quorum_train::batch::PackedBatch;
 use quorum_train::policy::Policy;
 
@@ -69,15 +69,13 @@ impl Policy for TransformerPolicy {
             })
             .collect();
         let logits = self.model.forward(&mut seqs, Positions::All, Mode::Train)?;
-        let logits = if temperature != 1.0 {
-            (logits / temperature)?
-        } else {
-            logits
-        };
-        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let targets = Tensor::new(batch.targets.as_slice(), logits.device())?
-            .to_dtype(DType::U32)?
-            .unsqueeze(1)?;
-        Ok(lsm.gather(&targets, 1)?.squeeze(1)?)
+        let targets = Tensor::new(batch.targets.as_slice(), logits.device())?;
+        // Fused: one pass for the log-sum-exp, backward g·(onehot − softmax)
+        // without materialising the log-probabilities.
+        Ok(crate::model::train_ops::token_logprobs_tempered(
+            &logits,
+            &targets,
+            temperature,
+        )?)
     }
 }
