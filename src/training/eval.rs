@@ -83,7 +83,9 @@ pub fn accuracy(
                 ..SamplingParams::default()
             },
             eos_token_ids: ctx.eos.clone(),
-            think: p.think,
+            // The model's own thinking, capped only by max_new_tokens: no
+            // engine budget (its forced text would be the answer, not the model's).
+            think: None,
         });
     }
     let view = inference_view(model);
