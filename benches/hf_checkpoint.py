@@ -26,8 +26,13 @@ def main():
     for prompt in a.prompt or ["Compute 347+589.", "Compute 86*7."]:
         for think in (True, False):
             msgs = [{"role": "user", "content": prompt}]
-            ids = tok.apply_chat_template(msgs, add_generation_prompt=True, enable_thinking=think,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
+            text = tok.apply_chat_template(msgs, add_generation_prompt=True, enable_thinking=think,
+                                           tokenize=False)
+            # Quorum opens the think block when thinking is on (the server's and the trainer's
+            # prompt: `<think>\n` after the generation prompt); Qwen3's template leaves it to the model.
+            if think and not text.rstrip().endswith("<think>"):
+                text += "<think>\n"
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
             with torch.no_grad():
                 out = model.generate(ids, max_new_tokens=a.max_new_tokens, do_sample=False)
             hf = out[0, ids.shape[1]:].tolist()
