@@ -17,9 +17,13 @@ use serde_json::json;
 fn write_data(dir: &Path, n: usize, seed: u64) -> (PathBuf, PathBuf) {
     let mut sft = String::new();
     let mut tasks = String::new();
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     for i in 0..n {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let a = (x >> 33) % 90 + 10;
         let b = (x >> 45) % 90 + 10;
         let s = a + b;
@@ -42,7 +46,10 @@ fn write_data(dir: &Path, n: usize, seed: u64) -> (PathBuf, PathBuf) {
         tasks.push_str(&json!({"prompt": prompt, "answer": s.to_string()}).to_string());
         tasks.push('\n');
     }
-    let (p, t) = (dir.join(format!("sft-{seed}.jsonl")), dir.join(format!("tasks-{seed}.jsonl")));
+    let (p, t) = (
+        dir.join(format!("sft-{seed}.jsonl")),
+        dir.join(format!("tasks-{seed}.jsonl")),
+    );
     std::fs::write(&p, sft).unwrap();
     std::fs::write(&t, tasks).unwrap();
     (p, t)
@@ -83,7 +90,10 @@ max_new_tokens = 24
         eval = eval.display(),
         tasks = tasks.display(),
     );
-    let path = dir.join(format!("recipe-{}.toml", out.file_name().unwrap().to_string_lossy()));
+    let path = dir.join(format!(
+        "recipe-{}.toml",
+        out.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -158,7 +168,10 @@ fn sft_lowers_held_out_loss_and_the_checkpoint_serves() {
             .json()
             .await
             .unwrap();
-        assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+        assert!(
+            body["choices"][0]["message"]["content"].is_string(),
+            "{body}"
+        );
     });
 }
 

@@ -9,13 +9,13 @@ use serde_json::Map;
 use quorum_scoring::verifier::verifier_by_name;
 
 use crate::chat::{ChatMessage, ChatTemplate, SpecialTokenPolicy};
+use crate::engine::in_engine_pool;
 use crate::engine::rollout::{generate_groups, GroupRequest, RolloutConfig};
 use crate::engine::sampler::SamplingParams;
 use crate::engine::sequence::FinishReason;
 use crate::engine::think::prompt::{build_chat_prompt, ThinkOptions};
 use crate::engine::think::resolve::ThinkConfig;
 use crate::engine::weights_view::inference_view;
-use crate::engine::in_engine_pool;
 use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
 
@@ -118,8 +118,16 @@ pub fn accuracy(
     Ok(ModeAccuracy {
         correct,
         total,
-        accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 },
-        mean_tokens: if total == 0 { 0.0 } else { tokens as f64 / total as f64 },
+        accuracy: if total == 0 {
+            0.0
+        } else {
+            correct as f64 / total as f64
+        },
+        mean_tokens: if total == 0 {
+            0.0
+        } else {
+            tokens as f64 / total as f64
+        },
         truncated,
     })
 }

@@ -7,7 +7,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use quorum_train::batch::PackedBatch;
 use quorum_train::policy::Policy;
 
-use crate::model::{load_trainable, Mode, ModelConfig, ModelError, Positions, SeqInput, Transformer};
+use crate::model::{
+    load_trainable, Mode, ModelConfig, ModelError, Positions, SeqInput, Transformer,
+};
 
 /// A trainable model: the transformer and its parameters by HF tensor name.
 pub struct TransformerPolicy {

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use quorum_train::mask::ChatRenderer;
 
 use crate::chat::{ChatMessage, ChatTemplate, SpecialTokenPolicy};
-use crate::engine::think::resolve::{apply_to_prompt, resolve, ThinkConfig, ThinkPlan, ThinkRequest};
+use crate::engine::think::resolve::{
+    apply_to_prompt, resolve, ThinkConfig, ThinkPlan, ThinkRequest,
+};
 use crate::tokenizer::Tokenizer;
 
 /// Renders one conversation's turns with one resolved think plan.
@@ -115,7 +117,11 @@ mod tests {
     use quorum_train::mask::assistant_only;
 
     /// The weighted tokens of a masked conversation, decoded.
-    fn trained_text(tok: &Tokenizer, messages: &[ChatMessage], kwargs: Map<String, Value>) -> String {
+    fn trained_text(
+        tok: &Tokenizer,
+        messages: &[ChatMessage],
+        kwargs: Map<String, Value>,
+    ) -> String {
         let template = ChatTemplate::from_tokenizer(tok).unwrap();
         let cfg = ThinkConfig::default();
         let r = ConversationRenderer::new(&template, tok, &cfg, true, messages, kwargs).unwrap();
@@ -136,7 +142,10 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer"),
         )
         .unwrap();
-        vec![("qwen3", qwen3), ("small", Tokenizer::synthetic(true).unwrap())]
+        vec![
+            ("qwen3", qwen3),
+            ("small", Tokenizer::synthetic(true).unwrap()),
+        ]
     }
 
     #[test]
@@ -145,7 +154,9 @@ mod tests {
             let conv = [
                 ChatMessage::system("/think"),
                 ChatMessage::user("Compute 12+34."),
-                ChatMessage::assistant("<think>\n2+4+0=6 1+3+0=4\nr:64 a:46\n</think>\n\n\\boxed{46}"),
+                ChatMessage::assistant(
+                    "<think>\n2+4+0=6 1+3+0=4\nr:64 a:46\n</think>\n\n\\boxed{46}",
+                ),
             ];
             // The generation prompt already opens the think block, so the
             // trained text starts inside it.
@@ -166,14 +177,22 @@ mod tests {
             ];
             let mut kw = Map::new();
             kw.insert("enable_thinking".into(), Value::Bool(false));
-            assert_eq!(trained_text(&tok, &conv, kw), "\\boxed{46}<|im_end|>\n", "{name}");
+            assert_eq!(
+                trained_text(&tok, &conv, kw),
+                "\\boxed{46}<|im_end|>\n",
+                "{name}"
+            );
             // The soft switch gives the same mask as the kwarg.
             let conv = [
                 ChatMessage::system("/no_think"),
                 ChatMessage::user("Compute 12+34."),
                 ChatMessage::assistant("\\boxed{46}"),
             ];
-            assert_eq!(trained_text(&tok, &conv, Map::new()), "\\boxed{46}<|im_end|>\n", "{name}");
+            assert_eq!(
+                trained_text(&tok, &conv, Map::new()),
+                "\\boxed{46}<|im_end|>\n",
+                "{name}"
+            );
         }
     }
 
@@ -188,7 +207,10 @@ mod tests {
             ];
             let text = trained_text(&tok, &conv, Map::new());
             assert!(text.ends_with("\\boxed{3}<|im_end|>\n"), "{name}: {text:?}");
-            assert!(!text.contains("Compute") && !text.contains("Hi"), "{name}: {text:?}");
+            assert!(
+                !text.contains("Compute") && !text.contains("Hi"),
+                "{name}: {text:?}"
+            );
         }
     }
 }

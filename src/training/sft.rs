@@ -22,9 +22,9 @@ use quorum_train::sft::{eval_loss, sft_step};
 use quorum_train::sft_config::SftConfig;
 
 use crate::chat::ChatTemplate;
-use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 use crate::engine::think::budget::tokenizer_supports_think;
 use crate::engine::think::resolve::ThinkConfig;
+use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 use crate::tokenizer::Tokenizer;
 
 use super::data::{load_conversations, load_eval_tasks, Conversation};
@@ -212,7 +212,14 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
     let mut final_eval = None;
     let mut stopped_early = false;
     let save = |state: &TrainerState, opt: &AdamW, policy: &TransformerPolicy| {
-        save_checkpoint(&run_dir, &cfg.model.init, state, opt, policy, cfg.checkpoint.keep)
+        save_checkpoint(
+            &run_dir,
+            &cfg.model.init,
+            state,
+            opt,
+            policy,
+            cfg.checkpoint.keep,
+        )
     };
 
     while state.step < cfg.train.steps {

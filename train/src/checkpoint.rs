@@ -164,13 +164,12 @@ pub fn load_state(dir: &Path) -> Result<(TrainerState, HashMap<String, Tensor>)>
             message: e.to_string(),
         })?;
     let opt_path = dir.join(OPTIMIZER_FILE);
-    let tensors =
-        candle_core::safetensors::load(&opt_path, &Device::Cpu).map_err(|e| {
-            TrainError::Checkpoint {
-                path: opt_path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+    let tensors = candle_core::safetensors::load(&opt_path, &Device::Cpu).map_err(|e| {
+        TrainError::Checkpoint {
+            path: opt_path.clone(),
+            message: e.to_string(),
+        }
+    })?;
     Ok((state, tensors))
 }
 
@@ -205,7 +204,10 @@ mod tests {
             p.commit(&opt, &state(step), 2).unwrap();
         }
         let all = list(&dir).unwrap();
-        assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![20, 30]);
+        assert_eq!(
+            all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![20, 30]
+        );
         let (s, t) = load_state(&all[1].1).unwrap();
         assert_eq!(s, state(30));
         assert_eq!(t["m.w"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);

@@ -71,7 +71,9 @@ fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
 fn parse_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -102,7 +104,11 @@ mod tests {
         let (c, t): (Cfg, _) = parse_with_overrides(
             "[optim]\nlr = 0.1\n",
             "x.toml",
-            &["optim.lr=3e-4".into(), "optim.steps=7".into(), "name=run-a".into()],
+            &[
+                "optim.lr=3e-4".into(),
+                "optim.steps=7".into(),
+                "name=run-a".into(),
+            ],
         )
         .unwrap();
         assert_eq!(c.optim, Optim { lr: 3e-4, steps: 7 });
@@ -116,9 +122,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("optim") && e.contains("lrr"), "{e}");
-        let e = parse_with_overrides::<Cfg>("[optim]\nlr = 0.1\n", "x.toml", &["optim.bogus=1".into()])
-            .unwrap_err()
-            .to_string();
+        let e =
+            parse_with_overrides::<Cfg>("[optim]\nlr = 0.1\n", "x.toml", &["optim.bogus=1".into()])
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("bogus"), "{e}");
         let e = parse_with_overrides::<Cfg>("[optim]\nlr = 'a'\n", "x.toml", &[])
             .unwrap_err()

@@ -124,7 +124,13 @@ mod tests {
 
     #[test]
     fn only_assistant_tokens_are_weighted() {
-        let conv = [('s', "sys"), ('u', "hi"), ('a', "yo"), ('u', "q"), ('a', "ans")];
+        let conv = [
+            ('s', "sys"),
+            ('u', "hi"),
+            ('a', "yo"),
+            ('u', "q"),
+            ('a', "ans"),
+        ];
         let m = assistant_only(&Chars { drop_old: false }, &conv, |x| x.0 == 'a').unwrap();
         // each assistant turn: its content and its end marker
         assert_eq!(weighted(&m), "yo|ans|");

@@ -101,7 +101,11 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(METRICS_FILE)).unwrap();
         let steps: Vec<u64> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(steps, vec![1, 2, 3, 4]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -177,9 +177,9 @@ impl AdamW {
         for s in self.slots.iter_mut() {
             for (key, dst) in [("m", &mut s.m), ("v", &mut s.v)] {
                 let name = format!("{key}.{}", s.name);
-                let src = tensors.get(&name).ok_or_else(|| {
-                    TrainError::Batch(format!("optimizer state has no `{name}`"))
-                })?;
+                let src = tensors
+                    .get(&name)
+                    .ok_or_else(|| TrainError::Batch(format!("optimizer state has no `{name}`")))?;
                 if src.dims() != dst.dims() {
                     return Err(TrainError::Batch(format!(
                         "optimizer state `{name}` has shape {:?}, the parameter {:?}",
@@ -228,7 +228,12 @@ mod tests {
         opt.step(&grads("w", &[0.5, 0.1], &[1, 2]), 0.1).unwrap();
         // Step 1: m̂ = g, v̂ = g², update = g/(|g|+ε) ≈ sign(g) = 1;
         // θ -= 0.1·(1 + 0.01·θ): 1 → 1 − 0.1·1.01 = 0.899; −2 → −2 − 0.1·(1 − 0.02) = −2.098.
-        let got = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!((got[0] - 0.899).abs() < 1e-6, "{got:?}");
         assert!((got[1] + 2.098).abs() < 1e-6, "{got:?}");
         // Step 2 with g = [-0.5, 0.1]:
@@ -238,7 +243,12 @@ mod tests {
         let m_hat = -0.005f64 / 0.19;
         let v_hat = 0.000_499_75f64 / (1.0 - 0.999f64 * 0.999);
         let want0 = 0.899 - 0.1 * (m_hat / (v_hat.sqrt() + 1e-8) + 0.01 * 0.899);
-        let got = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!((got[0] as f64 - want0).abs() < 1e-5, "{got:?} vs {want0}");
         // The second coordinate saw the same gradient twice: m̂ = 0.1, v̂ = 0.01 → update 1.
         let want1 = -2.098 - 0.1 * (1.0 + 0.01 * -2.098);
@@ -269,7 +279,10 @@ mod tests {
         // under the limit: untouched
         let mut g = grads("w", &[0.3, 0.4], &[2]);
         assert!((g.clip_global_norm(1.0).unwrap() - 0.5).abs() < 1e-7);
-        assert_eq!(g.get("w").unwrap().to_vec1::<f32>().unwrap(), vec![0.3, 0.4]);
+        assert_eq!(
+            g.get("w").unwrap().to_vec1::<f32>().unwrap(),
+            vec![0.3, 0.4]
+        );
     }
 
     #[test]

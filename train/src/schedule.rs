@@ -45,7 +45,7 @@ mod tests {
         assert!(close(s.lr(0), 2.5e-4));
         assert!(close(s.lr(3), 1e-3));
         assert!(close(s.lr(4), 1e-3)); // decay starts at the peak
-        // halfway through the 10 decay steps: floor + (peak-floor)/2
+                                       // halfway through the 10 decay steps: floor + (peak-floor)/2
         assert!(close(s.lr(9), 1e-4 + 0.9e-3 * 0.5));
         assert!(close(s.lr(14), 1e-4));
         assert!(close(s.lr(100), 1e-4));

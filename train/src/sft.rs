@@ -82,7 +82,9 @@ pub fn eval_loss<P: Policy>(policy: &P, batches: &[PackedBatch]) -> Result<f64> 
         total += n;
     }
     if total == 0.0 {
-        return Err(TrainError::Batch("no trained tokens in the eval set".into()));
+        return Err(TrainError::Batch(
+            "no trained tokens in the eval set".into(),
+        ));
     }
     Ok(nll / total)
 }
@@ -117,9 +119,16 @@ mod tests {
         let before = eval_loss(&p, std::slice::from_ref(&batch)).unwrap();
         let mut last = before;
         for _ in 0..30 {
-            last = sft_step(&p, &params, &mut opt, std::slice::from_ref(&batch), 0.1, Some(1.0))
-                .unwrap()
-                .loss;
+            last = sft_step(
+                &p,
+                &params,
+                &mut opt,
+                std::slice::from_ref(&batch),
+                0.1,
+                Some(1.0),
+            )
+            .unwrap()
+            .loss;
         }
         let after = eval_loss(&p, &[batch]).unwrap();
         assert!(before > 1.0, "{before}");
@@ -136,7 +145,15 @@ mod tests {
             let params = p.params();
             let mut opt = AdamW::new(params.clone(), AdamWConfig::default()).unwrap();
             let s = sft_step(&p, &params, &mut opt, micro, 0.05, None).unwrap();
-            (s, p.table.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            (
+                s,
+                p.table
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
         };
         let (a, wa) = run(&whole);
         let (b, wb) = run(&split);
