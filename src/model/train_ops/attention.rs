@@ -216,7 +216,7 @@ fn probabilities<T: Real>(
         if lse_out {
             let mut m = T::NEG_INFINITY;
             for v in live.iter_mut() {
-                *v = *v * scale;
+                *v *= scale;
                 m = m.max(*v);
             }
             let mut sum = T::zero();
@@ -226,7 +226,7 @@ fn probabilities<T: Real>(
             }
             let inv = T::one() / sum;
             for v in live.iter_mut() {
-                *v = *v * inv;
+                *v *= inv;
             }
             lse_rows[ii] = (m + sum.ln()).to_f64();
         } else {
@@ -343,7 +343,7 @@ pub(super) fn backward<T: Real>(
         let mut p = vec![T::zero(); rows * len];
         let mut dp = vec![T::zero(); rows * len];
         let mut lse_rows = vec![0f64; BLOCK];
-        let mut drow = vec![T::zero(); BLOCK];
+        let mut drow = [T::zero(); BLOCK];
         let kv_out = (off * kvh + hk) * d;
         for hq in hk * group..(hk + 1) * group {
             for r0 in (0..len).step_by(BLOCK) {

@@ -201,6 +201,7 @@ impl<T: Real> Tables<'_, T> {
 
     /// `dx` of one head from the gradient `g` of its rotated output; adds
     /// the norm weight's gradient to `dw`.
+    #[allow(clippy::too_many_arguments)] // one head's slices and shapes; a struct would only rename them
     fn backward_head(
         &self,
         t: usize,
@@ -345,11 +346,14 @@ fn finish_backward<T: Real>(
     (dqkv, dwq, dwk)
 }
 
+/// A CPU storage with its layout, as candle hands it to a custom op.
+type StorageRef<'a> = (&'a CpuStorage, &'a Layout);
+
 impl QkvAttention {
     fn fwd<T: Real>(
         &self,
         (qs, ql): (&CpuStorage, &Layout),
-        norms: Option<((&CpuStorage, &Layout), (&CpuStorage, &Layout))>,
+        norms: Option<(StorageRef<'_>, StorageRef<'_>)>,
     ) -> Result<(CpuStorage, Shape)> {
         let _timer = super::profile::Timer::start(super::profile::Op::Attention, false);
         let qkv = slice::<T>(qs, ql, "qkv_attention qkv")?;
