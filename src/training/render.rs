@@ -64,28 +64,6 @@ impl<'a> ConversationRenderer<'a> {
             supported,
         })
     }
-
-    pub fn thinking(&self) -> bool {
-        self.plan.enabled
-    }
-
-    /// The rendered text (generation prompt with the think fix-up).
-    pub fn render_text(&self, messages: &[ChatMessage], gen: bool) -> Result<String, String> {
-        let rendered = crate::chat::prompt::render(
-            self.template,
-            self.tok,
-            messages,
-            gen,
-            &self.kwargs,
-            SpecialTokenPolicy::default(),
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(if gen {
-            apply_to_prompt(&rendered.text, &self.plan, self.cfg, self.supported)
-        } else {
-            rendered.text
-        })
-    }
 }
 
 impl ChatRenderer<ChatMessage> for ConversationRenderer<'_> {
