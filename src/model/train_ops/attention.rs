@@ -152,7 +152,7 @@ unsafe fn mm<T: Real>(
             n,
             k,
             a: Strides { row: ars, col: acs },
-            ldb,
+            b: Strides::row_major(ldb),
             ldc,
             accumulate,
         };
