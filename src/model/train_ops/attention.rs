@@ -26,6 +26,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{fused, gemm_raw, slice, storage, with_elems, Real, SharedMut};
 
 /// Query rows per block.
@@ -197,42 +198,46 @@ fn transposed<T: Real>(src: &[T], start: usize, row: usize, len: usize, d: usize
     t
 }
 
-/// Scaled, masked scores of query rows `r0..r1` of a sequence against its
-/// keys `0..r1`, turned into probabilities in place (`s` is `(r1−r0) × r1`).
-/// Writes each row's log-sum-exp into `lse_rows` when `lse_out`, else reads
-/// it from there (the backward's recomputation).
-fn probabilities<T: Real>(
-    s: &mut [T],
-    r0: usize,
-    r1: usize,
-    scale: T,
-    lse_rows: &mut [f64],
-    lse_out: bool,
-) {
-    for (ii, row) in s.chunks_exact_mut(r1).enumerate() {
-        let i = r0 + ii;
-        let (live, masked) = row.split_at_mut(i + 1);
-        masked.fill(T::zero());
-        if lse_out {
-            let mut m = T::NEG_INFINITY;
-            for v in live.iter_mut() {
-                *v = *v * scale;
-                m = m.max(*v);
+simd_fn! {
+    /// Scaled, masked scores of query rows `r0..r1` of a sequence against
+    /// its keys `0..r1`, turned into probabilities in place (`s` is
+    /// `(r1−r0) × r1`). Writes each row's log-sum-exp into `lse_rows` when
+    /// `lse_out`, else reads it from there (the backward's recomputation).
+    fn probabilities<T: Real>(s: &mut [T], r0: usize, r1: usize, scale: T, lse_rows: &mut [f64], lse_out: bool) {
+        for (ii, row) in s.chunks_exact_mut(r1).enumerate() {
+            let i = r0 + ii;
+            let (live, masked) = row.split_at_mut(i + 1);
+            masked.fill(T::zero());
+            if lse_out {
+                for v in live.iter_mut() {
+                    *v = *v * scale;
+                }
+                let m = super::simd::max(live);
+                for v in live.iter_mut() {
+                    *v = (*v - m).exp();
+                }
+                let sum = super::simd::sum(live);
+                let inv = T::one() / sum;
+                for v in live.iter_mut() {
+                    *v = *v * inv;
+                }
+                lse_rows[ii] = (m + sum.ln()).to_f64();
+            } else {
+                let l = T::from_f64(lse_rows[ii]);
+                for v in live.iter_mut() {
+                    *v = (*v * scale - l).exp();
+                }
             }
-            let mut sum = T::zero();
-            for v in live.iter_mut() {
-                *v = (*v - m).exp();
-                sum += *v;
-            }
-            let inv = T::one() / sum;
-            for v in live.iter_mut() {
-                *v = *v * inv;
-            }
-            lse_rows[ii] = (m + sum.ln()).to_f64();
-        } else {
-            let l = T::from_f64(lse_rows[ii]);
-            for v in live.iter_mut() {
-                *v = (*v * scale - l).exp();
+        }
+    }
+}
+
+simd_fn! {
+    /// `dS · scale = P ∘ (dP − D) · scale`, row by row, in place of `dp`.
+    fn score_grads<T: Real>(dp: &mut [T], p: &[T], drow: &[T], r1: usize, scale: T) {
+        for ((dpr, pr), &di) in dp.chunks_exact_mut(r1).zip(p.chunks_exact(r1)).zip(drow) {
+            for (x, &pv) in dpr.iter_mut().zip(pr) {
+                *x = pv * (*x - di) * scale;
             }
         }
     }
@@ -355,12 +360,8 @@ pub(super) fn backward<T: Real>(
                 for ii in 0..nb {
                     let row = (off + r0 + ii) * h + hq;
                     lse_rows[ii] = lse[row];
-                    let (orow, grow) = (&o[row * d..(row + 1) * d], &go[row * d..(row + 1) * d]);
-                    let mut acc = T::zero();
-                    for (&a, &b) in orow.iter().zip(grow) {
-                        acc += a * b;
-                    }
-                    drow[ii] = acc;
+                    drow[ii] =
+                        super::simd::dot(&o[row * d..(row + 1) * d], &go[row * d..(row + 1) * d]);
                 }
                 // SAFETY (all mm calls below): reads stay inside rows
                 // off..off+len of q/k/v/o/go and this task's scratch; writes
@@ -405,16 +406,7 @@ pub(super) fn backward<T: Real>(
                         h * d,
                     );
                 }
-                // dS · scale, in place of dP.
-                for ((dpr, pr), &di) in dp
-                    .chunks_exact_mut(r1)
-                    .zip(p.chunks_exact(r1))
-                    .zip(&drow[..nb])
-                {
-                    for (x, &pv) in dpr.iter_mut().zip(pr) {
-                        *x = pv * (*x - di) * scale_t;
-                    }
-                }
+                score_grads(dp, p, &drow[..nb], r1, scale_t);
                 unsafe {
                     // dQ = dS k.
                     mm(

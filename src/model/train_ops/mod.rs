@@ -29,6 +29,7 @@ mod qkv_attention;
 mod rms_norm;
 mod rope;
 mod silu_mul;
+pub(crate) mod simd;
 mod token_logprobs;
 
 pub use attention::causal_attention;
@@ -70,12 +71,14 @@ pub(crate) trait Real: WithDType {
 
 impl Real for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    #[inline(always)]
     fn exp(self) -> Self {
-        f32::exp(self)
+        simd::exp_f32(self)
     }
     fn ln(self) -> Self {
         f32::ln(self)
     }
+    #[inline(always)]
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
@@ -83,6 +86,7 @@ impl Real for f32 {
 
 impl Real for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    #[inline(always)]
     fn exp(self) -> Self {
         f64::exp(self)
     }
