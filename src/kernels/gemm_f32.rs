@@ -48,6 +48,8 @@ const MC_MAX: usize = 256;
 const MC_MIN: usize = 32;
 /// Columns of `C` per task.
 const NC: usize = 4 * NR;
+/// Most f32 values of B packed at once (16 MiB).
+const PACKED_MAX: usize = 4 << 20;
 
 /// Whether this CPU runs the kernel (AVX-512F/BW/VL).
 pub fn available() -> bool {
@@ -169,39 +171,48 @@ impl Gemm {
             }
             return Ok(());
         }
-        let bn = self.n.div_ceil(NC);
-        let want = 4 * rayon::current_num_threads().max(1);
-        let mut mc = MC_MAX;
-        while mc > MC_MIN && self.m.div_ceil(mc) * bn < want {
-            mc /= 2;
-        }
-        let bm = self.m.div_ceil(mc);
+        // B is packed one strip of columns at a time, so the packed copy
+        // stays bounded (an LM head's wᵀ is hidden × vocab).
+        let strip = (PACKED_MAX / self.k / NC).max(1) * NC;
         let parallel = parallel && rayon::current_num_threads() > 1;
-        let packed = self.pack_b(b, parallel);
         let cp = CPtr(c.as_mut_ptr());
-        let block = |t: usize| {
-            let (i0, j0) = ((t / bn) * mc, (t % bn) * NC);
-            let (i1, j1) = ((i0 + mc).min(self.m), (j0 + NC).min(self.n));
-            // SAFETY: AVX-512 checked above; `check` bounds every element
-            // of a and c the block reads or writes, `packed` holds every
-            // panel; blocks are disjoint.
-            unsafe { self.block(a.as_ptr(), &packed, cp.get(), (i0, i1), (j0, j1)) }
-        };
-        if parallel && bm * bn > 1 {
-            (0..bm * bn).into_par_iter().for_each(block);
-        } else {
-            (0..bm * bn).for_each(block);
+        let mut js = 0;
+        while js < self.n {
+            let je = (js + strip).min(self.n);
+            let packed = self.pack_b(b, (js, je), parallel);
+            let bn = (je - js).div_ceil(NC);
+            let want = 4 * rayon::current_num_threads().max(1);
+            let mut mc = MC_MAX;
+            while mc > MC_MIN && self.m.div_ceil(mc) * bn < want {
+                mc /= 2;
+            }
+            let bm = self.m.div_ceil(mc);
+            let block = |t: usize| {
+                let (i0, j0) = ((t / bn) * mc, js + (t % bn) * NC);
+                let (i1, j1) = ((i0 + mc).min(self.m), (j0 + NC).min(je));
+                // SAFETY: AVX-512 checked above; `check` bounds every
+                // element of a and c the block reads or writes, `packed`
+                // holds every panel of the strip; blocks are disjoint.
+                unsafe { self.block(a.as_ptr(), (&packed, js), cp.get(), (i0, i1), (j0, j1)) }
+            };
+            if parallel && bm * bn > 1 {
+                (0..bm * bn).into_par_iter().for_each(block);
+            } else {
+                (0..bm * bn).for_each(block);
+            }
+            js = je;
         }
         Ok(())
     }
 
-    /// B in panel order: panel `q` holds columns `48q..48q+48` as k rows of
-    /// 48 contiguous values (zero past the last column); one task per panel.
-    fn pack_b(&self, b: &[f32], parallel: bool) -> Vec<f32> {
-        let (k, n, st) = (self.k, self.n, self.b);
-        let mut packed = vec![0f32; n.div_ceil(NR) * k * NR];
+    /// Columns `js..je` of B in panel order: panel `q` holds columns
+    /// `js + 48q ..` as k rows of 48 contiguous values (zero past the last
+    /// column); one task per panel.
+    fn pack_b(&self, b: &[f32], (js, je): (usize, usize), parallel: bool) -> Vec<f32> {
+        let (k, st) = (self.k, self.b);
+        let mut packed = vec![0f32; (je - js).div_ceil(NR) * k * NR];
         let fill = |(q, dst): (usize, &mut [f32])| {
-            let (j0, width) = (q * NR, NR.min(n - q * NR));
+            let (j0, width) = (js + q * NR, NR.min(je - js - q * NR));
             if st.col == 1 {
                 for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
                     row[..width].copy_from_slice(&b[p * st.row + j0..][..width]);
@@ -233,7 +244,7 @@ impl Gemm {
     unsafe fn block(
         &self,
         a: *const f32,
-        packed: &[f32],
+        (packed, js): (&[f32], usize),
         c: *mut f32,
         (i0, i1): (usize, usize),
         (j0, j1): (usize, usize),
@@ -248,7 +259,7 @@ impl Gemm {
             let mut p0 = 0;
             while p0 < self.k {
                 let kc = KC.min(self.k - p0);
-                let panel = &packed[((j / NR) * self.k + p0) * NR..][..kc * NR];
+                let panel = &packed[(((j - js) / NR) * self.k + p0) * NR..][..kc * NR];
                 let mut i = i0;
                 while i < i1 {
                     let mr = MR.min(i1 - i);
@@ -410,6 +421,8 @@ mod tests {
             (70, 300, 200, false, true, false),
             (65, 257, 97, true, true, false),
             (300, 20, 10, false, false, true),
+            // k so long that B is packed in two strips of columns.
+            (3, 25_000, 250, false, true, true),
         ] {
             let ldc = n + 1;
             let a_st = if at {
