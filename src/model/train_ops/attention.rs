@@ -210,7 +210,7 @@ simd_fn! {
             masked.fill(T::zero());
             if lse_out {
                 for v in live.iter_mut() {
-                    *v = *v * scale;
+                    *v *= scale;
                 }
                 let m = super::simd::max(live);
                 for v in live.iter_mut() {
@@ -219,7 +219,7 @@ simd_fn! {
                 let sum = super::simd::sum(live);
                 let inv = T::one() / sum;
                 for v in live.iter_mut() {
-                    *v = *v * inv;
+                    *v *= inv;
                 }
                 lse_rows[ii] = (m + sum.ln()).to_f64();
             } else {
@@ -348,7 +348,7 @@ pub(super) fn backward<T: Real>(
         let mut p = vec![T::zero(); rows * len];
         let mut dp = vec![T::zero(); rows * len];
         let mut lse_rows = vec![0f64; BLOCK];
-        let mut drow = vec![T::zero(); BLOCK];
+        let mut drow = [T::zero(); BLOCK];
         let kv_out = (off * kvh + hk) * d;
         for hq in hk * group..(hk + 1) * group {
             for r0 in (0..len).step_by(BLOCK) {

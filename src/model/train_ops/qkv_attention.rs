@@ -229,7 +229,7 @@ impl<T: Real> Tables<'_, T> {
         let r = super::rms_norm::rstd(x, eps);
         for j in 0..d {
             dw[j] += dx[j] * x[j] * r;
-            dx[j] = dx[j] * w[j];
+            dx[j] *= w[j];
         }
         // dx = r·(u − x̂·mean(u·x̂)) with u = g·w (now in dx).
         let cm = r * super::simd::dot(dx, x) / T::from_f64(d as f64);
@@ -380,11 +380,14 @@ fn finish_backward<T: Real>(
     (dqkv, dwq, dwk)
 }
 
+/// One storage argument of a custom op.
+type Arg<'a> = (&'a CpuStorage, &'a Layout);
+
 impl QkvAttention {
     fn fwd<T: Real>(
         &self,
         (qs, ql): (&CpuStorage, &Layout),
-        norms: Option<((&CpuStorage, &Layout), (&CpuStorage, &Layout))>,
+        norms: Option<(Arg<'_>, Arg<'_>)>,
     ) -> Result<(CpuStorage, Shape)> {
         let _timer = super::profile::Timer::start(super::profile::Op::Attention, false);
         let qkv = slice::<T>(qs, ql, "qkv_attention qkv")?;
