@@ -309,6 +309,9 @@ fn print_profile(steps: &[Step]) {
     let (mut fwd_ops, mut bwd_ops) = (0.0, 0.0);
     println!("  per step, fused ops (forward / backward seconds, calls):");
     for t in profile::totals() {
+        if t.forward_calls == 0 && t.backward_calls == 0 {
+            continue;
+        }
         fwd_ops += t.forward_s / n;
         bwd_ops += t.backward_s / n;
         println!(

@@ -179,7 +179,7 @@ impl Gemm {
         let mut js = 0;
         while js < self.n {
             let je = (js + strip).min(self.n);
-            let packed = self.pack_b(b, (js, je), parallel);
+            let packed = pack_panels(b, self.b, self.k, (js, je), parallel);
             let bn = (je - js).div_ceil(NC);
             let want = 4 * rayon::current_num_threads().max(1);
             let mut mc = MC_MAX;
@@ -193,7 +193,15 @@ impl Gemm {
                 // SAFETY: AVX-512 checked above; `check` bounds every
                 // element of a and c the block reads or writes, `packed`
                 // holds every panel of the strip; blocks are disjoint.
-                unsafe { self.block(a.as_ptr(), (&packed, js), cp.get(), (i0, i1), (j0, j1)) }
+                unsafe {
+                    self.block(
+                        a.as_ptr(),
+                        (&packed, js, self.k),
+                        cp.get(),
+                        (i0, i1),
+                        (j0, j1),
+                    )
+                }
             };
             if parallel && bm * bn > 1 {
                 (0..bm * bn).into_par_iter().for_each(block);
@@ -205,34 +213,64 @@ impl Gemm {
         Ok(())
     }
 
-    /// Columns `js..je` of B in panel order: panel `q` holds columns
-    /// `js + 48q ..` as k rows of 48 contiguous values (zero past the last
-    /// column); one task per panel.
-    fn pack_b(&self, b: &[f32], (js, je): (usize, usize), parallel: bool) -> Vec<f32> {
-        let (k, st) = (self.k, self.b);
-        let mut packed = vec![0f32; (je - js).div_ceil(NR) * k * NR];
-        let fill = |(q, dst): (usize, &mut [f32])| {
-            let (j0, width) = (js + q * NR, NR.min(je - js - q * NR));
-            if st.col == 1 {
-                for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                    row[..width].copy_from_slice(&b[p * st.row + j0..][..width]);
-                }
-            } else {
-                // Column-major reads (e.g. `wᵀ` of a row-major weight).
-                for c in 0..width {
-                    let col = &b[(j0 + c) * st.col..];
-                    for p in 0..k {
-                        dst[p * NR + c] = col[p * st.row];
-                    }
+    /// [`Gemm::run_serial`] with B taken from `packed` (the first `k` rows
+    /// and `n` columns of it; `self.b` is ignored), for several products
+    /// that share one B.
+    pub fn run_packed_serial(
+        &self,
+        a: &[f32],
+        packed: &PackedB,
+        c: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if !available() {
+            return Err(KernelError::Unsupported(super::Isa::Avx512));
+        }
+        if self.k > packed.rows || self.n > packed.cols {
+            return Err(bad(
+                "packed b",
+                self.k * self.n,
+                packed.rows * packed.cols,
+                self,
+            ));
+        }
+        let overflow = KernelError::Overflow {
+            m: self.m,
+            k: self.k,
+            n: self.n,
+        };
+        let need_a = extent(self.m, self.k, self.a.row, self.a.col).ok_or(overflow.clone())?;
+        let need_c = extent(self.m, self.n, self.ldc, 1).ok_or(overflow)?;
+        if a.len() < need_a {
+            return Err(bad("a", need_a, a.len(), self));
+        }
+        if c.len() < need_c || self.ldc < self.n {
+            return Err(bad("c", need_c, c.len(), self));
+        }
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            if self.k == 0 && !self.accumulate {
+                for row in c.chunks_mut(self.ldc).take(self.m) {
+                    row[..self.n].fill(0.0);
                 }
             }
-        };
-        if parallel {
-            packed.par_chunks_mut(k * NR).enumerate().for_each(fill);
-        } else {
-            packed.chunks_mut(k * NR).enumerate().for_each(fill);
+            return Ok(());
         }
-        packed
+        let mut j0 = 0;
+        while j0 < self.n {
+            let j1 = (j0 + NC).min(self.n);
+            // SAFETY: AVX-512 checked; a and c are bounded above; every
+            // panel of `packed` holds `packed.rows ≥ k` rows.
+            unsafe {
+                self.block(
+                    a.as_ptr(),
+                    (&packed.data, 0, packed.rows),
+                    c.as_mut_ptr(),
+                    (0, self.m),
+                    (j0, j1),
+                )
+            };
+            j0 = j1;
+        }
+        Ok(())
     }
 
     /// Rows `i0..i1` × columns `j0..j1` of `C`.
@@ -244,7 +282,7 @@ impl Gemm {
     unsafe fn block(
         &self,
         a: *const f32,
-        (packed, js): (&[f32], usize),
+        (packed, js, panel_rows): (&[f32], usize, usize),
         c: *mut f32,
         (i0, i1): (usize, usize),
         (j0, j1): (usize, usize),
@@ -259,7 +297,7 @@ impl Gemm {
             let mut p0 = 0;
             while p0 < self.k {
                 let kc = KC.min(self.k - p0);
-                let panel = &packed[(((j - js) / NR) * self.k + p0) * NR..][..kc * NR];
+                let panel = &packed[(((j - js) / NR) * panel_rows + p0) * NR..][..kc * NR];
                 let mut i = i0;
                 while i < i1 {
                     let mr = MR.min(i1 - i);
@@ -297,6 +335,77 @@ impl Gemm {
             }
             j += width;
         }
+    }
+}
+
+/// Columns `js..je` of B (k rows, read through `st`) in panel order: panel
+/// `q` holds columns `js + 48q ..` as k rows of 48 contiguous values (zero
+/// past the last column); one task per panel when `parallel`.
+fn pack_panels(
+    b: &[f32],
+    st: Strides,
+    k: usize,
+    (js, je): (usize, usize),
+    parallel: bool,
+) -> Vec<f32> {
+    let mut packed = vec![0f32; (je - js).div_ceil(NR) * k * NR];
+    let fill = |(q, dst): (usize, &mut [f32])| {
+        let (j0, width) = (js + q * NR, NR.min(je - js - q * NR));
+        if st.col == 1 {
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                row[..width].copy_from_slice(&b[p * st.row + j0..][..width]);
+            }
+        } else {
+            // Column-major reads (e.g. `wᵀ` of a row-major weight).
+            for c in 0..width {
+                let col = &b[(j0 + c) * st.col..];
+                for p in 0..k {
+                    dst[p * NR + c] = col[p * st.row];
+                }
+            }
+        }
+    };
+    if parallel {
+        packed.par_chunks_mut(k * NR).enumerate().for_each(fill);
+    } else {
+        packed.chunks_mut(k * NR).enumerate().for_each(fill);
+    }
+    packed
+}
+
+/// A `rows × cols` B operand packed once (see [`Gemm::run_packed_serial`]).
+pub struct PackedB {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl PackedB {
+    /// Pack `B[p][j] = b[p·st.row + j·st.col]` (p < rows, j < cols) on the
+    /// calling thread.
+    pub fn pack(b: &[f32], rows: usize, cols: usize, st: Strides) -> Result<Self, KernelError> {
+        let need = extent(rows, cols, st.row, st.col).ok_or(KernelError::Overflow {
+            m: 0,
+            k: rows,
+            n: cols,
+        })?;
+        if b.len() < need {
+            return Err(KernelError::BadLen {
+                name: "b",
+                expected: need,
+                got: b.len(),
+                shape: format!("k = {rows}, n = {cols}"),
+            });
+        }
+        Ok(Self {
+            data: if rows == 0 || cols == 0 {
+                Vec::new()
+            } else {
+                pack_panels(b, st, rows, (0, cols), false)
+            },
+            rows,
+            cols,
+        })
     }
 }
 
