@@ -15,11 +15,11 @@
 //! zmm accumulators; per k step one broadcast of `A[i][p]` per row and three
 //! 16-lane loads of `B[p][j..j+48]`. `A` is read in place through its two
 //! strides; `B` is first copied (through its strides, so `wᵀ` needs no
-//! transpose) into 48-column panels, k-major, and each chunk of [`KC`] rows
+//! transpose) into 48-column panels, k-major, and each chunk of `KC` rows
 //! of a panel (24 KiB) is reused from L1 by every row tile of a task; each
 //! panel's results build up in a task-local buffer over all chunks and
 //! reach `C` once (added when accumulating). Work is split
-//! over a grid of (up to 256 rows × [`NC`] columns) blocks of `C`, one rayon
+//! over a grid of (up to 256 rows × `NC` columns) blocks of `C`, one rayon
 //! task each; every task writes only its own block.
 //!
 //! # Numerics
