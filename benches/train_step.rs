@@ -226,14 +226,43 @@ fn run_quorum(dir: &Path, batch: &[Vec<u32>], args: &Args, mode: Mode) -> Report
     }
 }
 
+/// PyTorch's result: the faster of OpenMP's default (spinning) wait policy
+/// and `OMP_WAIT_POLICY=PASSIVE` (on a shared, loaded machine spinning
+/// threads lose their cores and a step can take 4x longer), with the policy
+/// that won recorded under `"omp_wait_policy"`.
 fn run_torch(
     python: &Path,
     dir: &Path,
     batch_file: &Path,
     args: &Args,
 ) -> Option<serde_json::Value> {
+    let mut best: Option<serde_json::Value> = None;
+    for policy in [None, Some("PASSIVE")] {
+        let Some(mut r) = run_torch_once(python, dir, batch_file, args, policy) else {
+            continue;
+        };
+        r["omp_wait_policy"] = serde_json::json!(policy.unwrap_or("default"));
+        let tps = |v: &serde_json::Value| v["tokens_per_s"].as_f64().unwrap_or(0.0);
+        if best.as_ref().is_none_or(|b| tps(&r) > tps(b)) {
+            best = Some(r);
+        }
+    }
+    best
+}
+
+fn run_torch_once(
+    python: &Path,
+    dir: &Path,
+    batch_file: &Path,
+    args: &Args,
+    omp_wait_policy: Option<&str>,
+) -> Option<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/train_step_torch.py");
-    let out = std::process::Command::new(python)
+    let mut cmd = std::process::Command::new(python);
+    if let Some(p) = omp_wait_policy {
+        cmd.env("OMP_WAIT_POLICY", p);
+    }
+    let out = cmd
         .arg(&script)
         .arg("--model")
         .arg(dir)
@@ -280,6 +309,9 @@ fn print_profile(steps: &[Step]) {
     let (mut fwd_ops, mut bwd_ops) = (0.0, 0.0);
     println!("  per step, fused ops (forward / backward seconds, calls):");
     for t in profile::totals() {
+        if t.forward_calls == 0 && t.backward_calls == 0 {
+            continue;
+        }
         fwd_ops += t.forward_s / n;
         bwd_ops += t.backward_s / n;
         println!(
@@ -308,6 +340,8 @@ fn print_row(who: &str, r: &Report) {
 }
 
 fn main() {
+    // Before any candle op: see the function's docs (the trainer does the same).
+    quorum::model::train_ops::single_threaded_candle_elementwise();
     let args = parse_args();
     // As `quorum serve` does: keep freed buffers mapped instead of paying
     // page faults for every step's fresh activations and gradients.
@@ -378,6 +412,10 @@ fn main() {
                     loss: f("loss"),
                 };
                 print_row("pytorch eager", &r);
+                println!(
+                    "  (pytorch: OMP_WAIT_POLICY {}, the faster of default and PASSIVE)",
+                    t["omp_wait_policy"].as_str().unwrap_or("default")
+                );
                 println!(
                     "  ratio quorum/pytorch: {:.2}x tokens/s (first-step losses {:.5} vs {:.5})",
                     ours.tokens_per_s / r.tokens_per_s,

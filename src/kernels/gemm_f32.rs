@@ -1,6 +1,6 @@
-//! Strided f32 GEMM on AVX-512 for training: `C (+)= A · B` where `A` may
-//! be read with any strides (so `gᵀ` in `dW = gᵀ · x` is never copied) and
-//! the rows of `B` are contiguous.
+//! Strided f32 GEMM on AVX-512 for training: `C (+)= A · B` where `A` and
+//! `B` may be read with any strides (so `gᵀ` in `dW = gᵀ · x` and `wᵀ` in
+//! `y = x · wᵀ` are never materialised).
 //!
 //! # Why
 //! candle's CPU matmul is the `gemm` crate, built here without its `x86-v4`
@@ -14,11 +14,12 @@
 //! The micro-kernel of [`super::packed_f32`]: an 8-row × 48-column tile in 24
 //! zmm accumulators; per k step one broadcast of `A[i][p]` per row and three
 //! 16-lane loads of `B[p][j..j+48]`. `A` is read in place through its two
-//! strides; `B` is copied, one chunk of [`KC`] rows at a time, into a
-//! contiguous 48-column panel (24 KiB, reused from L1 by every row tile of a
-//! task); each panel's results build up in a task-local buffer over all
-//! chunks and reach `C` once (added when accumulating). Work is split
-//! over a grid of (up to 256 rows × [`NC`] columns) blocks of `C`, one rayon
+//! strides; `B` is first copied (through its strides, so `wᵀ` needs no
+//! transpose) into 48-column panels, k-major, and each chunk of `KC` rows
+//! of a panel (24 KiB) is reused from L1 by every row tile of a task; each
+//! panel's results build up in a task-local buffer over all chunks and
+//! reach `C` once (added when accumulating). Work is split
+//! over a grid of (up to 256 rows × `NC` columns) blocks of `C`, one rayon
 //! task each; every task writes only its own block.
 //!
 //! # Numerics
@@ -47,6 +48,8 @@ const MC_MAX: usize = 256;
 const MC_MIN: usize = 32;
 /// Columns of `C` per task.
 const NC: usize = 4 * NR;
+/// Most f32 values of B packed at once (16 MiB).
+const PACKED_MAX: usize = 4 << 20;
 
 /// Whether this CPU runs the kernel (AVX-512F/BW/VL).
 pub fn available() -> bool {
@@ -76,14 +79,15 @@ impl Strides {
 }
 
 /// The shapes and strides of one product: `C (m × n, row stride ldc)`
-/// (`+=` when `accumulate`, else `=`) `A (m × k) · B (k × n, row stride ldb)`.
+/// (`+=` when `accumulate`, else `=`) `A (m × k) · B (k × n)`, both read
+/// through their [`Strides`].
 #[derive(Debug, Clone, Copy)]
 pub struct Gemm {
     pub m: usize,
     pub n: usize,
     pub k: usize,
     pub a: Strides,
-    pub ldb: usize,
+    pub b: Strides,
     pub ldc: usize,
     pub accumulate: bool,
 }
@@ -115,11 +119,11 @@ impl Gemm {
             k: self.k,
             n: self.n,
         };
-        if self.ldb < self.n || self.ldc < self.n {
-            return Err(bad("ldb/ldc", self.n, self.ldb.min(self.ldc), self));
+        if self.ldc < self.n {
+            return Err(bad("ldc", self.n, self.ldc, self));
         }
         let need_a = extent(self.m, self.k, self.a.row, self.a.col).ok_or(overflow.clone())?;
-        let need_b = extent(self.k, self.n, self.ldb, 1).ok_or(overflow.clone())?;
+        let need_b = extent(self.k, self.n, self.b.row, self.b.col).ok_or(overflow.clone())?;
         let need_c = extent(self.m, self.n, self.ldc, 1).ok_or(overflow)?;
         if a < need_a {
             return Err(bad("a", need_a, a, self));
@@ -167,25 +171,104 @@ impl Gemm {
             }
             return Ok(());
         }
-        let bn = self.n.div_ceil(NC);
-        let want = 4 * rayon::current_num_threads().max(1);
-        let mut mc = MC_MAX;
-        while mc > MC_MIN && self.m.div_ceil(mc) * bn < want {
-            mc /= 2;
-        }
-        let bm = self.m.div_ceil(mc);
+        // B is packed one strip of columns at a time, so the packed copy
+        // stays bounded (an LM head's wᵀ is hidden × vocab).
+        let strip = (PACKED_MAX / self.k / NC).max(1) * NC;
+        let parallel = parallel && rayon::current_num_threads() > 1;
         let cp = CPtr(c.as_mut_ptr());
-        let block = |t: usize| {
-            let (i0, j0) = ((t / bn) * mc, (t % bn) * NC);
-            let (i1, j1) = ((i0 + mc).min(self.m), (j0 + NC).min(self.n));
-            // SAFETY: AVX-512 checked above; `check` bounds every element
-            // of a, b and c the block reads or writes; blocks are disjoint.
-            unsafe { self.block(a.as_ptr(), b.as_ptr(), cp.get(), (i0, i1), (j0, j1)) }
+        let mut js = 0;
+        while js < self.n {
+            let je = (js + strip).min(self.n);
+            let packed = pack_panels(b, self.b, self.k, (js, je), parallel);
+            let bn = (je - js).div_ceil(NC);
+            let want = 4 * rayon::current_num_threads().max(1);
+            let mut mc = MC_MAX;
+            while mc > MC_MIN && self.m.div_ceil(mc) * bn < want {
+                mc /= 2;
+            }
+            let bm = self.m.div_ceil(mc);
+            let block = |t: usize| {
+                let (i0, j0) = ((t / bn) * mc, js + (t % bn) * NC);
+                let (i1, j1) = ((i0 + mc).min(self.m), (j0 + NC).min(je));
+                // SAFETY: AVX-512 checked above; `check` bounds every
+                // element of a and c the block reads or writes, `packed`
+                // holds every panel of the strip; blocks are disjoint.
+                unsafe {
+                    self.block(
+                        a.as_ptr(),
+                        (&packed, js, self.k),
+                        cp.get(),
+                        (i0, i1),
+                        (j0, j1),
+                    )
+                }
+            };
+            if parallel && bm * bn > 1 {
+                (0..bm * bn).into_par_iter().for_each(block);
+            } else {
+                (0..bm * bn).for_each(block);
+            }
+            js = je;
+        }
+        Ok(())
+    }
+
+    /// [`Gemm::run_serial`] with B taken from `packed` (the first `k` rows
+    /// and `n` columns of it; `self.b` is ignored), for several products
+    /// that share one B.
+    pub fn run_packed_serial(
+        &self,
+        a: &[f32],
+        packed: &PackedB,
+        c: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if !available() {
+            return Err(KernelError::Unsupported(super::Isa::Avx512));
+        }
+        if self.k > packed.rows || self.n > packed.cols {
+            return Err(bad(
+                "packed b",
+                self.k * self.n,
+                packed.rows * packed.cols,
+                self,
+            ));
+        }
+        let overflow = KernelError::Overflow {
+            m: self.m,
+            k: self.k,
+            n: self.n,
         };
-        if parallel && bm * bn > 1 && rayon::current_num_threads() > 1 {
-            (0..bm * bn).into_par_iter().for_each(block);
-        } else {
-            (0..bm * bn).for_each(block);
+        let need_a = extent(self.m, self.k, self.a.row, self.a.col).ok_or(overflow.clone())?;
+        let need_c = extent(self.m, self.n, self.ldc, 1).ok_or(overflow)?;
+        if a.len() < need_a {
+            return Err(bad("a", need_a, a.len(), self));
+        }
+        if c.len() < need_c || self.ldc < self.n {
+            return Err(bad("c", need_c, c.len(), self));
+        }
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            if self.k == 0 && !self.accumulate {
+                for row in c.chunks_mut(self.ldc).take(self.m) {
+                    row[..self.n].fill(0.0);
+                }
+            }
+            return Ok(());
+        }
+        let mut j0 = 0;
+        while j0 < self.n {
+            let j1 = (j0 + NC).min(self.n);
+            // SAFETY: AVX-512 checked; a and c are bounded above; every
+            // panel of `packed` holds `packed.rows ≥ k` rows.
+            unsafe {
+                self.block(
+                    a.as_ptr(),
+                    (&packed.data, 0, packed.rows),
+                    c.as_mut_ptr(),
+                    (0, self.m),
+                    (j0, j1),
+                )
+            };
+            j0 = j1;
         }
         Ok(())
     }
@@ -199,16 +282,14 @@ impl Gemm {
     unsafe fn block(
         &self,
         a: *const f32,
-        b: *const f32,
+        (packed, js, panel_rows): (&[f32], usize, usize),
         c: *mut f32,
         (i0, i1): (usize, usize),
         (j0, j1): (usize, usize),
     ) {
         let rows = i1 - i0;
-        // One k chunk of one 48-column panel of B, contiguous (zero-padded
-        // past the last column), and the panel's results for this block's
-        // rows, accumulated over every chunk before they go to C.
-        let mut packed = vec![0f32; KC * NR];
+        // Each panel's results for this block's rows, accumulated over every
+        // k chunk before they go to C.
         let mut acc = vec![0f32; rows.next_multiple_of(MR) * NR];
         let mut j = j0;
         while j < j1 {
@@ -216,24 +297,18 @@ impl Gemm {
             let mut p0 = 0;
             while p0 < self.k {
                 let kc = KC.min(self.k - p0);
-                for (p, row) in packed.chunks_exact_mut(NR).take(kc).enumerate() {
-                    // SAFETY: row p0 + p < k and columns j..j+width ≤ n of B.
-                    let src = unsafe {
-                        std::slice::from_raw_parts(b.add((p0 + p) * self.ldb + j), width)
-                    };
-                    row[..width].copy_from_slice(src);
-                }
+                let panel = &packed[(((j - js) / NR) * panel_rows + p0) * NR..][..kc * NR];
                 let mut i = i0;
                 while i < i1 {
                     let mr = MR.min(i1 - i);
                     // SAFETY: rows i..i+mr < m and k steps p0..p0+kc ≤ k of
-                    // A are inside its checked extent; `packed` holds kc × NR
+                    // A are inside its checked extent; `panel` holds kc × NR
                     // values and `acc` mr × NR from row i − i0.
                     unsafe {
                         let args = Tile {
                             a: a.add(i * self.a.row + p0 * self.a.col),
                             a_strides: self.a,
-                            b: packed.as_ptr(),
+                            b: panel.as_ptr(),
                             acc: acc.as_mut_ptr().add((i - i0) * NR),
                             kc,
                             first: p0 == 0,
@@ -260,6 +335,77 @@ impl Gemm {
             }
             j += width;
         }
+    }
+}
+
+/// Columns `js..je` of B (k rows, read through `st`) in panel order: panel
+/// `q` holds columns `js + 48q ..` as k rows of 48 contiguous values (zero
+/// past the last column); one task per panel when `parallel`.
+fn pack_panels(
+    b: &[f32],
+    st: Strides,
+    k: usize,
+    (js, je): (usize, usize),
+    parallel: bool,
+) -> Vec<f32> {
+    let mut packed = vec![0f32; (je - js).div_ceil(NR) * k * NR];
+    let fill = |(q, dst): (usize, &mut [f32])| {
+        let (j0, width) = (js + q * NR, NR.min(je - js - q * NR));
+        if st.col == 1 {
+            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+                row[..width].copy_from_slice(&b[p * st.row + j0..][..width]);
+            }
+        } else {
+            // Column-major reads (e.g. `wᵀ` of a row-major weight).
+            for c in 0..width {
+                let col = &b[(j0 + c) * st.col..];
+                for p in 0..k {
+                    dst[p * NR + c] = col[p * st.row];
+                }
+            }
+        }
+    };
+    if parallel {
+        packed.par_chunks_mut(k * NR).enumerate().for_each(fill);
+    } else {
+        packed.chunks_mut(k * NR).enumerate().for_each(fill);
+    }
+    packed
+}
+
+/// A `rows × cols` B operand packed once (see [`Gemm::run_packed_serial`]).
+pub struct PackedB {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl PackedB {
+    /// Pack `B[p][j] = b[p·st.row + j·st.col]` (p < rows, j < cols) on the
+    /// calling thread.
+    pub fn pack(b: &[f32], rows: usize, cols: usize, st: Strides) -> Result<Self, KernelError> {
+        let need = extent(rows, cols, st.row, st.col).ok_or(KernelError::Overflow {
+            m: 0,
+            k: rows,
+            n: cols,
+        })?;
+        if b.len() < need {
+            return Err(KernelError::BadLen {
+                name: "b",
+                expected: need,
+                got: b.len(),
+                shape: format!("k = {rows}, n = {cols}"),
+            });
+        }
+        Ok(Self {
+            data: if rows == 0 || cols == 0 {
+                Vec::new()
+            } else {
+                pack_panels(b, st, rows, (0, cols), false)
+            },
+            rows,
+            cols,
+        })
     }
 }
 
@@ -361,7 +507,7 @@ mod tests {
             for j in 0..g.n {
                 let mut s = if g.accumulate { c[i * g.ldc + j] } else { 0.0 };
                 for p in 0..g.k {
-                    s += a[i * g.a.row + p * g.a.col] as f64 * b[p * g.ldb + j] as f64;
+                    s += a[i * g.a.row + p * g.a.col] as f64 * b[p * g.b.row + j * g.b.col] as f64;
                 }
                 c[i * g.ldc + j] = s;
             }
@@ -375,35 +521,40 @@ mod tests {
             eprintln!("skipping: AVX-512 not available on this CPU");
             return;
         }
-        for &(m, k, n, transposed, accumulate) in &[
-            (1, 1, 1, false, false),
-            (3, 5, 7, true, false),
-            (8, 128, 48, false, true),
-            (9, 129, 49, true, true),
-            (70, 300, 200, false, false),
-            (65, 257, 97, true, false),
-            (130, 20, 10, false, true),
+        // (m, k, n, A transposed, B transposed, accumulate)
+        for &(m, k, n, at, bt, accumulate) in &[
+            (1, 1, 1, false, false, false),
+            (3, 5, 7, true, true, false),
+            (8, 128, 48, false, false, true),
+            (9, 129, 49, true, false, true),
+            (70, 300, 200, false, true, false),
+            (65, 257, 97, true, true, false),
+            (300, 20, 10, false, false, true),
+            // k so long that B is packed in two strips of columns.
+            (3, 25_000, 250, false, true, true),
         ] {
-            let (ldb, ldc) = (n + 3, n + 1);
-            let a_strides = if transposed {
+            let ldc = n + 1;
+            let a_st = if at {
                 Strides::transposed(m + 2)
             } else {
                 Strides::row_major(k + 1)
+            };
+            let b_st = if bt {
+                Strides::transposed(k + 3)
+            } else {
+                Strides::row_major(n + 3)
             };
             let g = Gemm {
                 m,
                 n,
                 k,
-                a: a_strides,
-                ldb,
+                a: a_st,
+                b: b_st,
                 ldc,
                 accumulate,
             };
-            let a = rand_vec(
-                extent(m, k, a_strides.row, a_strides.col).unwrap(),
-                (m * k) as u64,
-            );
-            let b = rand_vec(k * ldb, (k + n) as u64);
+            let a = rand_vec(extent(m, k, a_st.row, a_st.col).unwrap(), (m * k) as u64);
+            let b = rand_vec(extent(k, n, b_st.row, b_st.col).unwrap(), (k + n) as u64);
             let c0 = rand_vec(m * ldc, 3);
             let want = reference(&g, &a, &b, &c0);
             for parallel in [true, false] {
@@ -418,7 +569,7 @@ mod tests {
                         }
                         assert!(
                             (got - w).abs() <= 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
-                            "m={m} k={k} n={n} t={transposed} acc={accumulate} [{i},{j}]: {got} vs {w}"
+                            "m={m} k={k} n={n} at={at} bt={bt} acc={accumulate} [{i},{j}]: {got} vs {w}"
                         );
                     }
                 }
@@ -433,7 +584,7 @@ mod tests {
             n: 3,
             k: 4,
             a: Strides::row_major(4),
-            ldb: 3,
+            b: Strides::row_major(3),
             ldc: 3,
             accumulate: false,
         };

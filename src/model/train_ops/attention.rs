@@ -26,6 +26,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{fused, gemm_raw, slice, storage, with_elems, Real, SharedMut};
 
 /// Query rows per block.
@@ -127,42 +128,81 @@ pub(super) struct Qkv<'a, T> {
     pub v: (&'a [T], Heads),
 }
 
+/// A B operand of a task's products, `B[p][j] = b[p·row + j·col]` for
+/// p < rows, j < cols: for the AVX-512 kernel (f32) packed once, so that a
+/// head's keys and values serve every query block without being re-packed;
+/// the products may use a leading part of its rows and columns.
+struct Rhs<T> {
+    b: *const T,
+    strides: (usize, usize),
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<crate::kernels::gemm_f32::PackedB>,
+}
+
+impl<T: Real> Rhs<T> {
+    /// # Safety
+    /// `b` must be valid for `rows × cols` elements at `strides`, for as
+    /// long as the `Rhs` is used.
+    unsafe fn new(b: *const T, rows: usize, cols: usize, strides: (usize, usize)) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let packed = if T::DTYPE == DType::F32
+            && crate::kernels::gemm_f32::available()
+            && rows > 0
+            && cols > 0
+        {
+            use crate::kernels::gemm_f32::{PackedB, Strides};
+            let len = (rows - 1) * strides.0 + (cols - 1) * strides.1 + 1;
+            // SAFETY: T is f32 and `b` is valid for these elements (caller).
+            let data = unsafe { std::slice::from_raw_parts(b.cast::<f32>(), len) };
+            let st = Strides {
+                row: strides.0,
+                col: strides.1,
+            };
+            PackedB::pack(data, rows, cols, st).ok()
+        } else {
+            None
+        };
+        Self {
+            b,
+            strides,
+            #[cfg(target_arch = "x86_64")]
+            packed,
+        }
+    }
+}
+
 /// `C (m × n, row stride ldc) (+)= A · B` on the calling thread, with
-/// `A[i][p] = a[i·ars + p·acs]` and `B[p][j] = b[p·ldb + j]`.
+/// `A[i][p] = a[i·ars + p·acs]` and B the leading k × n of `rhs`.
 ///
 /// # Safety
 /// Every element those formulas reach (i < m, p < k, j < n) must be in
-/// bounds of its pointer's allocation; no other thread accesses C's.
-#[allow(clippy::too_many_arguments)]
+/// bounds of its pointer's allocation; `rhs` must have at least k rows and
+/// n columns; no other thread accesses C's.
 unsafe fn mm<T: Real>(
     (m, n, k): (usize, usize, usize),
-    c: *mut T,
-    ldc: usize,
-    accumulate: bool,
+    (c, ldc, accumulate): (*mut T, usize, bool),
     a: *const T,
     (ars, acs): (usize, usize),
-    b: *const T,
-    ldb: usize,
+    rhs: &Rhs<T>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if T::DTYPE == DType::F32 && crate::kernels::gemm_f32::available() && m > 0 && n > 0 && k > 0 {
+    if let (Some(packed), true) = (&rhs.packed, m > 0 && n > 0 && k > 0) {
         use crate::kernels::gemm_f32::{Gemm, Strides};
         let g = Gemm {
             m,
             n,
             k,
             a: Strides { row: ars, col: acs },
-            ldb,
+            b: Strides::row_major(n),
             ldc,
             accumulate,
         };
-        // SAFETY: T is f32; the extents are exactly what the caller
-        // guarantees to be in bounds.
+        // SAFETY: `packed` exists only for f32; the extents are exactly what
+        // the caller guarantees to be in bounds.
         let ok = unsafe {
             let a = std::slice::from_raw_parts(a.cast::<f32>(), (m - 1) * ars + (k - 1) * acs + 1);
-            let b = std::slice::from_raw_parts(b.cast::<f32>(), (k - 1) * ldb + n);
             let c = std::slice::from_raw_parts_mut(c.cast::<f32>(), (m - 1) * ldc + n);
-            g.run_serial(a, b, c).is_ok()
+            g.run_packed_serial(a, packed, c).is_ok()
         };
         if ok {
             return;
@@ -177,62 +217,53 @@ unsafe fn mm<T: Real>(
             accumulate,
             a,
             (ars, acs),
-            b,
-            (ldb, 1),
+            rhs.b,
+            rhs.strides,
             gemm::Parallelism::None,
         )
     }
 }
 
-/// The (d × len) transpose of the `len` rows of one head starting at
-/// `start` with row stride `row` (so that `· kᵀ` has contiguous B rows).
-fn transposed<T: Real>(src: &[T], start: usize, row: usize, len: usize, d: usize) -> Vec<T> {
-    let mut t = vec![T::zero(); d * len];
-    for j in 0..len {
-        let r = &src[start + j * row..][..d];
-        for (l, &x) in r.iter().enumerate() {
-            t[l * len + j] = x;
+simd_fn! {
+    /// Scaled, masked scores of query rows `r0..r1` of a sequence against
+    /// its keys `0..r1`, turned into probabilities in place (`s` is
+    /// `(r1−r0) × r1`). Writes each row's log-sum-exp into `lse_rows` when
+    /// `lse_out`, else reads it from there (the backward's recomputation).
+    fn probabilities<T: Real>(s: &mut [T], r0: usize, r1: usize, scale: T, lse_rows: &mut [f64], lse_out: bool) {
+        for (ii, row) in s.chunks_exact_mut(r1).enumerate() {
+            let i = r0 + ii;
+            let (live, masked) = row.split_at_mut(i + 1);
+            masked.fill(T::zero());
+            if lse_out {
+                for v in live.iter_mut() {
+                    *v *= scale;
+                }
+                let m = super::simd::max(live);
+                for v in live.iter_mut() {
+                    *v = (*v - m).exp();
+                }
+                let sum = super::simd::sum(live);
+                let inv = T::one() / sum;
+                for v in live.iter_mut() {
+                    *v *= inv;
+                }
+                lse_rows[ii] = (m + sum.ln()).to_f64();
+            } else {
+                let l = T::from_f64(lse_rows[ii]);
+                for v in live.iter_mut() {
+                    *v = (*v * scale - l).exp();
+                }
+            }
         }
     }
-    t
 }
 
-/// Scaled, masked scores of query rows `r0..r1` of a sequence against its
-/// keys `0..r1`, turned into probabilities in place (`s` is `(r1−r0) × r1`).
-/// Writes each row's log-sum-exp into `lse_rows` when `lse_out`, else reads
-/// it from there (the backward's recomputation).
-fn probabilities<T: Real>(
-    s: &mut [T],
-    r0: usize,
-    r1: usize,
-    scale: T,
-    lse_rows: &mut [f64],
-    lse_out: bool,
-) {
-    for (ii, row) in s.chunks_exact_mut(r1).enumerate() {
-        let i = r0 + ii;
-        let (live, masked) = row.split_at_mut(i + 1);
-        masked.fill(T::zero());
-        if lse_out {
-            let mut m = T::NEG_INFINITY;
-            for v in live.iter_mut() {
-                *v *= scale;
-                m = m.max(*v);
-            }
-            let mut sum = T::zero();
-            for v in live.iter_mut() {
-                *v = (*v - m).exp();
-                sum += *v;
-            }
-            let inv = T::one() / sum;
-            for v in live.iter_mut() {
-                *v *= inv;
-            }
-            lse_rows[ii] = (m + sum.ln()).to_f64();
-        } else {
-            let l = T::from_f64(lse_rows[ii]);
-            for v in live.iter_mut() {
-                *v = (*v * scale - l).exp();
+simd_fn! {
+    /// `dS · scale = P ∘ (dP − D) · scale`, row by row, in place of `dp`.
+    fn score_grads<T: Real>(dp: &mut [T], p: &[T], drow: &[T], r1: usize, scale: T) {
+        for ((dpr, pr), &di) in dp.chunks_exact_mut(r1).zip(p.chunks_exact(r1)).zip(drow) {
+            for (x, &pv) in dpr.iter_mut().zip(pr) {
+                *x = pv * (*x - di) * scale;
             }
         }
     }
@@ -260,7 +291,14 @@ pub(super) fn forward<T: Real>(
         .collect();
     tasks.par_iter().for_each(|&(s, hk)| {
         let (off, len) = seqs[s];
-        let kt = transposed(k, kl.at(off, hk, d), kl.row, len, d);
+        // SAFETY: rows off..off+len of head hk are inside k and v (the op
+        // checked the shapes), which outlive the task.
+        let (keys_t, values) = unsafe {
+            (
+                Rhs::new(k.as_ptr().add(kl.at(off, hk, d)), d, len, (1, kl.row)),
+                Rhs::new(v.as_ptr().add(vl.at(off, hk, d)), len, d, (vl.row, 1)),
+            )
+        };
         let mut buf = vec![T::zero(); BLOCK.min(len) * len];
         let mut lse_rows = vec![0f64; BLOCK];
         for hq in hk * group..(hk + 1) * group {
@@ -268,36 +306,31 @@ pub(super) fn forward<T: Real>(
                 let r1 = (r0 + BLOCK).min(len);
                 let nb = r1 - r0;
                 let sbuf = &mut buf[..nb * r1];
-                // SAFETY: q rows off+r0..off+r1 of head hq and v rows
-                // off..off+r1 of head hk are inside their buffers (the op
-                // checked the shapes); `kt` (d × len) and `sbuf` are this
-                // task's own; the output rows off+r0..off+r1 of head hq
-                // (hq in hk's group) are written by this task only.
+                // SAFETY: q rows off+r0..off+r1 of head hq are inside q;
+                // `sbuf` is this task's own; the output rows off+r0..off+r1
+                // of head hq (hq in hk's group) are written by this task
+                // only; keys and values have len ≥ r1 rows/columns.
                 unsafe {
                     // S = q kᵀ.
+                    let q_at = q.as_ptr().add(ql.at(off + r0, hq, d));
                     mm(
                         (nb, r1, d),
-                        sbuf.as_mut_ptr(),
-                        r1,
-                        false,
-                        q.as_ptr().add(ql.at(off + r0, hq, d)),
+                        (sbuf.as_mut_ptr(), r1, false),
+                        q_at,
                         (ql.row, 1),
-                        kt.as_ptr(),
-                        len,
+                        &keys_t,
                     );
                 }
                 probabilities(sbuf, r0, r1, scale, &mut lse_rows[..nb], true);
                 unsafe {
                     // O = P v.
+                    let o_at = out_ptr.get().add(((off + r0) * h + hq) * d);
                     mm(
                         (nb, d, r1),
-                        out_ptr.get().add(((off + r0) * h + hq) * d),
-                        h * d,
-                        false,
+                        (o_at, h * d, false),
                         sbuf.as_ptr(),
                         (r1, 1),
-                        v.as_ptr().add(vl.at(off, hk, d)),
-                        vl.row,
+                        &values,
                     );
                     for (ii, &l) in lse_rows[..nb].iter().enumerate() {
                         *lse_ptr.get().add((off + r0 + ii) * h + hq) = l;
@@ -337,8 +370,19 @@ pub(super) fn backward<T: Real>(
         .collect();
     tasks.par_iter().for_each(|&(s, hk)| {
         let (off, len) = seqs[s];
-        let kt = transposed(k, kl.at(off, hk, d), kl.row, len, d);
-        let vt = transposed(v, vl.at(off, hk, d), vl.row, len, d);
+        // SAFETY: rows off..off+len of head hk are inside k and v (the op
+        // checked the shapes), which outlive the task.
+        let (keys, keys_t, values_t) = unsafe {
+            let (kp, vp) = (
+                k.as_ptr().add(kl.at(off, hk, d)),
+                v.as_ptr().add(vl.at(off, hk, d)),
+            );
+            (
+                Rhs::new(kp, len, d, (kl.row, 1)),
+                Rhs::new(kp, d, len, (1, kl.row)),
+                Rhs::new(vp, d, len, (1, vl.row)),
+            )
+        };
         let rows = BLOCK.min(len);
         let mut p = vec![T::zero(); rows * len];
         let mut dp = vec![T::zero(); rows * len];
@@ -355,12 +399,8 @@ pub(super) fn backward<T: Real>(
                 for ii in 0..nb {
                     let row = (off + r0 + ii) * h + hq;
                     lse_rows[ii] = lse[row];
-                    let (orow, grow) = (&o[row * d..(row + 1) * d], &go[row * d..(row + 1) * d]);
-                    let mut acc = T::zero();
-                    for (&a, &b) in orow.iter().zip(grow) {
-                        acc += a * b;
-                    }
-                    drow[ii] = acc;
+                    drow[ii] =
+                        super::simd::dot(&o[row * d..(row + 1) * d], &go[row * d..(row + 1) * d]);
                 }
                 // SAFETY (all mm calls below): reads stay inside rows
                 // off..off+len of q/k/v/o/go and this task's scratch; writes
@@ -369,74 +409,57 @@ pub(super) fn backward<T: Real>(
                 // (hq ranges over hk's own group).
                 unsafe {
                     // S = q kᵀ, then P.
+                    let qa = q.as_ptr().add(q_at);
                     mm(
                         (nb, r1, d),
-                        p.as_mut_ptr(),
-                        r1,
-                        false,
-                        q.as_ptr().add(q_at),
+                        (p.as_mut_ptr(), r1, false),
+                        qa,
                         (ql.row, 1),
-                        kt.as_ptr(),
-                        len,
+                        &keys_t,
                     );
                 }
                 probabilities(p, r0, r1, scale_t, &mut lse_rows[..nb], false);
                 unsafe {
+                    let ga = go.as_ptr().add(o_at);
                     // dP = dO vᵀ.
                     mm(
                         (nb, r1, d),
-                        dp.as_mut_ptr(),
-                        r1,
-                        false,
-                        go.as_ptr().add(o_at),
+                        (dp.as_mut_ptr(), r1, false),
+                        ga,
                         (h * d, 1),
-                        vt.as_ptr(),
-                        len,
+                        &values_t,
                     );
                     // dV += Pᵀ dO.
+                    let grad_out = Rhs::new(ga, nb, d, (h * d, 1));
+                    let dv_at = dv_ptr.get().add(kv_out);
                     mm(
                         (r1, d, nb),
-                        dv_ptr.get().add(kv_out),
-                        kvh * d,
-                        true,
+                        (dv_at, kvh * d, true),
                         p.as_ptr(),
                         (1, r1),
-                        go.as_ptr().add(o_at),
-                        h * d,
+                        &grad_out,
                     );
                 }
-                // dS · scale, in place of dP.
-                for ((dpr, pr), &di) in dp
-                    .chunks_exact_mut(r1)
-                    .zip(p.chunks_exact(r1))
-                    .zip(&drow[..nb])
-                {
-                    for (x, &pv) in dpr.iter_mut().zip(pr) {
-                        *x = pv * (*x - di) * scale_t;
-                    }
-                }
+                score_grads(dp, p, &drow[..nb], r1, scale_t);
                 unsafe {
                     // dQ = dS k.
+                    let dq_at = dq_ptr.get().add(o_at);
                     mm(
                         (nb, d, r1),
-                        dq_ptr.get().add(o_at),
-                        h * d,
-                        false,
+                        (dq_at, h * d, false),
                         dp.as_ptr(),
                         (r1, 1),
-                        k.as_ptr().add(kl.at(off, hk, d)),
-                        kl.row,
+                        &keys,
                     );
                     // dK += dSᵀ q.
+                    let queries = Rhs::new(q.as_ptr().add(q_at), nb, d, (ql.row, 1));
+                    let dk_at = dk_ptr.get().add(kv_out);
                     mm(
                         (r1, d, nb),
-                        dk_ptr.get().add(kv_out),
-                        kvh * d,
-                        true,
+                        (dk_at, kvh * d, true),
                         dp.as_ptr(),
                         (1, r1),
-                        q.as_ptr().add(q_at),
-                        ql.row,
+                        &queries,
                     );
                 }
             }

@@ -6,9 +6,8 @@
 //! strided copy-add into the gradient store, and a separate residual add is
 //! one more node whose two gradients are each zero-filled and added).
 //!
-//! f32 on AVX-512 CPUs runs [`crate::kernels::gemm_f32`] (the forward reads
-//! `wᵀ` from a transposed copy of the weight, the weight gradient reads `gᵀ`
-//! in place); elsewhere, and for f64, the `gemm` crate (candle's own CPU
+//! f32 on AVX-512 CPUs runs [`crate::kernels::gemm_f32`] (`wᵀ` and `gᵀ` read
+//! in place through strides); elsewhere, and for f64, the `gemm` crate (candle's own CPU
 //! GEMM) with explicit strides. Neither copies activations to transpose them.
 
 use candle_core::backend::BackendStorage;
@@ -99,22 +98,6 @@ fn gemm_into<T: Real>(
     }
 }
 
-/// `wᵀ` of a row-major (n, k) matrix, in blocks that stay in cache.
-fn transpose<T: Real>(w: &[T], n: usize, k: usize) -> Vec<T> {
-    const B: usize = 32;
-    let mut t = vec![T::zero(); n * k];
-    for i0 in (0..n).step_by(B) {
-        for j0 in (0..k).step_by(B) {
-            for i in i0..(i0 + B).min(n) {
-                for j in j0..(j0 + B).min(k) {
-                    t[j * n + i] = w[i * k + j];
-                }
-            }
-        }
-    }
-    t
-}
-
 /// `v` as f32 when `T` is f32.
 fn as_f32<T: Real>(v: &[T]) -> Option<&[f32]> {
     (T::DTYPE == DType::F32).then(|| {
@@ -131,15 +114,15 @@ fn as_f32_mut<T: Real>(v: &mut [T]) -> Option<&mut [f32]> {
     })
 }
 
-/// `dst (m × n) (+)= A · B` with `A[i][l] = a[i·ars + l·acs]` and B
-/// row-major with rows of `n`: the AVX-512 kernel for f32 when available,
+/// `dst (m × n) (+)= A · B` with `A[i][l] = a[i·ars + l·acs]` and
+/// `B[l][j] = b[l·brs + j·bcs]`: the AVX-512 kernel for f32 when available,
 /// else the `gemm` crate.
 fn product<T: Real>(
     dst: &mut [T],
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
     (a, (ars, acs)): (&[T], (usize, usize)),
-    b: &[T],
+    (b, (brs, bcs)): (&[T], (usize, usize)),
 ) -> Result<()> {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::gemm_f32::available() {
@@ -150,14 +133,14 @@ fn product<T: Real>(
                 n,
                 k,
                 a: Strides { row: ars, col: acs },
-                ldb: n,
+                b: Strides { row: brs, col: bcs },
                 ldc: n,
                 accumulate,
             };
             return g.run(af, bf, d).map_err(candle_core::Error::wrap);
         }
     }
-    gemm_into(dst, (m, n, k), accumulate, (a, (ars, acs)), (b, (n, 1)));
+    gemm_into(dst, (m, n, k), accumulate, (a, (ars, acs)), (b, (brs, bcs)));
     Ok(())
 }
 
@@ -168,8 +151,14 @@ fn forward<T: Real>(x: &[T], w: &[T], residual: Option<&[T]>, k: usize) -> Resul
         Some(r) => r.to_vec(),
         None => vec![T::zero(); m * n],
     };
-    let wt = transpose(w, n, k);
-    product(&mut y, (m, n, k), residual.is_some(), (x, (k, 1)), &wt)?;
+    // wᵀ[l][j] = w[j·k + l], read in place.
+    product(
+        &mut y,
+        (m, n, k),
+        residual.is_some(),
+        (x, (k, 1)),
+        (w, (1, k)),
+    )?;
     Ok(y)
 }
 
@@ -178,10 +167,10 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], k: usize) -> Result<(Vec<T>, Vec
     let (m, n) = (x.len() / k, w.len() / k);
     let mut dx = vec![T::zero(); m * k];
     // dx = g · w.
-    product(&mut dx, (m, k, n), false, (g, (n, 1)), w)?;
+    product(&mut dx, (m, k, n), false, (g, (n, 1)), (w, (k, 1)))?;
     let mut dw = vec![T::zero(); n * k];
     // dw = gᵀ · x, gᵀ read in place.
-    product(&mut dw, (n, k, m), false, (g, (1, n)), x)?;
+    product(&mut dw, (n, k, m), false, (g, (1, n)), (x, (k, 1)))?;
     Ok((dx, dw))
 }
 

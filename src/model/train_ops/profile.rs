@@ -13,6 +13,8 @@ pub enum Op {
     Linear,
     RmsNorm,
     Rope,
+    /// [`super::causal_attention`] and [`super::qkv_attention`] (whose q/k
+    /// norms and rotary embedding count here too).
     Attention,
     SiluMul,
     TokenLogprobs,
@@ -33,7 +35,7 @@ impl Op {
             Op::Linear => "linear",
             Op::RmsNorm => "rms_norm",
             Op::Rope => "rope",
-            Op::Attention => "causal_attention",
+            Op::Attention => "attention",
             Op::SiluMul => "silu_mul",
             Op::TokenLogprobs => "token_logprobs",
         }

@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use super::attention::{self, check_seqs, Dims, Heads, Qkv};
+use super::simd::simd_fn;
 use super::{fused, rows_per_task, slice, storage, with_elems, Real};
 
 /// Head counts of a packed projection: each row is `[q heads | k heads | v
@@ -175,6 +176,7 @@ struct Tables<'a, T> {
 
 impl<T: Real> Tables<'_, T> {
     /// `y = rope(norm(x))` for one head (`w` = None: rope only).
+    #[inline(always)]
     fn forward_head(&self, t: usize, x: &[T], w: Option<&[T]>, eps: f64, y: &mut [T]) {
         let half = self.half;
         let (c, s) = (&self.cos[t * half..][..half], &self.sin[t * half..][..half]);
@@ -201,7 +203,8 @@ impl<T: Real> Tables<'_, T> {
 
     /// `dx` of one head from the gradient `g` of its rotated output; adds
     /// the norm weight's gradient to `dw`.
-    #[allow(clippy::too_many_arguments)] // one head's slices and shapes; a struct would only rename them
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn backward_head(
         &self,
         t: usize,
@@ -224,15 +227,14 @@ impl<T: Real> Tables<'_, T> {
         let Some(w) = w else { return };
         let d = x.len();
         let r = super::rms_norm::rstd(x, eps);
-        let mut dot = T::zero();
         for j in 0..d {
-            let xh = x[j] * r;
-            dot += dx[j] * w[j] * xh;
-            dw[j] += dx[j] * xh;
+            dw[j] += dx[j] * x[j] * r;
+            dx[j] *= w[j];
         }
-        let cm = dot / T::from_f64(d as f64);
+        // dx = r·(u − x̂·mean(u·x̂)) with u = g·w (now in dx).
+        let cm = r * super::simd::dot(dx, x) / T::from_f64(d as f64);
         for j in 0..d {
-            dx[j] = r * (dx[j] * w[j] - x[j] * r * cm);
+            dx[j] = r * (dx[j] - x[j] * r * cm);
         }
     }
 }
@@ -259,22 +261,78 @@ fn prepare<T: Real>(
         .zip(k.par_chunks_mut(per * kvh * d))
         .enumerate()
         .for_each(|(chunk, (q, k))| {
-            for (i, (qt, kt)) in q
-                .chunks_exact_mut(h * d)
-                .zip(k.chunks_exact_mut(kvh * d))
-                .enumerate()
-            {
-                let tok = chunk * per + i;
-                let row = &qkv[tok * width..][..width];
-                for (hh, y) in qt.chunks_exact_mut(d).enumerate() {
-                    tables.forward_head(tok, &row[hh * d..][..d], norms.map(|n| n.0), eps, y);
-                }
-                for (hh, y) in kt.chunks_exact_mut(d).enumerate() {
-                    tables.forward_head(tok, &row[(h + hh) * d..][..d], norms.map(|n| n.1), eps, y);
-                }
-            }
+            prepare_chunk(q, k, chunk * per, qkv, norms, tables, heads, eps);
         });
     (q, k)
+}
+
+simd_fn! {
+    /// [`prepare`] for the tokens from `tok0` whose outputs are `q` and `k`.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_chunk<T: Real>(
+        q: &mut [T],
+        k: &mut [T],
+        tok0: usize,
+        qkv: &[T],
+        norms: Option<(&[T], &[T])>,
+        tables: &Tables<'_, T>,
+        heads: QkvHeads,
+        eps: f64,
+    ) {
+        let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let width = heads.width();
+        for (i, (qt, kt)) in q
+            .chunks_exact_mut(h * d)
+            .zip(k.chunks_exact_mut(kvh * d))
+            .enumerate()
+        {
+            let tok = tok0 + i;
+            let row = &qkv[tok * width..][..width];
+            for (hh, y) in qt.chunks_exact_mut(d).enumerate() {
+                tables.forward_head(tok, &row[hh * d..][..d], norms.map(|n| n.0), eps, y);
+            }
+            for (hh, y) in kt.chunks_exact_mut(d).enumerate() {
+                tables.forward_head(tok, &row[(h + hh) * d..][..d], norms.map(|n| n.1), eps, y);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// [`finish_backward`] for the tokens from `tok0` whose packed gradient
+    /// rows are `out`; adds the norm weights' gradients to `dw`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_chunk<T: Real>(
+        out: &mut [T],
+        tok0: usize,
+        dw: (&mut [T], &mut [T]),
+        qkv: &[T],
+        norms: Option<(&[T], &[T])>,
+        tables: &Tables<'_, T>,
+        heads: QkvHeads,
+        eps: f64,
+        grads: (&[T], &[T], &[T]),
+    ) {
+        let (h, kvh, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+        let width = heads.width();
+        let (dwq, dwk) = dw;
+        let (dq, dk, dv) = grads;
+        for (i, orow) in out.chunks_exact_mut(width).enumerate() {
+            let tok = tok0 + i;
+            let row = &qkv[tok * width..][..width];
+            let (oq, rest) = orow.split_at_mut(h * d);
+            let (ok, ov) = rest.split_at_mut(kvh * d);
+            for (hh, dx) in oq.chunks_exact_mut(d).enumerate() {
+                let g = &dq[(tok * h + hh) * d..][..d];
+                tables.backward_head(tok, &row[hh * d..][..d], norms.map(|n| n.0), eps, g, dx, dwq);
+            }
+            for (hh, dx) in ok.chunks_exact_mut(d).enumerate() {
+                let g = &dk[(tok * kvh + hh) * d..][..d];
+                tables.backward_head(tok, &row[(h + hh) * d..][..d], norms.map(|n| n.1), eps, g, dx, dwk);
+            }
+            ov.copy_from_slice(&dv[tok * kvh * d..][..kvh * d]);
+        }
+    }
 }
 
 /// `(d_qkv, d_q_norm, d_k_norm)` from the attention's head gradients.
@@ -287,11 +345,7 @@ fn finish_backward<T: Real>(
     eps: f64,
     (dq, dk, dv): (&[T], &[T], &[T]),
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let QkvHeads {
-        heads: h,
-        kv_heads: kvh,
-        head_dim: d,
-    } = heads;
+    let d = heads.head_dim;
     let width = heads.width();
     let t = qkv.len() / width;
     let mut dqkv = vec![T::zero(); t * width];
@@ -302,37 +356,17 @@ fn finish_backward<T: Real>(
         .map(|(chunk, out)| {
             let mut dwq = vec![T::zero(); d];
             let mut dwk = vec![T::zero(); d];
-            for (i, orow) in out.chunks_exact_mut(width).enumerate() {
-                let tok = chunk * per + i;
-                let row = &qkv[tok * width..][..width];
-                let (oq, rest) = orow.split_at_mut(h * d);
-                let (ok, ov) = rest.split_at_mut(kvh * d);
-                for (hh, dx) in oq.chunks_exact_mut(d).enumerate() {
-                    let g = &dq[(tok * h + hh) * d..][..d];
-                    tables.backward_head(
-                        tok,
-                        &row[hh * d..][..d],
-                        norms.map(|n| n.0),
-                        eps,
-                        g,
-                        dx,
-                        &mut dwq,
-                    );
-                }
-                for (hh, dx) in ok.chunks_exact_mut(d).enumerate() {
-                    let g = &dk[(tok * kvh + hh) * d..][..d];
-                    tables.backward_head(
-                        tok,
-                        &row[(h + hh) * d..][..d],
-                        norms.map(|n| n.1),
-                        eps,
-                        g,
-                        dx,
-                        &mut dwk,
-                    );
-                }
-                ov.copy_from_slice(&dv[tok * kvh * d..][..kvh * d]);
-            }
+            finish_chunk(
+                out,
+                chunk * per,
+                (&mut dwq, &mut dwk),
+                qkv,
+                norms,
+                tables,
+                heads,
+                eps,
+                (dq, dk, dv),
+            );
             (dwq, dwk)
         })
         .reduce(
@@ -346,14 +380,14 @@ fn finish_backward<T: Real>(
     (dqkv, dwq, dwk)
 }
 
-/// A CPU storage with its layout, as candle hands it to a custom op.
-type StorageRef<'a> = (&'a CpuStorage, &'a Layout);
+/// One storage argument of a custom op.
+type Arg<'a> = (&'a CpuStorage, &'a Layout);
 
 impl QkvAttention {
     fn fwd<T: Real>(
         &self,
         (qs, ql): (&CpuStorage, &Layout),
-        norms: Option<(StorageRef<'_>, StorageRef<'_>)>,
+        norms: Option<(Arg<'_>, Arg<'_>)>,
     ) -> Result<(CpuStorage, Shape)> {
         let _timer = super::profile::Timer::start(super::profile::Op::Attention, false);
         let qkv = slice::<T>(qs, ql, "qkv_attention qkv")?;

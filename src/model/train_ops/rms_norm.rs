@@ -9,6 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{fused, rows_per_task, slice, storage, with_elems, Real};
 
 /// RMSNorm of `x` (..., D) with weight `w` (D).
@@ -35,12 +36,44 @@ struct RmsNorm {
 }
 
 /// `1 / sqrt(mean(row²) + eps)`.
+#[inline(always)]
 pub(super) fn rstd<T: Real>(row: &[T], eps: f64) -> T {
-    let mut ss = T::zero();
-    for &v in row {
-        ss += v * v;
-    }
+    let ss = super::simd::sum_sq(row);
     T::one() / (ss / T::from_f64(row.len() as f64) + T::from_f64(eps)).sqrt()
+}
+
+simd_fn! {
+    /// RMSNorm of every `w.len()`-wide row of `x` into `y`.
+    pub(super) fn norm_rows<T: Real>(y: &mut [T], x: &[T], w: &[T], eps: f64) {
+        let d = w.len();
+        for (yr, xr) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            let r = rstd(xr, eps);
+            for ((yv, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
+                *yv = xv * r * wv;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Backward of [`norm_rows`]: `dx` of every row, `dw` accumulated.
+    pub(super) fn norm_rows_backward<T: Real>(dx: &mut [T], dw: &mut [T], x: &[T], w: &[T], g: &[T], eps: f64) {
+        let d = w.len();
+        let inv_d = T::one() / T::from_f64(d as f64);
+        for ((dxr, xr), gr) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
+            let r = rstd(xr, eps);
+            // u = g·w (held in dx), mean(u·x̂) = r·mean(u·x).
+            for ((u, &gv), &wv) in dxr.iter_mut().zip(gr).zip(w) {
+                *u = gv * wv;
+            }
+            let c = r * super::simd::dot(dxr, xr) * inv_d;
+            for (((u, &xv), &gv), dwv) in dxr.iter_mut().zip(xr).zip(gr).zip(dw.iter_mut()) {
+                let xh = xv * r;
+                *dwv += gv * xh;
+                *u = r * (*u - xh * c);
+            }
+        }
+    }
 }
 
 fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
@@ -49,14 +82,7 @@ fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let chunk = rows_per_task(x.len() / d, d) * d;
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
-        .for_each(|(y, x)| {
-            for (yr, xr) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                let r = rstd(xr, eps);
-                for ((yv, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
-                    *yv = xv * r * wv;
-                }
-            }
-        });
+        .for_each(|(y, x)| norm_rows(y, x, w, eps));
     y
 }
 
@@ -70,23 +96,7 @@ fn backward<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
         .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
         .map(|(dx, (x, g))| {
             let mut dw = vec![T::zero(); d];
-            for ((dxr, xr), gr) in dx
-                .chunks_exact_mut(d)
-                .zip(x.chunks_exact(d))
-                .zip(g.chunks_exact(d))
-            {
-                let r = rstd(xr, eps);
-                let mut dot = T::zero();
-                for ((&xv, &gv), (&wv, dwv)) in xr.iter().zip(gr).zip(w.iter().zip(dw.iter_mut())) {
-                    let xh = xv * r;
-                    dot += gv * wv * xh;
-                    *dwv += gv * xh;
-                }
-                let c = dot / T::from_f64(d as f64);
-                for ((dxv, &xv), (&gv, &wv)) in dxr.iter_mut().zip(xr).zip(gr.iter().zip(w)) {
-                    *dxv = r * (gv * wv - xv * r * c);
-                }
-            }
+            norm_rows_backward(dx, &mut dw, x, w, g, eps);
             dw
         })
         .reduce(

@@ -6,6 +6,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{fused, rows_per_task, slice, storage, with_elems, Real};
 
 /// `silu(gate) · up`, element-wise; both of the same shape.
@@ -57,9 +58,7 @@ fn forward_packed<T: Real>(gu: &[T], half: usize) -> Vec<T> {
         .for_each(|(y, gu)| {
             for (yr, r) in y.chunks_exact_mut(half).zip(gu.chunks_exact(2 * half)) {
                 let (a, b) = r.split_at(half);
-                for ((y, &a), &b) in yr.iter_mut().zip(a).zip(b) {
-                    *y = a * sigmoid(a) * b;
-                }
+                silu_fwd(yr, a, b);
             }
         });
     y
@@ -79,11 +78,7 @@ fn backward_packed<T: Real>(gu: &[T], g: &[T], half: usize) -> Vec<T> {
             {
                 let (a, b) = r.split_at(half);
                 let (da, db) = dr.split_at_mut(half);
-                for i in 0..half {
-                    let s = sigmoid(a[i]);
-                    da[i] = gr[i] * b[i] * s * (T::one() + a[i] * (T::one() - s));
-                    db[i] = gr[i] * a[i] * s;
-                }
+                silu_bwd(da, db, a, b, gr);
             }
         });
     d
@@ -133,8 +128,30 @@ impl CustomOp1 for SiluMulPacked {
 
 const CHUNK: usize = 16 * 1024;
 
+#[inline(always)]
 fn sigmoid<T: Real>(a: T) -> T {
     T::one() / (T::one() + (T::zero() - a).exp())
+}
+
+simd_fn! {
+    /// `y = silu(a) · b` over equal-length slices.
+    fn silu_fwd<T: Real>(y: &mut [T], a: &[T], b: &[T]) {
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = a * sigmoid(a) * b;
+        }
+    }
+}
+
+simd_fn! {
+    /// `da`, `db` of `silu(a) · b` for the output gradient `g`.
+    fn silu_bwd<T: Real>(da: &mut [T], db: &mut [T], a: &[T], b: &[T], g: &[T]) {
+        let n = da.len().min(db.len()).min(a.len()).min(b.len()).min(g.len());
+        for i in 0..n {
+            let s = sigmoid(a[i]);
+            da[i] = g[i] * b[i] * s * (T::one() + a[i] * (T::one() - s));
+            db[i] = g[i] * a[i] * s;
+        }
+    }
 }
 
 fn forward<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
@@ -142,11 +159,7 @@ fn forward<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
     let chunk = rows_per_task(a.len().div_ceil(CHUNK), CHUNK) * CHUNK;
     y.par_chunks_mut(chunk)
         .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
-        .for_each(|(y, (a, b))| {
-            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                *y = a * sigmoid(a) * b;
-            }
-        });
+        .for_each(|(y, (a, b))| silu_fwd(y, a, b));
     y
 }
 
@@ -161,14 +174,7 @@ fn backward<T: Real>(a: &[T], b: &[T], g: &[T]) -> (Vec<T>, Vec<T>) {
                 .zip(b.par_chunks(chunk))
                 .zip(g.par_chunks(chunk)),
         )
-        .for_each(|((da, db), ((a, b), g))| {
-            for i in 0..a.len() {
-                let s = sigmoid(a[i]);
-                let silu = a[i] * s;
-                da[i] = g[i] * b[i] * s * (T::one() + a[i] * (T::one() - s));
-                db[i] = g[i] * silu;
-            }
-        });
+        .for_each(|((da, db), ((a, b), g))| silu_bwd(da, db, a, b, g));
     (da, db)
 }
 

@@ -13,6 +13,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::simd_fn;
 use super::{fused, rows_per_task, slice, storage, with_elems, Real};
 
 /// `log_softmax(logits)[t, targets[t]]` for logits (T, V) and targets (T)
@@ -75,19 +76,35 @@ fn forward<T: Real>(z: &[T], y: &[u32], vocab: usize, inv_temp: f64) -> Result<(
     lp.par_chunks_mut(per)
         .zip(lse.par_chunks_mut(per))
         .zip(z.par_chunks(per * vocab).zip(y.par_chunks(per)))
-        .for_each(|((lp, lse), (z, y))| {
-            for (i, zr) in z.chunks_exact(vocab).enumerate() {
-                let m = zr.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v * s));
-                let mut sum = T::zero();
-                for &v in zr {
-                    sum += (v * s - m).exp();
-                }
-                let l = m + sum.ln();
-                lse[i] = l.to_f64();
-                lp[i] = zr[y[i] as usize] * s - l;
-            }
-        });
+        .for_each(|((lp, lse), (z, y))| forward_rows(lp, lse, z, y, vocab, s));
     Ok((lp, lse))
+}
+
+simd_fn! {
+    /// [`forward`] for the rows of one task.
+    fn forward_rows<T: Real>(lp: &mut [T], lse: &mut [f64], z: &[T], y: &[u32], vocab: usize, s: T) {
+        for (i, zr) in z.chunks_exact(vocab).enumerate() {
+            // s > 0, so max(z·s) = max(z)·s.
+            let m = super::simd::max(zr) * s;
+            let l = m + super::simd::sum_exp(zr, s, m).ln();
+            lse[i] = l.to_f64();
+            lp[i] = zr[y[i] as usize] * s - l;
+        }
+    }
+}
+
+simd_fn! {
+    /// [`backward`] for the rows of one task.
+    fn backward_rows<T: Real>(dz: &mut [T], z: &[T], y: &[u32], lse: &[f64], g: &[T], vocab: usize, s: T) {
+        for (i, (dr, zr)) in dz.chunks_exact_mut(vocab).zip(z.chunks_exact(vocab)).enumerate() {
+            let l = T::from_f64(lse[i]);
+            let gs = g[i] * s;
+            for (d, &v) in dr.iter_mut().zip(zr) {
+                *d = T::zero() - gs * (v * s - l).exp();
+            }
+            dr[y[i] as usize] += gs;
+        }
+    }
 }
 
 fn backward<T: Real>(z: &[T], y: &[u32], lse: &[f64], g: &[T], inv_temp: f64) -> Vec<T> {
@@ -102,20 +119,7 @@ fn backward<T: Real>(z: &[T], y: &[u32], lse: &[f64], g: &[T], inv_temp: f64) ->
                 .zip(lse.par_chunks(per))
                 .zip(g.par_chunks(per)),
         )
-        .for_each(|((dz, z), ((y, lse), g))| {
-            for (i, (dr, zr)) in dz
-                .chunks_exact_mut(vocab)
-                .zip(z.chunks_exact(vocab))
-                .enumerate()
-            {
-                let l = T::from_f64(lse[i]);
-                let gs = g[i] * s;
-                for (d, &v) in dr.iter_mut().zip(zr) {
-                    *d = T::zero() - gs * (v * s - l).exp();
-                }
-                dr[y[i] as usize] += gs;
-            }
-        });
+        .for_each(|((dz, z), ((y, lse), g))| backward_rows(dz, z, y, lse, g, vocab, s));
     dz
 }
 

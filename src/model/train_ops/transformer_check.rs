@@ -129,3 +129,40 @@ fn qwen2_fused_training_step_equals_composed() {
 fn llama_fused_training_step_equals_composed() {
     fused_equals_composed("tiny-llama");
 }
+
+/// A dtype without fused kernels (f16 on CPU) takes the composed fallback
+/// inside the fused layer path: same loss as the composed forward.
+#[test]
+fn fused_path_falls_back_to_composed_ops_for_other_dtypes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let mut cfg = preset("tiny").unwrap();
+    cfg.vocab_size = VOCAB;
+    cfg.eos_token_id = None;
+    let mut opts = InitOptions::new(cfg, &dir);
+    opts.tokenizer = TokenizerSource::None;
+    init_model(&opts, &|_| {}).unwrap();
+    let (model, varmap, _) = load_trainable(&dir, DType::F16, &Device::Cpu).unwrap();
+    let fused = loss(&model, Mode::Train);
+    let composed = loss(&model, Mode::TrainComposed);
+    let (a, b) = (
+        fused
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        composed
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-2 * b.abs(), "f16 loss {a} vs {b}");
+    let grads = fused.backward().unwrap();
+    let vars = varmap.data().lock().unwrap();
+    let w = vars.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+    assert!(
+        grads.get(w.as_tensor()).is_some(),
+        "no f16 gradient for q_proj"
+    );
+}
