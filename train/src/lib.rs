@@ -12,6 +12,7 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod gen;
+pub mod grpo;
 pub mod loss;
 pub mod mask;
 pub mod metrics;

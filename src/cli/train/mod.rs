@@ -17,6 +17,10 @@ pub enum TrainCommand {
 }
 
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    // Before the first candle op: candle's spinning elementwise pool
+    // starves the threads doing the work on a small machine (see the op's
+    // doc). `main` already keeps freed memory mapped, as training wants.
+    crate::model::train_ops::single_threaded_candle_elementwise();
     match cmd {
         TrainCommand::Sft(args) => sft::run(*args),
         TrainCommand::Tokenizer(args) => tokenizer::run(args),
