@@ -61,13 +61,25 @@ pub fn load_eval_tasks(path: &Path, data: &DataSection) -> anyhow::Result<Vec<Ev
     let loaded = load_tasks(&[path], &data.load_options(true))?;
     report(&path.display().to_string(), &loaded.report);
     ensure_references(&loaded.tasks)?;
-    Ok(loaded
-        .tasks
-        .into_iter()
-        .map(|t| EvalTask {
-            messages: chat(t.prompt_messages()),
-            answer: t.answer.clone().unwrap_or_default(),
-            verifier: t.verifier.clone(),
-        })
-        .collect())
+    Ok(loaded.tasks.into_iter().map(eval_task).collect())
+}
+
+/// Prompt tasks of `path` with explicit load options (GRPO's data section);
+/// every reference must parse for its verifier, checked before training.
+pub fn load_eval_tasks_with(
+    path: &Path,
+    opts: &quorum_train::data::LoadOptions,
+) -> anyhow::Result<Vec<EvalTask>> {
+    let loaded = load_tasks(&[path], opts)?;
+    report(&path.display().to_string(), &loaded.report);
+    ensure_references(&loaded.tasks)?;
+    Ok(loaded.tasks.into_iter().map(eval_task).collect())
+}
+
+fn eval_task(t: quorum_train::data::Task) -> EvalTask {
+    EvalTask {
+        messages: chat(t.prompt_messages()),
+        answer: t.answer.clone().unwrap_or_default(),
+        verifier: t.verifier.clone(),
+    }
 }

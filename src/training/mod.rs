@@ -5,7 +5,10 @@
 
 pub mod data;
 pub mod eval;
+pub mod grpo;
 pub mod policy;
 pub mod render;
+pub mod rollouts;
+pub mod run;
 pub mod sft;
 mod signals;

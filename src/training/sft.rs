@@ -3,12 +3,10 @@
 //! metrics, periodic eval (held-out loss, accuracy by generation) and
 //! checkpoints, exact `--resume`, and a checkpoint on Ctrl-C / SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use quorum_train::batch::{epoch_order, token_budget_batches, Example, PackedBatch};
@@ -24,13 +22,13 @@ use quorum_train::sft_config::SftConfig;
 use crate::chat::ChatTemplate;
 use crate::engine::think::budget::tokenizer_supports_think;
 use crate::engine::think::resolve::ThinkConfig;
-use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 use crate::tokenizer::Tokenizer;
 
 use super::data::{load_conversations, load_eval_tasks, Conversation};
 use super::eval::{accuracy, EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
+use super::run::{device_and_dtype, fresh_state, prepare_run_dir, progress_bar, save_checkpoint};
 use super::signals::StopFlag;
 
 /// How `quorum train sft` was invoked.
@@ -58,34 +56,8 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         load_with_overrides(&opts.config, &opts.overrides)?;
     cfg.validate()?;
     let run_dir = cfg.out.clone();
-    let device = match cfg.model.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0).context("model.device = cuda")?,
-        other => bail!("config: `model.device`: `{other}` is not cpu or cuda"),
-    };
-    let dtype = match cfg.model.dtype.as_str() {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        _ => DType::F32,
-    };
-
-    checkpoint::remove_stale_temps(&run_dir)?;
-    let resume_from = match (opts.resume, checkpoint::latest(&run_dir)?) {
-        (true, Some(c)) => Some(c),
-        (true, None) => bail!(
-            "--resume: {} has no checkpoint to resume from",
-            run_dir.display()
-        ),
-        (false, Some((step, _))) => bail!(
-            "{} already holds checkpoints (newest: step {step}); pass --resume to continue \
-             it, or choose another `out`",
-            run_dir.display()
-        ),
-        (false, None) => None,
-    };
-    std::fs::create_dir_all(&run_dir).with_context(|| run_dir.display().to_string())?;
-    std::fs::write(run_dir.join("config.toml"), toml::to_string(&resolved)?)
-        .context("writing the resolved config")?;
+    let (device, dtype) = device_and_dtype(&cfg.model)?;
+    let resume_from = prepare_run_dir(&run_dir, opts.resume, &resolved)?;
 
     // Tokenizer, template and think mode of the starting model.
     let tok = Tokenizer::from_dir(&cfg.model.init)?;
@@ -140,18 +112,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
             let (state, _) = checkpoint::load_state(dir)?;
             (dir.clone(), state)
         }
-        None => (
-            cfg.model.init.clone(),
-            TrainerState {
-                step: 0,
-                epoch: 0,
-                cursor: 0,
-                seed: cfg.train.seed,
-                rng_word_pos: 0,
-                tokens_seen: 0,
-                elapsed_s: 0.0,
-            },
-        ),
+        None => (cfg.model.init.clone(), fresh_state(cfg.train.seed)),
     };
     let policy = TransformerPolicy::load(&weights_dir, dtype, &device)?;
     let params = policy.params();
@@ -192,19 +153,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
     let mut plan_epoch = u64::MAX;
     let mut plan: Vec<Vec<usize>> = Vec::new();
 
-    let bar = if opts.progress {
-        let b = ProgressBar::new(cfg.train.steps);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b.set_position(state.step);
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(opts.progress, cfg.train.steps, state.step);
 
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
@@ -219,6 +168,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
             opt,
             policy,
             cfg.checkpoint.keep,
+            &[],
         )
     };
 
@@ -386,38 +336,4 @@ fn evaluate(
         record["generation"] = serde_json::Value::Object(detail);
     }
     Ok(record)
-}
-
-/// Write `RUN/checkpoint-STEP/`: the model directory (weights in the
-/// training dtype so a resume is exact, the starting model's config and
-/// tokenizer files) and the trainer state beside it.
-fn save_checkpoint(
-    run_dir: &Path,
-    init_dir: &Path,
-    state: &TrainerState,
-    opt: &AdamW,
-    policy: &TransformerPolicy,
-    keep: usize,
-) -> anyhow::Result<PathBuf> {
-    let pending = checkpoint::begin(run_dir, state.step)?;
-    let dtype = match policy.model.activation_dtype() {
-        DType::BF16 => CheckpointDType::Bf16,
-        DType::F16 => CheckpointDType::F16,
-        _ => CheckpointDType::F32,
-    };
-    let generation = std::fs::read_to_string(init_dir.join("generation_config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let mut wopts = WriteOptions::new(dtype);
-    wopts.tokenizer_dir = Some(init_dir);
-    wopts.generation_config = generation.as_ref();
-    write_model_dir(
-        pending.model_dir(),
-        &policy.config,
-        &policy.named_tensors(),
-        &wopts,
-        &|_| {},
-    )
-    .context("writing the checkpoint's model directory")?;
-    Ok(pending.commit(&opt.state_tensors(), state, keep)?)
 }

@@ -13,6 +13,7 @@ pub mod data;
 mod error;
 pub mod gen;
 pub mod grpo;
+pub mod grpo_config;
 pub mod loss;
 pub mod mask;
 pub mod metrics;

@@ -1,6 +1,8 @@
-//! `quorum train`: tokenizer, SFT (and next GRPO, reward models), plots.
+//! `quorum train`: tokenizer, SFT, GRPO (and next reward models), plots.
 
+mod grpo;
 mod plot;
+mod run_args;
 mod sft;
 mod tokenizer;
 
@@ -9,7 +11,9 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     /// Supervised fine-tuning (teacher forcing, loss on assistant tokens).
-    Sft(Box<sft::SftArgs>),
+    Sft(Box<run_args::RunArgs>),
+    /// GRPO / RLVR: G rollouts per prompt, verifier rewards, group advantages, clipped updates.
+    Grpo(Box<run_args::RunArgs>),
     /// Train a byte-level BPE tokenizer with the chat special tokens.
     Tokenizer(tokenizer::TokenizerArgs),
     /// Write PNG curves (loss, eval accuracy, lr) of a run directory.
@@ -23,6 +27,7 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
     crate::model::train_ops::single_threaded_candle_elementwise();
     match cmd {
         TrainCommand::Sft(args) => sft::run(*args),
+        TrainCommand::Grpo(args) => grpo::run(*args),
         TrainCommand::Tokenizer(args) => tokenizer::run(args),
         TrainCommand::Plot(args) => plot::run(args),
     }

@@ -1,0 +1,530 @@
+//! The GRPO run: config → prompts (rendered as served) → per step G
+//! rollouts per prompt from the batched engine on the current weights
+//! (or, with `sampling.async_rollouts`, on the weights one step old while
+//! the current step trains), verifier rewards, group advantages, optional
+//! dynamic sampling, the clipped-surrogate update; metrics, held-out
+//! pass@1, checkpoints, exact `--resume`, a checkpoint on Ctrl-C / SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use quorum_train::batch::epoch_order;
+use quorum_train::checkpoint::{self, TrainerState};
+use quorum_train::config::load_with_overrides;
+use quorum_train::grpo::advantage::{advantages, zero_variance};
+use quorum_train::grpo::dynamic::{fill, Filled};
+use quorum_train::grpo::update::{grpo_update, sequence_logprobs, UpdateConfig, UpdateStats};
+use quorum_train::grpo_config::GrpoConfig;
+use quorum_train::metrics::MetricsLog;
+use quorum_train::optim::AdamW;
+use quorum_train::policy::Policy;
+
+use crate::chat::ChatTemplate;
+use crate::engine::think::resolve::ThinkConfig;
+use crate::engine::weights_view::snapshot;
+use crate::model::Transformer;
+use crate::tokenizer::Tokenizer;
+
+use super::data::load_eval_tasks_with;
+use super::eval::{accuracy, EvalContext, EvalTask};
+use super::policy::TransformerPolicy;
+use super::rollouts::{sample_groups, training_sequences, RolloutContext, ScoredGroup};
+use super::run::{device_and_dtype, fresh_state, prepare_run_dir, progress_bar, save_checkpoint};
+use super::signals::StopFlag;
+
+/// The rollouts of the next step, saved with a checkpoint in async mode
+/// (they were sampled from weights that no checkpoint holds).
+const PENDING_FILE: &str = "pending_rollouts.json";
+/// GRPO's own resume state (optimizer steps: μ per step, 0 for a step
+/// whose groups were all dropped).
+const STATE_FILE: &str = "grpo_state.json";
+
+/// How `quorum train grpo` was invoked.
+pub struct GrpoOptions {
+    pub config: PathBuf,
+    pub overrides: Vec<String>,
+    pub resume: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpoSummary {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub stopped_early: bool,
+    pub last_checkpoint: Option<PathBuf>,
+    pub final_eval: Option<serde_json::Value>,
+}
+
+/// A step's sampled batch and what it took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Batch {
+    groups: Vec<ScoredGroup>,
+    rounds: usize,
+    sampled: usize,
+    zero_variance: usize,
+    first_round_zero_variance: usize,
+    /// Groups of the first round (the configured batch).
+    first_round: usize,
+    /// Every sampled rollout's reward, kept groups or not (the step's
+    /// reward and accuracy are over what the policy produced).
+    all_rewards: Vec<f64>,
+    all_correct: usize,
+    all_rollouts: usize,
+    completion_tokens: Vec<usize>,
+    truncated: usize,
+    rollout_s: f64,
+    /// The data position after this batch was drawn.
+    epoch: u64,
+    cursor: usize,
+}
+
+/// The prompt stream: a seeded order per epoch (or the curriculum order),
+/// a cursor into it.
+struct Prompts<'a> {
+    tasks: &'a [EvalTask],
+    order: Option<&'a [usize]>,
+    seed: u64,
+    epoch: u64,
+    cursor: usize,
+}
+
+impl Prompts<'_> {
+    fn take(&mut self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        let mut perm = self.perm();
+        while out.len() < n {
+            if self.cursor == perm.len() {
+                self.cursor = 0;
+                self.epoch += 1;
+                perm = self.perm();
+            }
+            out.push(perm[self.cursor]);
+            self.cursor += 1;
+        }
+        out
+    }
+
+    fn perm(&self) -> Vec<usize> {
+        match self.order {
+            Some(o) => o.to_vec(),
+            None => epoch_order(self.tasks.len(), self.seed, self.epoch),
+        }
+    }
+}
+
+/// Sample the batch of step `step` (1-based) on `model`.
+fn sample_batch(
+    model: &Transformer,
+    ctx: &RolloutContext,
+    prompts: &mut Prompts,
+    cfg: &GrpoConfig,
+    step: u64,
+) -> anyhow::Result<Batch> {
+    let t0 = Instant::now();
+    let mut all_rewards = Vec::new();
+    let mut all_correct = 0;
+    let mut completion_tokens = Vec::new();
+    let mut truncated = 0;
+    let filled: Filled<ScoredGroup> = fill(
+        cfg.rollout.prompts_per_step,
+        cfg.sampling.dynamic,
+        cfg.sampling.max_refill_rounds,
+        |n, round| {
+            let idx = prompts.take(n);
+            let tasks: Vec<(usize, &EvalTask)> = idx.iter().map(|&i| (i, &prompts.tasks[i])).collect();
+            let groups = sample_groups(model, ctx, &tasks, (step << 8) | round as u64)
+                .map_err(|e| quorum_train::TrainError::Batch(format!("{e:#}")))?;
+            for g in &groups {
+                for r in &g.rollouts {
+                    all_rewards.push(r.reward.total);
+                    all_correct += usize::from(r.reward.correct);
+                    completion_tokens.push(r.token_ids.len());
+                    truncated += usize::from(r.truncated);
+                }
+            }
+            Ok(groups)
+        },
+        |g| !zero_variance(&g.rewards()),
+    )?;
+    Ok(Batch {
+        all_rollouts: all_rewards.len(),
+        groups: filled.groups,
+        rounds: filled.rounds,
+        sampled: filled.sampled,
+        zero_variance: filled.dropped,
+        first_round_zero_variance: filled.first_round_dropped,
+        first_round: cfg.rollout.prompts_per_step,
+        all_rewards,
+        all_correct,
+        completion_tokens,
+        truncated,
+        rollout_s: t0.elapsed().as_secs_f64(),
+        epoch: prompts.epoch,
+        cursor: prompts.cursor,
+    })
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64;
+    (m, v.sqrt())
+}
+
+pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
+    let (cfg, resolved): (GrpoConfig, toml::Table) =
+        load_with_overrides(&opts.config, &opts.overrides)?;
+    cfg.validate()?;
+    let run_dir = cfg.out.clone();
+    let (device, dtype) = device_and_dtype(&cfg.model)?;
+    let resume_from = prepare_run_dir(&run_dir, opts.resume, &resolved)?;
+
+    let tok = Tokenizer::from_dir(&cfg.model.init)?;
+    let template = ChatTemplate::from_tokenizer(&tok)?;
+    let think_cfg = ThinkConfig::default();
+    let opts_load = cfg.data.load_options();
+    let train_tasks = load_eval_tasks_with(&cfg.data.train, &opts_load)?;
+    cfg.check_prompts(train_tasks.len())?;
+    let eval_tasks: Vec<EvalTask> = match &cfg.data.eval_tasks {
+        Some(p) => load_eval_tasks_with(p, &opts_load)?
+            .into_iter()
+            .take(cfg.eval.max_problems)
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let (weights_dir, mut state, pending) = match &resume_from {
+        Some((_, dir)) => {
+            let (state, _) = checkpoint::load_state(dir)?;
+            let pending = match std::fs::read(dir.join(PENDING_FILE)) {
+                Ok(b) => Some(serde_json::from_slice::<Batch>(&b).with_context(|| {
+                    format!("{}: unreadable pending rollouts", dir.join(PENDING_FILE).display())
+                })?),
+                Err(_) => None,
+            };
+            (dir.clone(), state, pending)
+        }
+        None => (cfg.model.init.clone(), fresh_state(cfg.train.seed), None),
+    };
+    let policy = TransformerPolicy::load(&weights_dir, dtype, &device)?;
+    let params = policy.params();
+    let mut opt = AdamW::new(params.clone(), cfg.optim.adamw())?;
+    if let Some((_, dir)) = &resume_from {
+        let (_, moments) = checkpoint::load_state(dir)?;
+        let opt_steps = std::fs::read(dir.join(STATE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["optimizer_steps"].as_u64())
+            .with_context(|| format!("{}: missing or unreadable", dir.join(STATE_FILE).display()))?;
+        opt.load_state(&moments, opt_steps)?;
+        eprintln!("resuming {} at step {}", run_dir.display(), state.step);
+    }
+    let reference = if cfg.objective.kl_beta > 0.0 {
+        let dir = cfg.objective.reference.clone().unwrap_or_else(|| cfg.model.init.clone());
+        Some(TransformerPolicy::load(&dir, dtype, &device).context("loading the reference model")?)
+    } else {
+        None
+    };
+    eprintln!(
+        "grpo: {} parameters, {} prompts, {} eval tasks, {} steps of {} prompts × {} rollouts{}",
+        policy.num_params(),
+        train_tasks.len(),
+        eval_tasks.len(),
+        cfg.train.steps,
+        cfg.rollout.prompts_per_step,
+        cfg.rollout.group_size,
+        if cfg.sampling.async_rollouts { " (async rollouts)" } else { "" }
+    );
+
+    let eos = crate::engine::bundle::eos_token_ids(&cfg.model.init, &tok)?;
+    let ctx = RolloutContext {
+        tok: &tok,
+        template: &template,
+        think: &think_cfg,
+        eos: eos.clone(),
+        group_size: cfg.rollout.group_size,
+        temperature: cfg.rollout.temperature,
+        top_p: cfg.rollout.top_p,
+        max_completion_tokens: cfg.rollout.max_completion_tokens,
+        think_mix: cfg.rollout.think,
+        seed: cfg.train.seed,
+    };
+    let eval_ctx = EvalContext {
+        tok: &tok,
+        template: &template,
+        think: &think_cfg,
+        eos,
+        max_new_tokens: cfg.eval.max_new_tokens,
+    };
+    let update_cfg = UpdateConfig {
+        objective: cfg.objective.objective(),
+        aggregation: cfg.objective.aggregation,
+        max_completion_tokens: cfg.rollout.max_completion_tokens,
+        temperature: cfg.rollout.temperature,
+        micro_batch_tokens: cfg.train.micro_batch_tokens,
+        iterations: cfg.objective.iterations_per_batch,
+        max_grad_norm: cfg.optim.clip(),
+    };
+    let mut metrics = MetricsLog::open(&run_dir, resume_from.as_ref().map(|(s, _)| *s))?;
+    let stop = StopFlag::install().context("installing the Ctrl-C / SIGTERM handler")?;
+    let schedule = cfg.optim.schedule(cfg.train.steps);
+    let bar = progress_bar(opts.progress, cfg.train.steps, state.step);
+    let mut prompts = Prompts {
+        tasks: &train_tasks,
+        order: None,
+        seed: state.seed,
+        epoch: state.epoch,
+        cursor: state.cursor,
+    };
+
+    if state.step == 0 && !eval_tasks.is_empty() {
+        let record = evaluate(&policy.model, &eval_ctx, &eval_tasks, &cfg.eval.modes, 0)?;
+        bar.println(format!("eval @ step 0: {record}"));
+        metrics.write(&record)?;
+    }
+
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let mut last_checkpoint = resume_from.as_ref().map(|(_, p)| p.clone());
+    let mut final_eval = None;
+    let mut stopped_early = false;
+    let mut pending: Option<Batch> = pending;
+
+    while state.step < cfg.train.steps {
+        let t0 = Instant::now();
+        let step = state.step + 1;
+        let batch = match pending.take() {
+            Some(b) => b,
+            None => sample_batch(&policy.model, &ctx, &mut prompts, &cfg, step)?,
+        };
+        prompts.epoch = batch.epoch;
+        prompts.cursor = batch.cursor;
+        let lr = schedule.lr(state.step);
+        let want_next = cfg.sampling.async_rollouts && step < cfg.train.steps;
+        let t_update = Instant::now();
+        let (update, next) = if want_next {
+            // The next batch samples from these weights (one step old by
+            // the time it trains) while this step updates.
+            let old = snapshot(&policy.model)?;
+            let mut next_prompts = Prompts {
+                tasks: &train_tasks,
+                order: None,
+                seed: state.seed,
+                epoch: batch.epoch,
+                cursor: batch.cursor,
+            };
+            std::thread::scope(|s| {
+                let h = s.spawn(|| sample_batch(&old, &ctx, &mut next_prompts, &cfg, step + 1));
+                let u = train_on(&policy, &params, &mut opt, reference.as_ref(), &batch, &cfg, &update_cfg, lr);
+                let n = h
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the rollout thread panicked"))
+                    .and_then(|r| r);
+                (u, Some(n))
+            })
+        } else {
+            (
+                train_on(&policy, &params, &mut opt, reference.as_ref(), &batch, &cfg, &update_cfg, lr),
+                None,
+            )
+        };
+        let update = update.with_context(|| format!("step {step}"))?;
+        if let Some(n) = next {
+            pending = Some(n.with_context(|| format!("sampling the rollouts of step {}", step + 1))?);
+        }
+        let update_s = t_update.elapsed().as_secs_f64();
+        state.step = step;
+        state.epoch = prompts.epoch;
+        state.cursor = prompts.cursor;
+        if let Some(p) = &pending {
+            state.epoch = p.epoch;
+            state.cursor = p.cursor;
+        }
+        state.tokens_seen += update.as_ref().map_or(0, |u| u.tokens as u64);
+        state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        let dt = t0.elapsed().as_secs_f64();
+        let record = step_record(&batch, update.as_ref(), lr, dt, update_s, &state, cfg.sampling.async_rollouts);
+        if state.step % cfg.train.log_every == 0 || state.step == cfg.train.steps {
+            metrics.write(&record)?;
+        }
+        bar.set_position(state.step);
+        bar.set_message(format!(
+            "reward {:.3}  acc {:.3}  zero-var {:.2}  {:.1} s/step",
+            record["reward_mean"].as_f64().unwrap_or(0.0),
+            record["accuracy"].as_f64().unwrap_or(0.0),
+            record["zero_variance_fraction"].as_f64().unwrap_or(0.0),
+            dt
+        ));
+
+        let last = state.step == cfg.train.steps;
+        let eval_due = (cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last;
+        if eval_due && !eval_tasks.is_empty() {
+            let record = evaluate(&policy.model, &eval_ctx, &eval_tasks, &cfg.eval.modes, state.step)?;
+            bar.println(format!("eval @ step {}: {record}", state.step));
+            metrics.write(&record)?;
+            final_eval = Some(record);
+        }
+        let ckpt_due = (cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0)
+            || last
+            || stop.requested();
+        if ckpt_due {
+            let mut extra: Vec<(&str, Vec<u8>)> = vec![(
+                STATE_FILE,
+                serde_json::to_vec(&json!({"optimizer_steps": opt.steps()}))?,
+            )];
+            if let Some(p) = &pending {
+                extra.push((PENDING_FILE, serde_json::to_vec(p)?));
+            }
+            last_checkpoint = Some(save_checkpoint(
+                &run_dir,
+                &cfg.model.init,
+                &state,
+                &opt,
+                &policy,
+                cfg.checkpoint.keep,
+                &extra,
+            )?);
+        }
+        if stop.requested() && !last {
+            bar.abandon_with_message(format!(
+                "stopped at step {}; checkpoint written, continue with --resume",
+                state.step
+            ));
+            stopped_early = true;
+            break;
+        }
+    }
+    bar.finish();
+    Ok(GrpoSummary {
+        run_dir,
+        steps: state.step,
+        stopped_early,
+        last_checkpoint,
+        final_eval,
+    })
+}
+
+/// The update of one batch; `None` when dynamic sampling kept no group.
+#[allow(clippy::too_many_arguments)] // the loop's parts, borrowed for one call
+fn train_on(
+    policy: &TransformerPolicy,
+    params: &[(String, candle_core::Var)],
+    opt: &mut AdamW,
+    reference: Option<&TransformerPolicy>,
+    batch: &Batch,
+    cfg: &GrpoConfig,
+    update_cfg: &UpdateConfig,
+    lr: f64,
+) -> anyhow::Result<Option<UpdateStats>> {
+    if batch.groups.is_empty() {
+        return Ok(None);
+    }
+    let rewards: Vec<Vec<f64>> = batch.groups.iter().map(ScoredGroup::rewards).collect();
+    let adv = advantages(&rewards, cfg.advantage.std, cfg.advantage.eps);
+    let seqs = training_sequences(&batch.groups, &adv)?;
+    if seqs.iter().all(|s| s.example.trained_tokens() == 0.0) {
+        return Ok(None);
+    }
+    let refs = match reference {
+        Some(r) => Some(sequence_logprobs(
+            r,
+            &seqs,
+            update_cfg.temperature,
+            update_cfg.micro_batch_tokens,
+        )?),
+        None => None,
+    };
+    Ok(Some(grpo_update(
+        policy,
+        params,
+        opt,
+        &seqs,
+        refs.as_deref(),
+        update_cfg,
+        lr,
+    )?))
+}
+
+/// The step's metrics line.
+fn step_record(
+    batch: &Batch,
+    update: Option<&UpdateStats>,
+    lr: f64,
+    step_s: f64,
+    update_s: f64,
+    state: &TrainerState,
+    async_rollouts: bool,
+) -> serde_json::Value {
+    let (reward_mean, reward_std) = mean_std(&batch.all_rewards);
+    let lens: Vec<f64> = batch.completion_tokens.iter().map(|&n| n as f64).collect();
+    let (len_mean, _) = mean_std(&lens);
+    let rollout_tokens: usize = batch.completion_tokens.iter().sum();
+    let n = batch.all_rollouts.max(1) as f64;
+    let mut r = json!({
+        "kind": "step",
+        "step": state.step,
+        "lr": lr,
+        "reward_mean": reward_mean,
+        "reward_std": reward_std,
+        "accuracy": batch.all_correct as f64 / n,
+        "groups": batch.groups.len(),
+        "groups_sampled": batch.sampled,
+        "refill_rounds": batch.rounds.saturating_sub(1),
+        // Of the first round's groups (the policy's state, comparable
+        // with and without dynamic sampling), and of every sampled group.
+        "zero_variance_fraction": batch.first_round_zero_variance as f64 / batch.first_round.max(1) as f64,
+        "zero_variance_all": batch.zero_variance as f64 / batch.sampled.max(1) as f64,
+        "completion_tokens_mean": len_mean,
+        "completion_tokens_max": batch.completion_tokens.iter().max().copied().unwrap_or(0),
+        "completion_tokens_min": batch.completion_tokens.iter().min().copied().unwrap_or(0),
+        "truncated_fraction": batch.truncated as f64 / n,
+        "rollout_tokens": rollout_tokens,
+        "rollout_s": batch.rollout_s,
+        "rollout_tokens_per_s": rollout_tokens as f64 / batch.rollout_s.max(1e-9),
+        "update_s": update_s,
+        "step_s": step_s,
+        "async_rollouts": async_rollouts,
+        "elapsed_s": state.elapsed_s,
+    });
+    if let Some(u) = update {
+        let t = u.first.tokens.max(1.0);
+        let ta = u.all.tokens.max(1.0);
+        r["loss"] = json!(u.loss);
+        r["grad_norm"] = json!(u.grad_norm);
+        r["trained_tokens"] = json!(u.first.tokens);
+        r["tokens"] = json!(u.tokens);
+        r["tokens_per_s"] = json!(u.tokens as f64 / update_s.max(1e-9));
+        r["entropy"] = json!(u.first.neg_logprob / t);
+        r["kl"] = json!(u.first.kl / t);
+        r["clip_fraction"] = json!((u.all.clipped_low + u.all.clipped_high) / ta);
+        r["clip_low_fraction"] = json!(u.all.clipped_low / ta);
+        r["clip_high_fraction"] = json!(u.all.clipped_high / ta);
+        r["ratio_dev"] = json!(u.first.ratio_dev / t);
+    }
+    r
+}
+
+/// Held-out pass@1 (greedy) per think mode.
+fn evaluate(
+    model: &Transformer,
+    ctx: &EvalContext,
+    tasks: &[EvalTask],
+    modes: &[String],
+    step: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let mut acc = serde_json::Map::new();
+    let mut detail = serde_json::Map::new();
+    for mode in modes {
+        let a = accuracy(model, ctx, tasks, mode == "think")?;
+        acc.insert(mode.clone(), json!(a.accuracy));
+        detail.insert(mode.clone(), serde_json::to_value(&a)?);
+    }
+    Ok(json!({"kind": "eval", "step": step, "accuracy": acc, "generation": detail}))
+}
