@@ -136,7 +136,8 @@ fn sample_batch(
         cfg.sampling.max_refill_rounds,
         |n, round| {
             let idx = prompts.take(n);
-            let tasks: Vec<(usize, &EvalTask)> = idx.iter().map(|&i| (i, &prompts.tasks[i])).collect();
+            let tasks: Vec<(usize, &EvalTask)> =
+                idx.iter().map(|&i| (i, &prompts.tasks[i])).collect();
             let groups = sample_groups(model, ctx, &tasks, (step << 8) | round as u64)
                 .map_err(|e| quorum_train::TrainError::Batch(format!("{e:#}")))?;
             for g in &groups {
@@ -205,7 +206,10 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             let (state, _) = checkpoint::load_state(dir)?;
             let pending = match std::fs::read(dir.join(PENDING_FILE)) {
                 Ok(b) => Some(serde_json::from_slice::<Batch>(&b).with_context(|| {
-                    format!("{}: unreadable pending rollouts", dir.join(PENDING_FILE).display())
+                    format!(
+                        "{}: unreadable pending rollouts",
+                        dir.join(PENDING_FILE).display()
+                    )
                 })?),
                 Err(_) => None,
             };
@@ -222,12 +226,18 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v["optimizer_steps"].as_u64())
-            .with_context(|| format!("{}: missing or unreadable", dir.join(STATE_FILE).display()))?;
+            .with_context(|| {
+                format!("{}: missing or unreadable", dir.join(STATE_FILE).display())
+            })?;
         opt.load_state(&moments, opt_steps)?;
         eprintln!("resuming {} at step {}", run_dir.display(), state.step);
     }
     let reference = if cfg.objective.kl_beta > 0.0 {
-        let dir = cfg.objective.reference.clone().unwrap_or_else(|| cfg.model.init.clone());
+        let dir = cfg
+            .objective
+            .reference
+            .clone()
+            .unwrap_or_else(|| cfg.model.init.clone());
         Some(TransformerPolicy::load(&dir, dtype, &device).context("loading the reference model")?)
     } else {
         None
@@ -240,7 +250,11 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         cfg.train.steps,
         cfg.rollout.prompts_per_step,
         cfg.rollout.group_size,
-        if cfg.sampling.async_rollouts { " (async rollouts)" } else { "" }
+        if cfg.sampling.async_rollouts {
+            " (async rollouts)"
+        } else {
+            ""
+        }
     );
 
     let eos = crate::engine::bundle::eos_token_ids(&cfg.model.init, &tok)?;
@@ -322,7 +336,16 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             };
             std::thread::scope(|s| {
                 let h = s.spawn(|| sample_batch(&old, &ctx, &mut next_prompts, &cfg, step + 1));
-                let u = train_on(&policy, &params, &mut opt, reference.as_ref(), &batch, &cfg, &update_cfg, lr);
+                let u = train_on(
+                    &policy,
+                    &params,
+                    &mut opt,
+                    reference.as_ref(),
+                    &batch,
+                    &cfg,
+                    &update_cfg,
+                    lr,
+                );
                 let n = h
                     .join()
                     .map_err(|_| anyhow::anyhow!("the rollout thread panicked"))
@@ -331,13 +354,23 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             })
         } else {
             (
-                train_on(&policy, &params, &mut opt, reference.as_ref(), &batch, &cfg, &update_cfg, lr),
+                train_on(
+                    &policy,
+                    &params,
+                    &mut opt,
+                    reference.as_ref(),
+                    &batch,
+                    &cfg,
+                    &update_cfg,
+                    lr,
+                ),
                 None,
             )
         };
         let update = update.with_context(|| format!("step {step}"))?;
         if let Some(n) = next {
-            pending = Some(n.with_context(|| format!("sampling the rollouts of step {}", step + 1))?);
+            pending =
+                Some(n.with_context(|| format!("sampling the rollouts of step {}", step + 1))?);
         }
         let update_s = t_update.elapsed().as_secs_f64();
         state.step = step;
@@ -350,7 +383,15 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         state.tokens_seen += update.as_ref().map_or(0, |u| u.tokens as u64);
         state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
         let dt = t0.elapsed().as_secs_f64();
-        let record = step_record(&batch, update.as_ref(), lr, dt, update_s, &state, cfg.sampling.async_rollouts);
+        let record = step_record(
+            &batch,
+            update.as_ref(),
+            lr,
+            dt,
+            update_s,
+            &state,
+            cfg.sampling.async_rollouts,
+        );
         if state.step % cfg.train.log_every == 0 || state.step == cfg.train.steps {
             metrics.write(&record)?;
         }
@@ -366,7 +407,13 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         let last = state.step == cfg.train.steps;
         let eval_due = (cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last;
         if eval_due && !eval_tasks.is_empty() {
-            let record = evaluate(&policy.model, &eval_ctx, &eval_tasks, &cfg.eval.modes, state.step)?;
+            let record = evaluate(
+                &policy.model,
+                &eval_ctx,
+                &eval_tasks,
+                &cfg.eval.modes,
+                state.step,
+            )?;
             bar.println(format!("eval @ step {}: {record}", state.step));
             metrics.write(&record)?;
             final_eval = Some(record);

@@ -137,11 +137,19 @@ pub fn sample_groups(
         });
     }
     let outs = in_engine_pool(|| {
-        generate_groups(model, ctx.tok, &requests, &RolloutConfig::default(), &mut |_| true)
+        generate_groups(
+            model,
+            ctx.tok,
+            &requests,
+            &RolloutConfig::default(),
+            &mut |_| true,
+        )
     })?;
     let mut groups = Vec::with_capacity(tasks.len());
-    for (((index, task), req), (out, thinking)) in
-        tasks.iter().zip(requests).zip(outs.into_iter().zip(thinking))
+    for (((index, task), req), (out, thinking)) in tasks
+        .iter()
+        .zip(requests)
+        .zip(outs.into_iter().zip(thinking))
     {
         let verifier = verifier_by_name(&task.verifier)?;
         let rollouts = out
@@ -178,7 +186,10 @@ pub fn sample_groups(
 /// prompt + completion, weight 1 on the completion tokens the model
 /// sampled (forced tokens and masked rollouts weigh 0), the rollout-time
 /// log-probs as the behaviour policy's.
-pub fn training_sequences(groups: &[ScoredGroup], adv: &[Vec<f64>]) -> anyhow::Result<Vec<RolloutSeq>> {
+pub fn training_sequences(
+    groups: &[ScoredGroup],
+    adv: &[Vec<f64>],
+) -> anyhow::Result<Vec<RolloutSeq>> {
     let mut out = Vec::new();
     for (g, a) in groups.iter().zip(adv) {
         for (r, &a) in g.rollouts.iter().zip(a) {
@@ -247,7 +258,10 @@ mod tests {
         };
         let s = training_sequences(&[g], &[vec![0.5, -0.5]]).unwrap();
         assert_eq!(s[0].example.ids, vec![10, 11, 12, 1, 2, 3, 4]);
-        assert_eq!(s[0].example.weights, vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(
+            s[0].example.weights,
+            vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+        );
         // targets ids[1..]: prompt 11, 12, then the completion's four
         assert_eq!(s[0].old_logprobs, vec![0.0, 0.0, -1.0, 0.0, 0.0, -4.0]);
         assert_eq!(s[0].advantage, 0.5);
@@ -261,7 +275,10 @@ mod tests {
             .filter(|&t| enable_thinking(ThinkMix::Mixed, t, 3) == Some(true))
             .count();
         assert!((400..600).contains(&on), "{on}");
-        assert_eq!(enable_thinking(ThinkMix::Mixed, 17, 3), enable_thinking(ThinkMix::Mixed, 17, 3));
+        assert_eq!(
+            enable_thinking(ThinkMix::Mixed, 17, 3),
+            enable_thinking(ThinkMix::Mixed, 17, 3)
+        );
         assert_eq!(enable_thinking(ThinkMix::Off, 1, 0), Some(false));
     }
 }

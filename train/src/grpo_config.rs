@@ -270,7 +270,9 @@ impl GrpoConfig {
         if o.iterations_per_batch == 0 {
             return bad("objective.iterations_per_batch", "must be at least 1");
         }
-        if self.train.micro_batch_tokens < self.data.max_prompt_tokens + self.rollout.max_completion_tokens {
+        if self.train.micro_batch_tokens
+            < self.data.max_prompt_tokens + self.rollout.max_completion_tokens
+        {
             return bad(
                 "train.micro_batch_tokens",
                 "must hold one rollout (data.max_prompt_tokens + rollout.max_completion_tokens)",
@@ -341,20 +343,30 @@ steps = 10
         let (c, _): (GrpoConfig, _) = parse_with_overrides(
             MIN,
             "g.toml",
-            &["objective.aggregation=dr_grpo".into(), "advantage.std=none".into()],
+            &[
+                "objective.aggregation=dr_grpo".into(),
+                "advantage.std=none".into(),
+            ],
         )
         .unwrap();
         assert_eq!(c.objective.aggregation, Aggregation::DrGrpo);
         assert_eq!(c.advantage.std, StdScaling::None);
         let (c, _): (GrpoConfig, _) =
             parse_with_overrides(MIN, "g.toml", &["rollout.group_size=1".into()]).unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("rollout.group_size"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rollout.group_size"));
         let e = parse_with_overrides::<GrpoConfig>(MIN, "g.toml", &["objective.clip=0.3".into()])
             .unwrap_err()
             .to_string();
         assert!(e.contains("clip"), "{e}");
         let (c, _): (GrpoConfig, _) = parse_with_overrides(MIN, "g.toml", &[]).unwrap();
         let e = c.check_prompts(3).unwrap_err().to_string();
-        assert!(e.contains("rollout.prompts_per_step") && e.contains("3"), "{e}");
+        assert!(
+            e.contains("rollout.prompts_per_step") && e.contains("3"),
+            "{e}"
+        );
     }
 }
