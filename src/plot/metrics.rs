@@ -20,6 +20,8 @@ pub struct StepRecord {
     pub grad_norm: Option<f64>,
     pub tokens_per_s: Option<f64>,
     pub elapsed_s: Option<f64>,
+    /// GRPO: mean reward of the step's rollouts.
+    pub reward: Option<f64>,
 }
 
 /// One `{"kind": "eval"}` record.
@@ -116,6 +118,7 @@ impl Metrics {
                 grad_norm: num("grad_norm"),
                 tokens_per_s: num("tokens_per_s"),
                 elapsed_s: num("elapsed_s"),
+                reward: num("reward_mean"),
             }),
             (Some("eval"), Some(step)) => {
                 let accuracy = match obj.get("accuracy") {

@@ -64,8 +64,8 @@ pub fn plot_run(run_dir: &Path, out_dir: Option<&Path>) -> Result<PlotReport, Pl
     })
 }
 
-/// The three charts of a run.
-pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
+/// The charts of a run: loss, eval accuracy, lr, and (GRPO) reward.
+pub fn charts(m: &Metrics) -> Vec<(&'static str, Chart)> {
     let loss = m.step_series(|r| r.loss);
     let mut loss_series = vec![Series {
         name: "train loss".into(),
@@ -115,7 +115,7 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
         log_y_above_ratio: log_y,
         empty_note: note.into(),
     };
-    [
+    let mut out = vec![
         (
             "loss.png",
             chart(
@@ -155,10 +155,34 @@ pub fn charts(m: &Metrics) -> [(&'static str, Chart); 3] {
                 "no lr in metrics.jsonl",
             ),
         ),
-    ]
+    ];
+    let reward = m.step_series(|r| r.reward);
+    if !reward.is_empty() {
+        let mut series = vec![Series {
+            name: "mean reward".into(),
+            points: reward.clone(),
+            mark: Mark::Line,
+            color: 0,
+            faded: reward.len() > 20,
+        }];
+        if reward.len() > 20 {
+            series.push(Series {
+                name: "mean reward (running mean)".into(),
+                points: running_mean(&reward, (reward.len() / 20).max(2)),
+                mark: Mark::Line,
+                color: 0,
+                faded: false,
+            });
+        }
+        out.push((
+            "reward.png",
+            chart("Reward", "reward", series, None, None, "no reward in metrics.jsonl"),
+        ));
+    }
+    out
 }
 
-/// Writes `loss.png`, `accuracy.png` and `lr.png` for `metrics` into `out_dir` (created),
+/// Writes `loss.png`, `accuracy.png`, `lr.png` (and `reward.png` for GRPO runs) for `metrics` into `out_dir` (created),
 /// each through a temp file and a rename. Returns the paths.
 pub fn plot_metrics(metrics: &Metrics, out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     let io = |path: &Path| {

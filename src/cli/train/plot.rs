@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub struct PlotArgs {
     /// Run directory holding metrics.jsonl.
     pub run_dir: PathBuf,
-    /// Where to write loss.png, accuracy.png and lr.png (default: RUN_DIR).
+    /// Where to write loss.png, accuracy.png, lr.png and, for GRPO runs, reward.png (default: RUN_DIR).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
