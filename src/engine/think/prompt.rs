@@ -158,11 +158,16 @@ pub fn think_spec(
 mod tests {
     use super::*;
 
-    fn qwen3() -> (Tokenizer, ChatTemplate) {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
-        let tok = Tokenizer::from_dir(dir).unwrap();
-        let template = ChatTemplate::from_tokenizer(&tok).unwrap();
+    /// Loaded once: the cases below build many prompts.
+    fn qwen3() -> (&'static Tokenizer, &'static ChatTemplate) {
+        static QWEN3: std::sync::OnceLock<(Tokenizer, ChatTemplate)> = std::sync::OnceLock::new();
+        let (tok, template) = QWEN3.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/qwen3-tokenizer");
+            let tok = Tokenizer::from_dir(dir).unwrap();
+            let template = ChatTemplate::from_tokenizer(&tok).unwrap();
+            (tok, template)
+        });
         (tok, template)
     }
 
