@@ -182,8 +182,8 @@ mod tests {
     ) -> Result<ChatPrompt, ChatPromptError> {
         let (tok, template) = qwen3();
         build_chat_prompt(
-            &template,
-            &tok,
+            template,
+            tok,
             messages,
             &Map::new(),
             &opts,
@@ -248,12 +248,12 @@ mod tests {
         let mut server = crate::server::ServerConfig::default();
         server.think.insert("*".into(), cfg.clone());
         let think =
-            crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", &tok)
+            crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", tok)
                 .unwrap();
         let stated = think.prompt_messages(messages);
         let rendered = crate::chat::prompt::render(
-            &template,
-            &tok,
+            template,
+            tok,
             stated.as_deref().unwrap_or(messages),
             true,
             &kwargs,
@@ -261,8 +261,8 @@ mod tests {
         )
         .unwrap();
         let text = think.apply_to_prompt(&rendered.text);
-        let ids = rendered.with_text(text).encode(&tok, None).unwrap();
-        (ids, think.spec(&tok).unwrap())
+        let ids = rendered.with_text(text).encode(tok, None).unwrap();
+        (ids, think.spec(tok).unwrap())
     }
 
     #[test]
