@@ -20,8 +20,8 @@ use super::validate::ValidChatRequest;
 use crate::chat::ChatMessage;
 use crate::engine::think::resolve::apply_to_prompt;
 use crate::engine::think::{
-    resolve, split_all, tokenizer_supports_think, ReasoningSplitter, SplitDelta, ThinkConfig,
-    ThinkPlan, ThinkRequest, ThinkSpec, ThinkTokens,
+    budget_in_prompt, resolve, split_all, tokenizer_supports_think, ReasoningSplitter, SplitDelta,
+    ThinkConfig, ThinkPlan, ThinkRequest, ThinkSpec, ThinkTokens,
 };
 use crate::engine::GenerateOutput;
 use crate::tokenizer::Tokenizer;
@@ -166,8 +166,9 @@ fn kwarg_bool(kwargs: &Map<String, Value>, key: &str) -> Result<Option<bool>, Ap
 }
 
 /// Resolve a chat request's think mode against model `entry`, make the
-/// template kwargs agree with it, and set what the engine enforces
-/// (`req.common.think`).
+/// template kwargs agree with it, set what the engine enforces
+/// (`req.common.think`), and, under the model's `budget_in_prompt`, state
+/// the thinking budget in the messages ([`ChatThink::prompt_messages`]).
 pub fn prepare_chat(
     req: &mut ValidChatRequest,
     server: &ServerConfig,
@@ -183,6 +184,9 @@ pub fn prepare_chat(
         tok,
     )?;
     req.common.think = think.spec(tok)?;
+    if let Some(messages) = think.prompt_messages(&req.messages) {
+        req.messages = messages;
+    }
     Ok(think)
 }
 
@@ -246,6 +250,14 @@ pub fn prepare(
 }
 
 impl ChatThink {
+    /// The conversation with the thinking budget stated in it ("Think for
+    /// about N tokens.", [`crate::engine::think::target`]) when the model's
+    /// `budget_in_prompt` is on, thinking is on and there is a budget;
+    /// `None`: the conversation as sent.
+    pub fn prompt_messages(&self, messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
+        budget_in_prompt(messages, &self.plan, &self.cfg, self.supported)
+    }
+
     /// The rendered prompt with the think block opened (thinking on) or
     /// closed empty (thinking off), whatever the template did.
     pub fn apply_to_prompt(&self, text: &str) -> String {

@@ -19,6 +19,7 @@ pub mod mask;
 pub mod metrics;
 pub mod optim;
 pub mod policy;
+pub mod rewards;
 pub mod schedule;
 pub mod sft;
 pub mod sft_config;

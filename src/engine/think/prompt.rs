@@ -4,7 +4,8 @@
 //! conversation over the model default), `enable_thinking` passed to the
 //! chat template, the think block opened or closed to match
 //! ([`super::resolve::apply_to_prompt`]), tokenized by the one prompt
-//! builder ([`crate::chat::prompt`]), plus the [`ThinkSpec`] the engine
+//! builder ([`crate::chat::prompt`]) — with the budget stated in the prompt
+//! under `budget_in_prompt` ([`super::target`]) — plus the [`ThinkSpec`] the engine
 //! enforces and the reasoning/answer split of the output. Used by
 //! `quorum generate` and the trainers' rollouts.
 
@@ -108,6 +109,9 @@ pub fn build_chat_prompt(
     if supported {
         kwargs.insert("enable_thinking".into(), Value::Bool(plan.enabled));
     }
+    // With `budget_in_prompt`, the budget is stated in the prompt too.
+    let stated = super::budget_in_prompt(messages, &plan, cfg, supported);
+    let messages = stated.as_deref().unwrap_or(messages);
     let rendered = crate::chat::prompt::render(template, tok, messages, true, &kwargs, policy)?;
     let text = super::resolve::apply_to_prompt(&rendered.text, &plan, cfg, supported);
     let rendered = rendered.with_text(text);
@@ -154,23 +158,36 @@ pub fn think_spec(
 mod tests {
     use super::*;
 
-    fn qwen3() -> (Tokenizer, ChatTemplate) {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
-        let tok = Tokenizer::from_dir(dir).unwrap();
-        let template = ChatTemplate::from_tokenizer(&tok).unwrap();
+    /// Loaded once: the cases below build many prompts.
+    fn qwen3() -> (&'static Tokenizer, &'static ChatTemplate) {
+        static QWEN3: std::sync::OnceLock<(Tokenizer, ChatTemplate)> = std::sync::OnceLock::new();
+        let (tok, template) = QWEN3.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/qwen3-tokenizer");
+            let tok = Tokenizer::from_dir(dir).unwrap();
+            let template = ChatTemplate::from_tokenizer(&tok).unwrap();
+            (tok, template)
+        });
         (tok, template)
     }
 
     fn build(messages: &[ChatMessage], opts: ThinkOptions) -> Result<ChatPrompt, ChatPromptError> {
+        build_with(messages, opts, &ThinkConfig::default())
+    }
+
+    fn build_with(
+        messages: &[ChatMessage],
+        opts: ThinkOptions,
+        cfg: &ThinkConfig,
+    ) -> Result<ChatPrompt, ChatPromptError> {
         let (tok, template) = qwen3();
         build_chat_prompt(
-            &template,
-            &tok,
+            template,
+            tok,
             messages,
             &Map::new(),
             &opts,
-            &ThinkConfig::default(),
+            cfg,
             SpecialTokenPolicy::default(),
         )
     }
@@ -211,7 +228,11 @@ mod tests {
     }
 
     /// The server's chat route, for the same fields: ids and spec must agree.
-    fn server(messages: &[ChatMessage], opts: &ThinkOptions) -> (Vec<u32>, Option<ThinkSpec>) {
+    fn server(
+        messages: &[ChatMessage],
+        opts: &ThinkOptions,
+        cfg: &ThinkConfig,
+    ) -> (Vec<u32>, Option<ThinkSpec>) {
         let (tok, template) = qwen3();
         let fields = crate::server::think::ThinkFields {
             reasoning_effort: opts.reasoning_effort.clone(),
@@ -224,22 +245,24 @@ mod tests {
         if let Some(on) = opts.enable_thinking {
             kwargs.insert("enable_thinking".into(), Value::Bool(on));
         }
-        let server = crate::server::ServerConfig::default();
+        let mut server = crate::server::ServerConfig::default();
+        server.think.insert("*".into(), cfg.clone());
         let think =
-            crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", &tok)
+            crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", tok)
                 .unwrap();
+        let stated = think.prompt_messages(messages);
         let rendered = crate::chat::prompt::render(
-            &template,
-            &tok,
-            messages,
+            template,
+            tok,
+            stated.as_deref().unwrap_or(messages),
             true,
             &kwargs,
             SpecialTokenPolicy::default(),
         )
         .unwrap();
         let text = think.apply_to_prompt(&rendered.text);
-        let ids = rendered.with_text(text).encode(&tok, None).unwrap();
-        (ids, think.spec(&tok).unwrap())
+        let ids = rendered.with_text(text).encode(tok, None).unwrap();
+        (ids, think.spec(tok).unwrap())
     }
 
     #[test]
@@ -277,19 +300,33 @@ mod tests {
                 ..Default::default()
             },
         ];
-        for conv in &convs {
-            for o in &opts {
-                let ours = build(conv, o.clone()).unwrap();
-                let (ids, spec) = server(conv, o);
-                assert_eq!(ours.ids, ids, "{conv:?} {o:?}");
-                let view = |s: &Option<ThinkSpec>| {
-                    s.as_ref().map(|s| {
-                        let t = (s.thinking_budget, s.min_thinking_tokens, s.answer_reserve);
-                        (t, (*s.tokens).clone())
-                    })
-                };
-                assert_eq!(view(&ours.think), view(&spec), "{conv:?} {o:?}");
-            }
+        let stated = ThinkConfig {
+            budget_in_prompt: true,
+            ..ThinkConfig::default()
+        };
+        let cfgs = [ThinkConfig::default(), stated];
+        for (conv, o, cfg) in convs
+            .iter()
+            .flat_map(|c| opts.iter().map(move |o| (c, o)))
+            .flat_map(|(c, o)| cfgs.iter().map(move |cfg| (c, o, cfg)))
+        {
+            let ours = build_with(conv, o.clone(), cfg).unwrap();
+            let (ids, spec) = server(conv, o, cfg);
+            assert_eq!(ours.ids, ids, "{conv:?} {o:?}");
+            let phrase = ours.text.contains("Think for about");
+            let budget = ours.think.as_ref().and_then(|t| t.thinking_budget);
+            assert_eq!(
+                phrase,
+                cfg.budget_in_prompt && budget.is_some(),
+                "{conv:?} {o:?}"
+            );
+            let view = |s: &Option<ThinkSpec>| {
+                s.as_ref().map(|s| {
+                    let t = (s.thinking_budget, s.min_thinking_tokens, s.answer_reserve);
+                    (t, (*s.tokens).clone())
+                })
+            };
+            assert_eq!(view(&ours.think), view(&spec), "{conv:?} {o:?}");
         }
     }
 

@@ -33,6 +33,9 @@ pub struct ThinkConfig {
     pub answer_reserve: usize,
     /// Thinking budgets for `reasoning_effort` levels.
     pub effort_budgets: EffortBudgets,
+    /// State a request's thinking budget in the prompt as well as enforcing
+    /// it ("Think for about N tokens.", see [`super::target`]); off by default.
+    pub budget_in_prompt: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Default for ThinkConfig {
             continuation: "Wait".into(),
             answer_reserve: 64,
             effort_budgets: EffortBudgets::default(),
+            budget_in_prompt: false,
         }
     }
 }
