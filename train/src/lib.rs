@@ -10,6 +10,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod filter;
 mod error;
 pub mod gen;
 pub mod loss;
