@@ -1,5 +1,6 @@
 //! `quorum train`: tokenizer, SFT (and next GRPO, reward models), plots.
 
+mod filter;
 mod plot;
 mod sft;
 mod tokenizer;
@@ -14,6 +15,9 @@ pub enum TrainCommand {
     Tokenizer(tokenizer::TokenizerArgs),
     /// Write PNG curves (loss, eval accuracy, lr) of a run directory.
     Plot(plot::PlotArgs),
+    /// Offline difficulty filtering: sample k answers per problem, keep the
+    /// problems whose pass rate lies in a band; pass rates and a histogram.
+    Filter(Box<filter::FilterArgs>),
 }
 
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
@@ -21,5 +25,6 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
         TrainCommand::Sft(args) => sft::run(*args),
         TrainCommand::Tokenizer(args) => tokenizer::run(args),
         TrainCommand::Plot(args) => plot::run(args),
+        TrainCommand::Filter(args) => filter::run(*args),
     }
 }
