@@ -166,9 +166,11 @@ fn rates_kept_records_histogram_and_png_agree() {
     );
 
     // Same seed, other chunking: the same answers, so the same rates.
-    ok(filter(&data, tmp.path(), "b", &["-k", "4", "--chunk", "32"])
-        .output()
-        .unwrap());
+    ok(
+        filter(&data, tmp.path(), "b", &["-k", "4", "--chunk", "32"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(jsonl(&tmp.path().join("rates-b.jsonl")), rates);
 }
 
@@ -189,7 +191,11 @@ fn bad_input_names_the_flag_or_the_line() {
             .unwrap(),
     );
     assert!(err.contains("--band") && err.contains("no comma"), "{err}");
-    let err = failed(filter(&data, tmp.path(), "x", &["-k", "0"]).output().unwrap());
+    let err = failed(
+        filter(&data, tmp.path(), "x", &["-k", "0"])
+            .output()
+            .unwrap(),
+    );
     assert!(err.contains("-k"), "{err}");
 
     let bad = tmp.path().join("bad.jsonl");
@@ -198,7 +204,11 @@ fn bad_input_names_the_flag_or_the_line() {
         "{\"prompt\": \"Compute 1+1.\", \"answer\": \"2\"}\n{\"prompt\": \"Compute 2+2.\"}\n",
     )
     .unwrap();
-    let err = failed(filter(&bad, tmp.path(), "x", &["-k", "4"]).output().unwrap());
+    let err = failed(
+        filter(&bad, tmp.path(), "x", &["-k", "4"])
+            .output()
+            .unwrap(),
+    );
     assert!(
         err.contains(&format!("{}:2: missing field `answer`", bad.display())),
         "{err}"
@@ -207,13 +217,21 @@ fn bad_input_names_the_flag_or_the_line() {
 
     // Nothing in the band (one token answers nothing): a warning and an
     // empty file, not a failure.
-    let out = filter(&data, tmp.path(), "e", &["-k", "2", "--max-new-tokens", "1"])
-        .output()
-        .unwrap();
+    let out = filter(
+        &data,
+        tmp.path(),
+        "e",
+        &["-k", "2", "--max-new-tokens", "1"],
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = ok(out);
     assert!(stdout.contains("6 problems, k = 2: 0 kept"), "{stdout}");
-    assert!(stdout.contains("12 of 12 answers cut at 1 tokens"), "{stdout}");
+    assert!(
+        stdout.contains("12 of 12 answers cut at 1 tokens"),
+        "{stdout}"
+    );
     let kept = std::fs::read_to_string(tmp.path().join("kept-e.jsonl")).unwrap();
     assert!(kept.is_empty());
     assert!(

@@ -333,10 +333,13 @@ pub fn run(bundle: &ModelBundle, opts: &FilterOptions) -> anyhow::Result<FilterR
     let mut files = Vec::new();
     let mut kept_lines = Vec::with_capacity(stats.kept);
     for (task, r) in tasks.iter().zip(&records).filter(|(_, r)| r.kept) {
-        let obj = raw.get(&task.source).with_context(|| {
-            format!("{}: the record could not be read back", task.source)
-        })?;
-        kept_lines.push(serde_json::to_string(&with_pass_rate_map(obj, r.pass_rate))?);
+        let obj = raw
+            .get(&task.source)
+            .with_context(|| format!("{}: the record could not be read back", task.source))?;
+        kept_lines.push(serde_json::to_string(&with_pass_rate_map(
+            obj,
+            r.pass_rate,
+        ))?);
     }
     write_atomic(&opts.out, jsonl(&kept_lines).as_bytes())?;
     files.push(opts.out.clone());

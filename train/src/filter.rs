@@ -119,7 +119,9 @@ impl FromStr for Band {
 
 /// Indices of the `rates` that lie in `band`, in order.
 pub fn in_band(rates: &[f64], band: Band) -> Vec<usize> {
-    (0..rates.len()).filter(|&i| band.contains(rates[i])).collect()
+    (0..rates.len())
+        .filter(|&i| band.contains(rates[i]))
+        .collect()
 }
 
 /// Problems by number of correct answers: `counts[c]` problems had `c` of
@@ -172,7 +174,11 @@ impl Histogram {
         let mut out = String::new();
         for (c, &n) in self.counts.iter().enumerate() {
             let bar = "#".repeat((n * 40).div_ceil(max));
-            let mark = if band.contains(self.rate(c)) { "*" } else { " " };
+            let mark = if band.contains(self.rate(c)) {
+                "*"
+            } else {
+                " "
+            };
             out.push_str(&format!(
                 "{c:>width$}/{k}  {rate:.3}  {n:>count_width$}  {mark} {bar}\n",
                 k = self.k,
@@ -312,7 +318,10 @@ mod tests {
     fn band_parses_and_includes_its_edges() {
         let b: Band = "0.2,0.8".parse().unwrap();
         assert_eq!(b, Band { lo: 0.2, hi: 0.8 });
-        assert_eq!(" 0 , 1 ".parse::<Band>().unwrap(), Band { lo: 0.0, hi: 1.0 });
+        assert_eq!(
+            " 0 , 1 ".parse::<Band>().unwrap(),
+            Band { lo: 0.0, hi: 1.0 }
+        );
         // k = 5: 1/5 and 4/5 are the edges exactly, kept; 0 and 1 are not.
         let rates: Vec<f64> = (0..=5).map(|c| pass_rate(c, 5).unwrap()).collect();
         assert_eq!(in_band(&rates, b), vec![1, 2, 3, 4]);
@@ -331,12 +340,24 @@ mod tests {
     fn band_errors_say_what_is_wrong() {
         let msg = |s: &str| s.parse::<Band>().unwrap_err().to_string();
         assert!(msg("0.2").contains("no comma"), "{}", msg("0.2"));
-        assert!(msg("a,0.8").contains("LOW `a` is not a number"), "{}", msg("a,0.8"));
-        assert!(msg("0.2,").contains("HIGH `` is not a number"), "{}", msg("0.2,"));
+        assert!(
+            msg("a,0.8").contains("LOW `a` is not a number"),
+            "{}",
+            msg("a,0.8")
+        );
+        assert!(
+            msg("0.2,").contains("HIGH `` is not a number"),
+            "{}",
+            msg("0.2,")
+        );
         assert!(msg("0.8,0.2").contains("LOW = 0.8 is above HIGH = 0.2"));
         assert!(msg("0.2,1.5").contains("HIGH = 1.5 is not in [0, 1]"));
         assert!(msg("-0.1,0.5").starts_with("`-0.1,0.5`: LOW = -0.1"));
-        assert!(msg("nan,0.5").contains("not in [0, 1]"), "{}", msg("nan,0.5"));
+        assert!(
+            msg("nan,0.5").contains("not in [0, 1]"),
+            "{}",
+            msg("nan,0.5")
+        );
     }
 
     #[test]
@@ -347,10 +368,7 @@ mod tests {
         assert_eq!(h.rate(1), 0.25);
         // 0.2..0.8 holds bins 1, 2, 3: 1 + 2 + 0.
         assert_eq!(h.in_band(Band::default()), 3);
-        assert_eq!(
-            Histogram::new(0, &[]).unwrap_err(),
-            FilterError::ZeroK
-        );
+        assert_eq!(Histogram::new(0, &[]).unwrap_err(), FilterError::ZeroK);
         assert!(Histogram::new(2, &[3]).is_err());
         let text = h.to_text(Band::default());
         let lines: Vec<&str> = text.lines().collect();
@@ -393,7 +411,10 @@ mod tests {
         assert!((s.mean_pass_rate - 0.55).abs() < 1e-12);
         assert_eq!((s.all_correct, s.none_correct), (2, 1));
         let empty = FilterStats::of(&[], 4, band).unwrap();
-        assert_eq!((empty.problems, empty.kept, empty.mean_pass_rate), (0, 0, 0.0));
+        assert_eq!(
+            (empty.problems, empty.kept, empty.mean_pass_rate),
+            (0, 0, 0.0)
+        );
     }
 
     #[test]
@@ -465,7 +486,14 @@ mod tests {
 
     #[test]
     fn curriculum_goes_easy_to_hard_with_unknown_rates_last() {
-        let rates = [Some(0.5), None, Some(1.0), Some(0.5), Some(0.0), Some(f64::NAN)];
+        let rates = [
+            Some(0.5),
+            None,
+            Some(1.0),
+            Some(0.5),
+            Some(0.0),
+            Some(f64::NAN),
+        ];
         for seed in 0..20 {
             let o = curriculum_order(&rates, seed);
             assert_eq!(o[0], 2);

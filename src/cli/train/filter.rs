@@ -90,7 +90,8 @@ pub struct FilterArgs {
 }
 
 fn parse_band(s: &str) -> Result<Band, String> {
-    s.parse().map_err(|e: quorum_train::filter::FilterError| e.to_string())
+    s.parse()
+        .map_err(|e: quorum_train::filter::FilterError| e.to_string())
 }
 
 fn parse_answer_format(s: &str) -> Result<AnswerFormat, String> {

@@ -24,10 +24,10 @@ pub use error::DataError;
 pub use fields::{AnswerFormat, FieldMap, LoadOptions};
 pub use load::{load_tasks, FileFormat, LoadReport, Loaded, FIRST_ERRORS};
 pub use raw::read_raw_records;
+pub use task::PASS_RATE_FIELD;
 pub use task::{
     direct_content, think_content, Conversation, Location, Message, Prompt, TargetStyle, Task,
 };
-pub use task::PASS_RATE_FIELD;
 
 #[cfg(test)]
 mod tests;
