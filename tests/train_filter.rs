@@ -33,14 +33,15 @@ fn failed(out: Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Six test-split problems of the model's training distribution (some of
-/// them solved sometimes at temperature 1).
+/// Six test-split problems of the model's training lengths, the kinds it
+/// solves only sometimes at temperature 1 (4-digit subtraction, 3×2-digit
+/// multiplication): with these seeds some land in the band and some not.
 fn problems(dir: &Path) -> PathBuf {
     let path = dir.join("six.jsonl");
     ok(quorum()
         .args(["data", "gen", "arithmetic", "--n", "6", "--seed", "1"])
-        .args(["--split", "test", "--ops", "add,sub,mul", "--digits", "3-4"])
-        .args(["--mul-digits", "2-3", "--mul-by", "1-2", "--out"])
+        .args(["--split", "test", "--ops", "sub,mul", "--digits", "4"])
+        .args(["--mul-digits", "3", "--mul-by", "2", "--out"])
         .arg(&path)
         .output()
         .unwrap());
@@ -107,6 +108,10 @@ fn rates_kept_records_histogram_and_png_agree() {
     // kept, `pass_rate` added.
     let kept = jsonl(&tmp.path().join("kept-a.jsonl"));
     assert_eq!(kept.len(), kept_ids.len());
+    assert!(
+        !kept.is_empty() && kept.len() < 6,
+        "both kept and dropped problems: {kept_ids:?}"
+    );
     for (k, (id, p)) in kept.iter().zip(&kept_ids) {
         assert_eq!(&k["id"], id);
         assert_eq!(k["pass_rate"].as_f64(), Some(*p));
@@ -116,17 +121,15 @@ fn rates_kept_records_histogram_and_png_agree() {
         }
     }
     // ... and they load back as tasks with their pass rates.
-    if !kept.is_empty() {
-        let tasks = quorum_train::data::load_tasks(
-            &[tmp.path().join("kept-a.jsonl")],
-            &quorum_train::data::LoadOptions::default(),
-        )
-        .unwrap()
-        .tasks;
-        let loaded: Vec<Option<f64>> = quorum_train::filter::task_pass_rates(&tasks);
-        let want: Vec<Option<f64>> = kept_ids.iter().map(|(_, p)| Some(*p)).collect();
-        assert_eq!(loaded, want);
-    }
+    let tasks = quorum_train::data::load_tasks(
+        &[tmp.path().join("kept-a.jsonl")],
+        &quorum_train::data::LoadOptions::default(),
+    )
+    .unwrap()
+    .tasks;
+    let loaded: Vec<Option<f64>> = quorum_train::filter::task_pass_rates(&tasks);
+    let want: Vec<Option<f64>> = kept_ids.iter().map(|(_, p)| Some(*p)).collect();
+    assert_eq!(loaded, want);
 
     // The printed summary: problems, kept, one histogram line per bin with
     // the counts of the rates file.
