@@ -15,7 +15,7 @@ const FONT: &[u8] = include_bytes!(concat!(
 ));
 
 /// Series colours (matplotlib's tab10), in order.
-const COLORS: [RGBColor; 6] = [
+pub(super) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -61,7 +61,7 @@ pub struct Chart {
 }
 
 /// Registers the embedded font once per process.
-fn ensure_font() -> Result<(), PlotError> {
+pub(super) fn ensure_font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
@@ -79,7 +79,7 @@ fn tint(c: RGBColor, amount: f64) -> RGBColor {
     RGBColor(mix(c.0), mix(c.1), mix(c.2))
 }
 
-fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
+pub(super) fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
     PlotError::Draw(e.to_string())
 }
 
@@ -219,7 +219,7 @@ pub fn render_png(chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, PlotError>
     encode_png(&buf, size)
 }
 
-fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, PlotError> {
+pub(super) fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, PlotError> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);

@@ -2,12 +2,14 @@
 //! `accuracy.png` (every eval accuracy series), `lr.png`, from the run's `metrics.jsonl`
 //! ([`metrics`] says what is read and what is ignored).
 
+mod bars;
 mod chart;
 pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use bars::{render_bars_png, Bar, BarChart, Span};
 pub use chart::{render_png, tick_label, Chart, Mark, Series};
 pub use metrics::{EvalRecord, Metrics, StepRecord};
 

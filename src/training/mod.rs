@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod filter;
 pub mod grpo;
 pub mod policy;
 pub mod render;

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 mod error;
+pub mod filter;
 pub mod gen;
 pub mod grpo;
 pub mod grpo_config;

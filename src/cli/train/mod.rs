@@ -1,5 +1,6 @@
 //! `quorum train`: tokenizer, SFT, GRPO (and next reward models), plots.
 
+mod filter;
 mod grpo;
 mod plot;
 mod run_args;
@@ -18,6 +19,9 @@ pub enum TrainCommand {
     Tokenizer(tokenizer::TokenizerArgs),
     /// Write PNG curves (loss, eval accuracy, lr) of a run directory.
     Plot(plot::PlotArgs),
+    /// Offline difficulty filtering: sample k answers per problem, keep the
+    /// problems whose pass rate lies in a band; pass rates and a histogram.
+    Filter(Box<filter::FilterArgs>),
 }
 
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
@@ -30,5 +34,6 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
         TrainCommand::Grpo(args) => grpo::run(*args),
         TrainCommand::Tokenizer(args) => tokenizer::run(args),
         TrainCommand::Plot(args) => plot::run(args),
+        TrainCommand::Filter(args) => filter::run(*args),
     }
 }

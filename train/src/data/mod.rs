@@ -15,6 +15,7 @@ mod fields;
 mod jsonl;
 mod load;
 mod parquet_rows;
+mod raw;
 mod record;
 mod task;
 
@@ -22,6 +23,8 @@ pub use check::{check_references, ensure_references, ReferenceFailure, FIRST_FAI
 pub use error::DataError;
 pub use fields::{AnswerFormat, FieldMap, LoadOptions};
 pub use load::{load_tasks, FileFormat, LoadReport, Loaded, FIRST_ERRORS};
+pub use raw::read_raw_records;
+pub use task::PASS_RATE_FIELD;
 pub use task::{
     direct_content, think_content, Conversation, Location, Message, Prompt, TargetStyle, Task,
 };

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::DataError;
 use super::fields::{AnswerFormat, LoadOptions};
-use super::task::{Location, Message, Prompt, Task};
+use super::task::{Location, Message, Prompt, Task, PASS_RATE_FIELD};
 
 /// Verifier names already checked while loading (`verifier_by_name` compiles
 /// regexes; a file usually names one or two verifiers).
@@ -260,6 +260,19 @@ pub(crate) fn task_from_value(
             ))
         }
     };
+    let pass_rate = match lookup(obj, PASS_RATE_FIELD) {
+        None => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(p) if (0.0..=1.0).contains(&p) => Some(p),
+            _ => return Err(r.bad(PASS_RATE_FIELD, format!("{n} is not in [0, 1]"))),
+        },
+        Some(other) => {
+            return Err(r.bad(
+                PASS_RATE_FIELD,
+                format!("expected a number in [0, 1], found {}", kind(other)),
+            ))
+        }
+    };
     let id = r.text_or_number(&f.id)?.unwrap_or_else(|| loc.to_string());
     Ok(Task {
         id,
@@ -269,5 +282,6 @@ pub(crate) fn task_from_value(
         verifier,
         solution,
         chat_template_kwargs,
+        pass_rate,
     })
 }

@@ -62,7 +62,15 @@ pub struct Task {
     pub solution: Option<String>,
     /// Passed to the chat template (`{"enable_thinking": false}`).
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The measured pass rate in `[0, 1]` (the record's [`PASS_RATE_FIELD`],
+    /// written by `quorum train filter`), for the difficulty curriculum.
+    #[serde(default)]
+    pub pass_rate: Option<f64>,
 }
+
+/// The record field holding a task's measured pass rate (not mapped: the
+/// difficulty filter writes it under this name next to the original fields).
+pub const PASS_RATE_FIELD: &str = "pass_rate";
 
 /// An SFT example: messages ending with the assistant turn, plus the
 /// template kwargs to render them with.
@@ -193,6 +201,7 @@ mod tests {
             verifier: "math".into(),
             solution: solution.map(Into::into),
             chat_template_kwargs: None,
+            pass_rate: None,
         }
     }
 
