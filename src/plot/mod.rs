@@ -178,7 +178,14 @@ pub fn charts(m: &Metrics) -> Vec<(&'static str, Chart)> {
         }
         out.push((
             "reward.png",
-            chart("Reward", "reward", series, None, None, "no reward in metrics.jsonl"),
+            chart(
+                "Reward",
+                "reward",
+                series,
+                None,
+                None,
+                "no reward in metrics.jsonl",
+            ),
         ));
     }
     out

@@ -81,5 +81,6 @@ fn eval_task(t: quorum_train::data::Task) -> EvalTask {
         messages: chat(t.prompt_messages()),
         answer: t.answer.clone().unwrap_or_default(),
         verifier: t.verifier.clone(),
+        pass_rate: t.pass_rate,
     }
 }

@@ -1,7 +1,8 @@
 //! Task accuracy by generation: held-out problems answered greedily by the
 //! rollout engine on the model's current weights (think on and think off,
 //! forced with `enable_thinking` as a client would), judged by the
-//! `scoring` verifier of each task.
+//! `scoring` verifier of each task on the answer part (after the think
+//! block, what the server returns as `content`).
 
 use serde::Serialize;
 use serde_json::Map;
@@ -26,6 +27,8 @@ pub struct EvalTask {
     pub messages: Vec<ChatMessage>,
     pub answer: String,
     pub verifier: String,
+    /// Measured pass rate (`quorum train filter`), for the curriculum.
+    pub pass_rate: Option<f64>,
 }
 
 /// Accuracy of one think mode.
@@ -63,6 +66,7 @@ pub fn accuracy(
         ..ThinkOptions::default()
     };
     let mut requests = Vec::with_capacity(tasks.len());
+    let mut prompts = Vec::with_capacity(tasks.len());
     for task in tasks {
         let p = build_chat_prompt(
             ctx.template,
@@ -74,7 +78,7 @@ pub fn accuracy(
             SpecialTokenPolicy::default(),
         )?;
         requests.push(GroupRequest {
-            prompt_ids: p.ids,
+            prompt_ids: p.ids.clone(),
             n: 1,
             params: SamplingParams {
                 temperature: 0.0,
@@ -87,6 +91,7 @@ pub fn accuracy(
             // engine budget (its forced text would be the answer, not the model's).
             think: None,
         });
+        prompts.push(p);
     }
     let view = inference_view(model);
     let outs = in_engine_pool(|| {
@@ -101,7 +106,7 @@ pub fn accuracy(
     let mut correct = 0;
     let mut tokens = 0;
     let mut truncated = 0;
-    for (task, out) in tasks.iter().zip(&outs) {
+    for ((task, out), prompt) in tasks.iter().zip(&outs).zip(&prompts) {
         let Some(ro) = out.rollouts.first() else {
             continue;
         };
@@ -110,7 +115,10 @@ pub fn accuracy(
             truncated += 1;
         }
         let verifier = verifier_by_name(&task.verifier)?;
-        if verifier.verify(&ro.text, &task.answer).correct {
+        // The answer a client reads (`content`): a think block cut by the
+        // limit has none.
+        let (_, answer) = prompt.split(&ro.text);
+        if verifier.verify(&answer, &task.answer).correct {
             correct += 1;
         }
     }

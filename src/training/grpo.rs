@@ -15,6 +15,7 @@ use serde_json::json;
 use quorum_train::batch::epoch_order;
 use quorum_train::checkpoint::{self, TrainerState};
 use quorum_train::config::load_with_overrides;
+use quorum_train::filter::curriculum_order;
 use quorum_train::grpo::advantage::{advantages, zero_variance};
 use quorum_train::grpo::dynamic::{fill, Filled};
 use quorum_train::grpo::update::{grpo_update, sequence_logprobs, UpdateConfig, UpdateStats};
@@ -22,6 +23,7 @@ use quorum_train::grpo_config::GrpoConfig;
 use quorum_train::metrics::MetricsLog;
 use quorum_train::optim::AdamW;
 use quorum_train::policy::Policy;
+use quorum_train::rewards::Reward;
 
 use crate::chat::ChatTemplate;
 use crate::engine::think::resolve::ThinkConfig;
@@ -77,6 +79,10 @@ struct Batch {
     all_rollouts: usize,
     completion_tokens: Vec<usize>,
     truncated: usize,
+    /// Sums of each reward term over every sampled rollout.
+    terms: Reward,
+    /// Rollouts excluded from the loss (overlong filtering).
+    masked: usize,
     rollout_s: f64,
     /// The data position after this batch was drawn.
     epoch: u64,
@@ -130,6 +136,9 @@ fn sample_batch(
     let mut all_correct = 0;
     let mut completion_tokens = Vec::new();
     let mut truncated = 0;
+    let mut terms = Reward::default();
+    let mut masked = 0;
+    let progress = (step - 1) as f64 / cfg.train.steps.max(1) as f64;
     let filled: Filled<ScoredGroup> = fill(
         cfg.rollout.prompts_per_step,
         cfg.sampling.dynamic,
@@ -138,12 +147,14 @@ fn sample_batch(
             let idx = prompts.take(n);
             let tasks: Vec<(usize, &EvalTask)> =
                 idx.iter().map(|&i| (i, &prompts.tasks[i])).collect();
-            let groups = sample_groups(model, ctx, &tasks, (step << 8) | round as u64)
+            let groups = sample_groups(model, ctx, &tasks, (step << 8) | round as u64, progress)
                 .map_err(|e| quorum_train::TrainError::Batch(format!("{e:#}")))?;
             for g in &groups {
                 for r in &g.rollouts {
                     all_rewards.push(r.reward.total);
-                    all_correct += usize::from(r.reward.correct);
+                    all_correct += usize::from(r.correct);
+                    add_terms(&mut terms, &r.reward);
+                    masked += usize::from(r.reward.masked);
                     completion_tokens.push(r.token_ids.len());
                     truncated += usize::from(r.truncated);
                 }
@@ -164,10 +175,23 @@ fn sample_batch(
         all_correct,
         completion_tokens,
         truncated,
+        terms,
+        masked,
         rollout_s: t0.elapsed().as_secs_f64(),
         epoch: prompts.epoch,
         cursor: prompts.cursor,
     })
+}
+
+fn add_terms(sum: &mut Reward, r: &Reward) {
+    sum.total += r.total;
+    sum.correct += r.correct;
+    sum.format += r.format;
+    sum.overlong += r.overlong;
+    sum.length += r.length;
+    sum.kimi_length += r.kimi_length;
+    sum.language += r.language;
+    sum.length_control += r.length_control;
 }
 
 fn mean_std(xs: &[f64]) -> (f64, f64) {
@@ -269,6 +293,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         max_completion_tokens: cfg.rollout.max_completion_tokens,
         think_mix: cfg.rollout.think,
         seed: cfg.train.seed,
+        reward: &cfg.reward,
     };
     let eval_ctx = EvalContext {
         tok: &tok,
@@ -290,9 +315,20 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
     let stop = StopFlag::install().context("installing the Ctrl-C / SIGTERM handler")?;
     let schedule = cfg.optim.schedule(cfg.train.steps);
     let bar = progress_bar(opts.progress, cfg.train.steps, state.step);
+    // Curriculum: easy to hard by measured pass rate, the same order every epoch.
+    let curriculum: Option<Vec<usize>> = cfg.sampling.curriculum.then(|| {
+        let rates: Vec<Option<f64>> = train_tasks.iter().map(|t| t.pass_rate).collect();
+        curriculum_order(&rates, cfg.train.seed)
+    });
+    if cfg.sampling.curriculum && train_tasks.iter().all(|t| t.pass_rate.is_none()) {
+        anyhow::bail!(
+            "config: `sampling.curriculum`: no task of data.train has a `pass_rate` \
+             (measure them with `quorum train filter … --out FILE` and train on FILE)"
+        );
+    }
     let mut prompts = Prompts {
         tasks: &train_tasks,
-        order: None,
+        order: curriculum.as_deref(),
         seed: state.seed,
         epoch: state.epoch,
         cursor: state.cursor,
@@ -329,7 +365,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             let old = snapshot(&policy.model)?;
             let mut next_prompts = Prompts {
                 tasks: &train_tasks,
-                order: None,
+                order: curriculum.as_deref(),
                 seed: state.seed,
                 epoch: batch.epoch,
                 cursor: batch.cursor,
@@ -532,6 +568,16 @@ fn step_record(
         "completion_tokens_max": batch.completion_tokens.iter().max().copied().unwrap_or(0),
         "completion_tokens_min": batch.completion_tokens.iter().min().copied().unwrap_or(0),
         "truncated_fraction": batch.truncated as f64 / n,
+        "masked_fraction": batch.masked as f64 / n,
+        "reward_terms": {
+            "correct": batch.terms.correct / n,
+            "format": batch.terms.format / n,
+            "overlong": batch.terms.overlong / n,
+            "length": batch.terms.length / n,
+            "kimi_length": batch.terms.kimi_length / n,
+            "language": batch.terms.language / n,
+            "length_control": batch.terms.length_control / n,
+        },
         "rollout_tokens": rollout_tokens,
         "rollout_s": batch.rollout_s,
         "rollout_tokens_per_s": rollout_tokens as f64 / batch.rollout_s.max(1e-9),

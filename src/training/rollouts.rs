@@ -12,6 +12,11 @@ use quorum_scoring::verifier::verifier_by_name;
 use quorum_train::batch::Example;
 use quorum_train::grpo::update::RolloutSeq;
 use quorum_train::grpo_config::ThinkMix;
+use quorum_train::rewards::{
+    sample_target, score_group, Reward, RewardConfig, RewardContext, Rollout,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::chat::{ChatTemplate, SpecialTokenPolicy};
 use crate::engine::in_engine_pool;
@@ -20,19 +25,11 @@ use crate::engine::sampler::SamplingParams;
 use crate::engine::sequence::FinishReason;
 use crate::engine::think::prompt::{build_chat_prompt, ThinkOptions};
 use crate::engine::think::resolve::ThinkConfig;
+use crate::engine::think::with_thinking_target;
 use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
 
 use super::eval::EvalTask;
-
-/// A reward and its parts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RewardOut {
-    pub total: f64,
-    pub correct: bool,
-    /// Excluded from the loss (overlong filtering).
-    pub masked: bool,
-}
 
 /// One sampled answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,7 +41,10 @@ pub struct ScoredRollout {
     pub raw_logprobs: Vec<Option<f32>>,
     pub truncated: bool,
     pub reasoning_tokens: usize,
-    pub reward: RewardOut,
+    /// The verifier's verdict on the answer part.
+    pub correct: bool,
+    /// The shaped reward and its parts.
+    pub reward: Reward,
 }
 
 /// One prompt's group.
@@ -54,6 +54,8 @@ pub struct ScoredGroup {
     pub task: usize,
     pub prompt_ids: Vec<u32>,
     pub thinking: bool,
+    /// The L1 target stated in the prompt (length control).
+    pub target_thinking_tokens: Option<usize>,
     pub rollouts: Vec<ScoredRollout>,
 }
 
@@ -75,6 +77,7 @@ pub struct RolloutContext<'a> {
     pub max_completion_tokens: usize,
     pub think_mix: ThinkMix,
     pub seed: u64,
+    pub reward: &'a RewardConfig,
 }
 
 /// SplitMix64: seeds of a step's rollouts from (run seed, step, round, group).
@@ -95,32 +98,47 @@ fn enable_thinking(mix_mode: ThinkMix, task: usize, seed: u64) -> Option<bool> {
 }
 
 /// Sample and score a group for each of `tasks` (`(index, task)`), with
-/// rollout seeds derived from `salt` (the step and refill round).
+/// rollout seeds derived from `salt` (the step and refill round);
+/// `progress` (step / steps) drives scheduled reward terms.
 pub fn sample_groups(
     model: &Transformer,
     ctx: &RolloutContext,
     tasks: &[(usize, &EvalTask)],
     salt: u64,
+    progress: f64,
 ) -> anyhow::Result<Vec<ScoredGroup>> {
     let mut requests = Vec::with_capacity(tasks.len());
-    let mut thinking = Vec::with_capacity(tasks.len());
+    let mut prompts = Vec::with_capacity(tasks.len());
+    let mut targets = Vec::with_capacity(tasks.len());
     for (k, (index, task)) in tasks.iter().enumerate() {
         let opts = ThinkOptions {
             enable_thinking: enable_thinking(ctx.think_mix, *index, ctx.seed),
             ..ThinkOptions::default()
         };
-        let p = build_chat_prompt(
-            ctx.template,
-            ctx.tok,
-            &task.messages,
-            &Map::new(),
-            &opts,
-            ctx.think,
-            SpecialTokenPolicy::default(),
-        )?;
-        thinking.push(p.thinking());
+        let build = |messages: &[crate::chat::ChatMessage]| {
+            build_chat_prompt(
+                ctx.template,
+                ctx.tok,
+                messages,
+                &Map::new(),
+                &opts,
+                ctx.think,
+                SpecialTokenPolicy::default(),
+            )
+        };
+        let mut p = build(&task.messages)?;
+        // L1 length control: a sampled target stated in the prompt with
+        // the server's words (`budget_in_prompt`), rewarded by distance.
+        let mut target = None;
+        if ctx.reward.length_control.enabled && p.thinking() {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(ctx.seed ^ mix(salt ^ mix(*index as u64))));
+            let n = sample_target(ctx.reward, &mut rng);
+            p = build(&with_thinking_target(&task.messages, n))?;
+            target = Some(n);
+        }
+        targets.push(target);
         requests.push(GroupRequest {
-            prompt_ids: p.ids,
+            prompt_ids: p.ids.clone(),
             n: ctx.group_size,
             params: SamplingParams {
                 temperature: ctx.temperature as f32,
@@ -135,6 +153,7 @@ pub fn sample_groups(
             // only: budget-forced text would not be the model's.
             think: None,
         });
+        prompts.push(p);
     }
     let outs = in_engine_pool(|| {
         generate_groups(
@@ -145,37 +164,74 @@ pub fn sample_groups(
             &mut |_| true,
         )
     })?;
+    let reward_ctx = RewardContext {
+        max_completion_tokens: ctx.max_completion_tokens,
+        progress,
+    };
     let mut groups = Vec::with_capacity(tasks.len());
-    for (((index, task), req), (out, thinking)) in tasks
+    for ((((_, task), out), prompt), (target, (index, _))) in tasks
         .iter()
-        .zip(requests)
-        .zip(outs.into_iter().zip(thinking))
+        .zip(outs)
+        .zip(&prompts)
+        .zip(targets.into_iter().zip(tasks))
     {
         let verifier = verifier_by_name(&task.verifier)?;
+        let user = task
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let thinking = prompt.thinking();
+        let judged: Vec<(bool, bool)> = out
+            .rollouts
+            .iter()
+            .map(|ro| {
+                let (_, answer) = prompt.split(&ro.text);
+                (
+                    verifier.verify(&answer, &task.answer).correct,
+                    matches!(ro.finish_reason, FinishReason::Length),
+                )
+            })
+            .collect();
+        let views: Vec<Rollout> = out
+            .rollouts
+            .iter()
+            .zip(&judged)
+            .map(|(ro, &(correct, truncated))| Rollout {
+                text: &ro.text,
+                prompt: &user,
+                thinking,
+                tokens: ro.token_ids.len(),
+                reasoning_tokens: ro.reasoning_tokens,
+                truncated,
+                correct,
+                target_thinking_tokens: target,
+            })
+            .collect();
+        let rewards = score_group(ctx.reward, &reward_ctx, &views);
         let rollouts = out
             .rollouts
             .into_iter()
-            .map(|ro| {
-                let correct = verifier.verify(&ro.text, &task.answer).correct;
-                ScoredRollout {
-                    truncated: matches!(ro.finish_reason, FinishReason::Length),
-                    reward: RewardOut {
-                        total: f64::from(u8::from(correct)),
-                        correct,
-                        masked: false,
-                    },
-                    text: ro.text,
-                    token_ids: ro.token_ids,
-                    sampled: ro.sampled,
-                    raw_logprobs: ro.raw_logprobs,
-                    reasoning_tokens: ro.reasoning_tokens,
-                }
+            .zip(judged)
+            .zip(rewards)
+            .map(|((ro, (correct, truncated)), reward)| ScoredRollout {
+                truncated,
+                correct,
+                reward,
+                text: ro.text,
+                token_ids: ro.token_ids,
+                sampled: ro.sampled,
+                raw_logprobs: ro.raw_logprobs,
+                reasoning_tokens: ro.reasoning_tokens,
             })
             .collect();
         groups.push(ScoredGroup {
             task: *index,
-            prompt_ids: req.prompt_ids,
+            prompt_ids: prompt.ids.clone(),
             thinking,
+            target_thinking_tokens: target,
             rollouts,
         });
     }
@@ -237,10 +293,12 @@ mod tests {
                 .collect(),
             truncated: false,
             reasoning_tokens: 0,
-            reward: RewardOut {
+            correct: true,
+            reward: Reward {
                 total: 1.0,
-                correct: true,
+                correct: 1.0,
                 masked,
+                ..Reward::default()
             },
         }
     }
@@ -251,6 +309,7 @@ mod tests {
             task: 0,
             prompt_ids: vec![10, 11, 12],
             thinking: true,
+            target_thinking_tokens: None,
             rollouts: vec![
                 rollout(&[1, 2, 3, 4], &[true, false, false, true], false),
                 rollout(&[5, 6], &[true, true], true),

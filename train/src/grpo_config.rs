@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{AnswerFormat, FieldMap, LoadOptions};
 use crate::grpo::advantage::StdScaling;
 use crate::grpo::objective::{Aggregation, Objective};
+use crate::rewards::RewardConfig;
 use crate::sft_config::{CheckpointSection, EvalSection, ModelSection, OptimSection};
 use crate::{Result, TrainError};
 
@@ -21,6 +22,9 @@ pub struct GrpoConfig {
     pub data: GrpoData,
     #[serde(default)]
     pub rollout: RolloutSection,
+    /// Reward terms (`[reward.correct]`, `[reward.format]`, `[reward.overlong]`, …).
+    #[serde(default)]
+    pub reward: RewardConfig,
     #[serde(default)]
     pub advantage: AdvantageSection,
     #[serde(default)]
@@ -278,6 +282,7 @@ impl GrpoConfig {
                 "must hold one rollout (data.max_prompt_tokens + rollout.max_completion_tokens)",
             );
         }
+        self.reward.validate(self.rollout.max_completion_tokens)?;
         if self.advantage.eps < 0.0 {
             return bad("advantage.eps", "must be ≥ 0");
         }

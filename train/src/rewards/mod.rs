@@ -43,7 +43,7 @@ pub use length_control::{sample_target, LcpoCount, LcpoMode, LengthControlConfig
 pub use length_penalty::{LengthPenaltyConfig, LengthUnit};
 pub use overlong::OverlongConfig;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The tag that closes the think block (the prompt opened it).
 pub const THINK_END: &str = "</think>";
@@ -110,7 +110,7 @@ pub struct RewardContext {
 
 /// The reward of one rollout: each field is that term's weighted
 /// contribution (0 when the term is off); `total` is their sum.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reward {
     pub total: f64,
     /// `correct.weight` × verdict (0 where length control replaces it).
