@@ -11,6 +11,7 @@
 //! empty or non-participating group, falls through to the list.
 
 use crate::braces::matching_brace;
+use crate::math_spans::final_math;
 use crate::error::ScoringError;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -294,6 +295,10 @@ static CHOICE_MARKED: LazyLock<Regex> = LazyLock::new(|| {
 });
 static CHOICE_PAREN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\(([A-J])\)").expect("static regex"));
+/// A lone capital letter A–H or J (not the pronoun I) ending a word.
+static CHOICE_LONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s*])\(?([A-HJ])\)?(?:\*\*)?(?:[.,:;!]|\s|$)").expect("static regex")
+});
 static CHOICE_BARE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\(?([A-Ja-j])[).:]?\s*(?:$|[).:]\s)").expect("static regex"));
 
@@ -324,7 +329,12 @@ fn answer_is(body: &str) -> Option<String> {
     let line = rest.lines().next().unwrap_or("");
     // End at the first sentence boundary (". ") or the end of the line.
     let end = line.find(". ").unwrap_or(line.len());
-    Some(strip_sentence(line.get(..end).unwrap_or(line)))
+    let sentence = line.get(..end).unwrap_or(line);
+    // "the answer is $5$ metres": the math, not the words after it.
+    if let Some(m) = final_math(sentence) {
+        return Some(m);
+    }
+    Some(strip_sentence(sentence))
 }
 
 /// If `rest` starts (after `$`/spaces) with `\boxed{`, returns its content.
@@ -353,7 +363,7 @@ fn choice(body: &str) -> Option<String> {
             return c.get(1).map(|m| m.as_str().to_ascii_uppercase());
         }
     }
-    last_capture(&CHOICE_PAREN, body)
+    last_capture(&CHOICE_PAREN, body).or_else(|| last_capture(&CHOICE_LONE, body))
 }
 
 fn last_number(body: &str) -> Option<String> {

@@ -35,6 +35,7 @@ pub mod equivalence;
 pub mod error;
 pub mod extract;
 pub mod math;
+pub mod math_spans;
 pub mod reward;
 pub mod select;
 pub mod verifier;

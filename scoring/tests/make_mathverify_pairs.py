@@ -29,6 +29,7 @@ import json
 import re
 import random
 import sys
+from decimal import Decimal
 from fractions import Fraction
 
 from math_verify import StringExtractionConfig, parse, verify
@@ -630,7 +631,13 @@ CHOICE_CFG = [StringExtractionConfig(strings=tuple("ABCDE"))]
 # (class, gold, pred) -> (gold, pred) or None when it does not apply).
 E_NOTATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)e(-?\d+)\b")
 PERCENT = re.compile(r"\s*(?:\\%|%|\s*percent)")
-BOXED_ARG = re.compile(r"\\boxed\{([^{}]*)\}")
+BOXED_ARG = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+SCI = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot)\s*10\^\{(-?\d+)\}")
+UNIT_LETTER = re.compile(r"(?<![\\a-zA-Z])t(?![a-zA-Z])")
+
+
+def plain_decimal(m, e):
+    return format(Decimal(f"{m}e{e}").normalize(), "f")
 
 
 def fix_fbox(cls, g, p):
@@ -647,8 +654,22 @@ def fix_several_boxes(cls, g, p):
 
 
 def fix_e_notation(cls, g, p):
-    sub = lambda t: E_NOTATION.sub(lambda m: f"{m.group(1)} \\times 10^{{{m.group(2)}}}", t)
+    sub = lambda t: E_NOTATION.sub(lambda m: plain_decimal(m.group(1), m.group(2)), t)
     return (sub(g), sub(p)) if E_NOTATION.search(g + p) else None
+
+
+def fix_float_times_power(cls, g, p):
+    """9.8 \\times 10^{8} is a binary float times 10^8 in math-verify, not 980000000."""
+    sub = lambda t: SCI.sub(lambda m: plain_decimal(m.group(1), m.group(2)), t)
+    return (sub(g), sub(p)) if SCI.search(g + p) else None
+
+
+def fix_unit_letter(cls, g, p):
+    """math-verify's unit stripping reads a trailing variable t as tonnes: 5t -> 5."""
+    if cls not in ("equation", "symbolic") or not UNIT_LETTER.search(g + p):
+        return None
+    fresh = next(c for c in "uvwkq" if c not in g + p)
+    return UNIT_LETTER.sub(fresh, g), UNIT_LETTER.sub(fresh, p)
 
 
 def fix_choice_parens(cls, g, p):
@@ -663,12 +684,15 @@ def fix_percent_sign(cls, g, p):
     return PERCENT.sub("", g), PERCENT.sub("", p)
 
 
+# (reason, fix, only when the corrected verdict is this value or None for any)
 DELIBERATE = [
-    ("math-verify does not read \\fbox{} outside math delimiters", fix_fbox),
-    ("math-verify unions several \\boxed{} into a set; Quorum takes the last box", fix_several_boxes),
-    ("math-verify reads 6.02e23 as 6.02 (or 6.02*e*23); Quorum reads scientific e-notation", fix_e_notation),
-    ("math-verify's string extraction does not read a parenthesised gold letter like (C)", fix_choice_parens),
-    ("math-verify equates 50% with 50 but not 12.5% with 12.5 (and reads % inside math as a comment)", fix_percent_sign),
+    ("math-verify does not read \\fbox{} outside math delimiters", fix_fbox, None),
+    ("math-verify unions several \\boxed{} into a set; Quorum takes the last box", fix_several_boxes, None),
+    ("math-verify reads 6.02e23 as 6.02 (or 6.02*e*23); Quorum reads scientific e-notation", fix_e_notation, None),
+    ("math-verify multiplies the binary float 9.8 by 10^8 and misses 980000000; Quorum is exact", fix_float_times_power, None),
+    ("math-verify's unit stripping drops a trailing variable t (read as tonnes: 5t -> 5)", fix_unit_letter, None),
+    ("math-verify's string extraction does not read a parenthesised gold letter like (C)", fix_choice_parens, None),
+    ("math-verify equates 50% with 50 but not 12.5% with 12.5 (and reads % inside math as a comment)", fix_percent_sign, True),
 ]
 
 
@@ -687,12 +711,12 @@ def main():
                 continue
             seen.add((gold, pred))
             row = {"id": n, "class": cls, "gold": gold, "pred": pred, "mathverify": bool(label(cls, gold, pred))}
-            for why, fix in DELIBERATE:
+            for why, fix, only in DELIBERATE:
                 fixed = fix(cls, gold, pred)
                 if fixed is None:
                     continue
                 expected = bool(label(cls, *fixed))
-                if expected != row["mathverify"]:
+                if expected != row["mathverify"] and only in (None, expected):
                     row["quorum_expected"], row["why"] = expected, why
                     break
             print(json.dumps(row, ensure_ascii=False))
