@@ -606,6 +606,46 @@ def cls_matrix():
     return out
 
 
+def cls_mixed_prose():
+    """Whole completions: think blocks, Minerva-style endings, answer lines,
+    trailing remarks with numbers, plain-prose answers without math."""
+    out = []
+    for _ in range(120):
+        n = rng.randint(2, 60)
+        f = Fraction(rng.randint(1, 9), rng.randint(2, 9))
+        k = rng.random()
+        v = n if rng.random() < 0.5 else n + rng.choice([1, 2, -3])
+        fv = f if rng.random() < 0.5 else f + Fraction(1, 3)
+        ftex = f"\\frac{{{fv.numerator}}}{{{fv.denominator}}}"
+        if k < 0.2:
+            g = num_gold(n)
+            p = f"<think>Maybe {n + 5}? Let me recheck: {n + 5} - 5 = {n}.</think>\nThe total is ${v}$."
+        elif k < 0.35:
+            g = gold_wrap(f"\\frac{{{f.numerator}}}{{{f.denominator}}}")
+            p = f"Final Answer: The final answer is ${ftex}$. I hope it is correct."
+        elif k < 0.5:
+            g = num_gold(n)
+            p = rng.choice([f"Answer: ${v}$", f"**Answer:** {v}", f"ANSWER: {v}"])
+        elif k < 0.62:
+            g = num_gold(n)
+            p = f"So we need ${v}$ boxes, since each holds {rng.randint(2, 9)} items."
+        elif k < 0.74:
+            g = num_gold(n)
+            p = f"Adding {n - 1} and 1 gives {v} apples."
+        elif k < 0.86:
+            g = gold_wrap(f"\\frac{{{f.numerator}}}{{{f.denominator}}}")
+            p = rng.choice([
+                f"The probability is ${ftex}$, about {float(fv):.2f}.",
+                f"The probability is ${ftex} \\approx {float(fv):.3f}$.",
+                f"We get $P = {ftex}$.",
+            ])
+        else:
+            g = num_gold(-n)
+            p = rng.choice([f"The temperature drops to $-{v}$ degrees.", f"It ends at \\(-{v}\\).", f"x = -{v}"])
+        out.append((g, p))
+    return out
+
+
 CLASSES = {
     "fraction": cls_fraction,
     "decimal": cls_decimal,
@@ -621,6 +661,7 @@ CLASSES = {
     "symbolic": cls_symbolic,
     "units_text": cls_units_text,
     "sets_intervals": cls_sets_intervals,
+    "mixed_prose": cls_mixed_prose,
 }
 
 CHOICE_CFG = [StringExtractionConfig(strings=tuple("ABCDE"))]

@@ -3,7 +3,7 @@
 //! [`clean`](super::clean::clean); `Answer::render` is the canonical form.
 
 use super::clean::clean_math;
-use super::equation::{has_equals, is_equation_list, parse_equation, Equation};
+use super::equation::{drop_approximation, has_equals, is_equation_list, parse_equation, Equation};
 use super::expr::{parse_expr, Expr};
 use super::matrix::matrix_cells;
 use super::sets::plus_minus;
@@ -135,6 +135,10 @@ impl Answer {
     /// Matrices, "a or b" alternatives, lists of equations, equations and
     /// `\pm`: the forms tried before sets, tuples and scalars.
     fn parse_structured(s: &str, depth: usize) -> Option<Answer> {
+        let exact = drop_approximation(s);
+        if exact.len() < s.len() {
+            return Some(Answer::parse_clean(exact, depth + 1));
+        }
         if let Some(rows) = matrix_cells(s) {
             let items = rows
                 .into_iter()

@@ -64,6 +64,28 @@ fn top_level_equals(s: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// `\frac{7}{6} \approx 1.167` answers `\frac{7}{6}`: the text before the
+/// first top-level `\approx`, unless that is a lone variable (`x \approx 3.1`
+/// stays an assignment).
+pub fn drop_approximation(s: &str) -> &str {
+    let Some(&(pos, _)) = top_level_equals(s)
+        .iter()
+        .find(|&&(p, len)| len > 1 && s.get(p..).is_some_and(|t| t.starts_with(r"\approx")))
+    else {
+        return s;
+    };
+    let head = s.get(..pos).unwrap_or(s).trim();
+    let lone = match head.rsplit_once('=') {
+        Some((_, h)) => h.trim().is_empty(),
+        None => TARGET.is_match(head),
+    };
+    if head.is_empty() || lone {
+        s
+    } else {
+        head
+    }
+}
+
 /// True when `s` has a top-level `=`.
 pub fn has_equals(s: &str) -> bool {
     !top_level_equals(s).is_empty()
@@ -126,6 +148,14 @@ mod tests {
         assert!(eq(r"\{x = 1, x = 2\}").is_none(), "inside braces");
         assert!(eq("= 3").is_none());
         assert_eq!(eq(r"x \approx 3.14").unwrap().var.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn approximations_keep_the_exact_value() {
+        assert_eq!(drop_approximation(r"\frac{7}{6} \approx 1.167"), r"\frac{7}{6}");
+        assert_eq!(drop_approximation(r"p = \frac{1}{3} \approx 0.33"), r"p = \frac{1}{3}");
+        assert_eq!(drop_approximation(r"x \approx 3.14"), r"x \approx 3.14");
+        assert_eq!(drop_approximation("7"), "7");
     }
 
     #[test]
