@@ -2,7 +2,7 @@
 
 use crate::equivalence::answers_equivalent;
 use crate::extract::{after_think, extract, last_boxed, ExtractConfig, Extractor};
-use crate::math::answer::{normalize, Answer};
+use crate::math::answer::{normalize, Answer, MAX_ANSWER_BYTES};
 use crate::math::number::Tolerance;
 use crate::math_spans::{final_math, last_prose_number, math_spans};
 use serde::Serialize;
@@ -66,6 +66,16 @@ pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &
     Some((body.to_string(), "bare answer"))
 }
 
+/// The reason an answer is not compared: longer than [`MAX_ANSWER_BYTES`].
+pub(crate) fn too_long(answer: &str, which: &str) -> Option<String> {
+    (answer.len() > MAX_ANSWER_BYTES).then(|| {
+        format!(
+            "{which} answer too long ({} bytes > {MAX_ANSWER_BYTES})",
+            answer.len()
+        )
+    })
+}
+
 /// A multiple-choice gold: one capital letter A–J, bare or as `(C)`.
 fn choice_gold(gold: &str) -> Option<char> {
     let t = gold.trim().trim_start_matches('(').trim_end_matches(')').trim();
@@ -113,6 +123,14 @@ pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
     if let Some(letter) = choice_gold(&gold_ans) {
         return compare_choice(letter, pred);
     }
+    if let Some(reason) = too_long(&gold_ans, "gold") {
+        return Comparison {
+            equal: false,
+            gold_norm: String::new(),
+            pred_norm: String::new(),
+            reason,
+        };
+    }
     let gold_norm = normalize(&gold_ans);
     let Some((pred_ans, how)) = answer_from(pred, true) else {
         return Comparison {
@@ -122,6 +140,14 @@ pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
             reason: "no answer found in prediction".into(),
         };
     };
+    if let Some(reason) = too_long(&pred_ans, "predicted") {
+        return Comparison {
+            equal: false,
+            gold_norm,
+            pred_norm: String::new(),
+            reason,
+        };
+    }
     let pred_norm = normalize(&pred_ans);
     if gold_norm.is_empty() {
         return Comparison {

@@ -241,12 +241,16 @@ fn run(method: Extractor, body: &str) -> Option<String> {
     }
 }
 
+/// Boxes tried from the end before giving up (each try scans to its
+/// closing brace, so this bounds the work on `\boxed{\boxed{…` chains).
+const MAX_BOX_TRIES: usize = 32;
+
 /// Content of the last `\boxed{...}` or `\fbox{...}` (or `\boxed 5`).
 pub fn last_boxed(body: &str) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     for cmd in [r"\boxed", r"\fbox"] {
         let mut found = None;
-        for (pos, _) in body.match_indices(cmd) {
+        for (pos, _) in body.rmatch_indices(cmd).take(MAX_BOX_TRIES) {
             let after = pos + cmd.len();
             let tail = body.get(after..).unwrap_or("");
             let ws = tail.len() - tail.trim_start().len();
@@ -262,6 +266,7 @@ pub fn last_boxed(body: &str) -> Option<String> {
             };
             if let Some(c) = content {
                 found = Some((pos, c.to_string()));
+                break;
             }
         }
         if let Some((pos, c)) = found {

@@ -14,6 +14,9 @@ use std::sync::LazyLock;
 
 /// Maximum collection nesting (e.g. sets of tuples of intervals).
 pub const MAX_COLLECTION_DEPTH: usize = 6;
+/// Longest answer parsed (bytes); longer ones stay raw text, and
+/// [`crate::compare`] and the math verifier judge them "not equal".
+pub const MAX_ANSWER_BYTES: usize = 4096;
 /// Maximum number of elements parsed in one collection.
 pub const MAX_ITEMS: usize = 256;
 
@@ -122,6 +125,9 @@ fn scalar(s: &str) -> Option<Answer> {
 impl Answer {
     /// Cleans and parses a raw answer string.
     pub fn parse(raw: &str) -> Answer {
+        if raw.len() > MAX_ANSWER_BYTES {
+            return Answer::Text(raw.to_string());
+        }
         Answer::parse_clean(&clean_math(raw), 0)
     }
 
