@@ -78,7 +78,11 @@ pub(crate) fn too_long(answer: &str, which: &str) -> Option<String> {
 
 /// A multiple-choice gold: one capital letter A–J, bare or as `(C)`.
 fn choice_gold(gold: &str) -> Option<char> {
-    let t = gold.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    let t = gold
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
     let mut chars = t.chars();
     match (chars.next(), chars.next()) {
         (Some(c @ 'A'..='J'), None) => Some(c),

@@ -94,12 +94,10 @@ fn equations(a: &Answer, b: &Answer, tol: &Tolerance) -> Option<Judgement> {
         // The prediction is an equation, the gold a value: its right side.
         (_, Answer::Equation(eb)) => Some(answers_equivalent(a, &eb.rhs, tol)),
         // An assignment gold (`y = 7`) against a value: the assigned value.
-        (Answer::Equation(ea), _) if ea.var.is_some() => {
-            Some(answers_equivalent(&ea.rhs, b, tol))
+        (Answer::Equation(ea), _) if ea.var.is_some() => Some(answers_equivalent(&ea.rhs, b, tol)),
+        (Answer::Equation(_), _) => {
+            Some(Judgement::no("gold is an equation, the prediction is not"))
         }
-        (Answer::Equation(_), _) => Some(Judgement::no(
-            "gold is an equation, the prediction is not",
-        )),
         _ => None,
     }
 }

@@ -11,8 +11,8 @@
 //! empty or non-participating group, falls through to the list.
 
 use crate::braces::matching_brace;
-use crate::math_spans::final_math;
 use crate::error::ScoringError;
+use crate::math_spans::final_math;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -32,6 +32,9 @@ pub enum Extractor {
     AnswerLine,
     /// A multiple-choice letter (A–J): `(B)`, `Answer: B`, `\boxed{B}`...
     Choice,
+    /// The last math span (`$…$`, `\(…\)`, `\[…\]`, `$$…$$`; spans joined
+    /// by "and"/"or" form a set), unless a plain number follows it.
+    MathSpan,
     /// The last number in the text (integers, decimals, fractions `a/b`).
     LastNumber,
     /// The user pattern of [`ExtractConfig::regex`]. Reported as the
@@ -145,11 +148,11 @@ impl Default for ExtractConfig {
 }
 
 impl ExtractConfig {
-    /// Boxed, "answer is", `####`, `Answer:`, then last number.
+    /// Boxed, "answer is", `####`, `Answer:`, last math span, then last number.
     pub fn math() -> Self {
         use Extractor::*;
         ExtractConfig {
-            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, LastNumber],
+            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, MathSpan, LastNumber],
             after_think: true,
             regex: None,
         }
@@ -159,7 +162,7 @@ impl ExtractConfig {
     pub fn gsm8k() -> Self {
         use Extractor::*;
         ExtractConfig {
-            extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, LastNumber],
+            extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, MathSpan, LastNumber],
             after_think: true,
             regex: None,
         }
@@ -235,6 +238,7 @@ fn run(method: Extractor, body: &str) -> Option<String> {
         Extractor::Gsm8k => last_capture(&GSM8K, body),
         Extractor::AnswerLine => last_capture(&ANSWER_LINE, body).map(|s| strip_sentence(&s)),
         Extractor::Choice => choice(body),
+        Extractor::MathSpan => final_math(body),
         Extractor::LastNumber => last_number(body),
         // The pattern lives in the config and runs before the list.
         Extractor::Regex => None,
@@ -388,6 +392,17 @@ mod tests {
         assert_eq!(last_boxed(t).as_deref(), Some(r"\frac{1}{\sqrt{2}}"));
         assert_eq!(last_boxed(r"\fbox{7} and \boxed 5$").as_deref(), Some("5"));
         assert_eq!(last_boxed(r"\boxed{unclosed"), None);
+    }
+
+    #[test]
+    fn math_span_before_last_number() {
+        let t = r"Using 2 points, a side of $\sqrt{45}$ metres";
+        assert_eq!(
+            extract(t, &ExtractConfig::math()).map(|e| (e.answer, e.method)),
+            Some((r"\sqrt{45}".into(), Extractor::MathSpan))
+        );
+        let t = "It takes $12$ hours, i.e. 720 minutes";
+        assert_eq!(extract_answer(t).as_deref(), Some("720"));
     }
 
     #[test]

@@ -98,9 +98,8 @@ pub fn math_spans(text: &str) -> Vec<Span<'_>> {
     spans
 }
 
-static JOINER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:,?\s*and|,?\s*or|,)\s*$").expect("static regex")
-});
+static JOINER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:,?\s*and|,?\s*or|,)\s*$").expect("static regex"));
 
 /// A number written outside math, the way math-verify anchors it: at the
 /// start, after whitespace or `=`, optionally after a currency sign.

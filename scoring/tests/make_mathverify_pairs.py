@@ -743,6 +743,18 @@ def label(cls, gold, pred):
     return verify(parse(gold), parse(pred))
 
 
+def deliberate(cls, gold, pred, mathverify):
+    """(quorum_expected, why) where Quorum deliberately disagrees, else None."""
+    for why, fix, only in DELIBERATE:
+        fixed = fix(cls, gold, pred)
+        if fixed is None:
+            continue
+        expected = bool(label(cls, *fixed))
+        if expected != mathverify and only in (None, expected):
+            return expected, why
+    return None
+
+
 def main():
     seen = set()
     n = 0
@@ -752,14 +764,9 @@ def main():
                 continue
             seen.add((gold, pred))
             row = {"id": n, "class": cls, "gold": gold, "pred": pred, "mathverify": bool(label(cls, gold, pred))}
-            for why, fix, only in DELIBERATE:
-                fixed = fix(cls, gold, pred)
-                if fixed is None:
-                    continue
-                expected = bool(label(cls, *fixed))
-                if expected != row["mathverify"] and only in (None, expected):
-                    row["quorum_expected"], row["why"] = expected, why
-                    break
+            d = deliberate(cls, gold, pred, row["mathverify"])
+            if d is not None:
+                row["quorum_expected"], row["why"] = d
             print(json.dumps(row, ensure_ascii=False))
             n += 1
     print(f"{n} pairs", file=sys.stderr)

@@ -31,9 +31,7 @@ fn pairs() -> Vec<Pair> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}", n + 1))
-        })
+        .map(|(n, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}:{}: {e}", n + 1)))
         .collect()
 }
 
@@ -62,7 +60,10 @@ fn agrees_with_mathverify_overall_and_per_class() {
     let overall = agree as f64 / pairs.len() as f64;
     println!("class            agree / pairs   rate");
     for (class, (a, n)) in &by_class {
-        println!("{class:<16} {a:>5} / {n:<5}  {:>6.1}%", 100.0 * *a as f64 / *n as f64);
+        println!(
+            "{class:<16} {a:>5} / {n:<5}  {:>6.1}%",
+            100.0 * *a as f64 / *n as f64
+        );
     }
     println!(
         "overall          {agree:>5} / {:<5}  {:>6.1}%",
@@ -103,7 +104,11 @@ fn every_class_has_equal_and_unequal_pairs() {
 fn deliberate_disagreements_carry_a_reason() {
     for p in pairs() {
         if let Some(q) = p.quorum_expected {
-            assert_ne!(q, p.mathverify, "#{}: quorum_expected equals the label", p.id);
+            assert_ne!(
+                q, p.mathverify,
+                "#{}: quorum_expected equals the label",
+                p.id
+            );
             assert!(
                 p.why.as_deref().is_some_and(|w| !w.is_empty()),
                 "#{}: no reason",

@@ -11,7 +11,11 @@ fn timed(gold: &str, pred: &str) -> Comparison {
     let t = Instant::now();
     let c = compare(gold, pred);
     let took = t.elapsed();
-    assert!(took < BOUND, "took {took:?} on a {}-byte prediction", pred.len());
+    assert!(
+        took < BOUND,
+        "took {took:?} on a {}-byte prediction",
+        pred.len()
+    );
     assert!(!c.reason.is_empty(), "no reason: {c:?}");
     c
 }
@@ -77,9 +81,18 @@ fn towers_and_huge_factorials_do_not_overflow() {
 
 #[test]
 fn huge_collections_and_equations_are_bounded() {
-    let set = format!(r"\{{{}\}}", (0..600).map(|k| k.to_string()).collect::<Vec<_>>().join(","));
+    let set = format!(
+        r"\{{{}\}}",
+        (0..600)
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     assert!(!timed("1", &set).equal);
-    let eqs = (0..300).map(|k| format!("x_{k} = {k}")).collect::<Vec<_>>().join(", ");
+    let eqs = (0..300)
+        .map(|k| format!("x_{k} = {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     assert!(!timed("1", &eqs).equal);
     let chain = "x".to_string() + &" = 1".repeat(1000);
     assert!(!timed("2", &chain).equal);

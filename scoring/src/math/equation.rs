@@ -46,9 +46,7 @@ fn top_level_equals(s: &str) -> Vec<(usize, usize)> {
             b'=' if depth == 0 => {
                 let prev = i.checked_sub(1).map(|p| b[p]);
                 let next = b.get(i + 1).copied();
-                if !matches!(prev, Some(b'<' | b'>' | b'!' | b'=' | b'\\'))
-                    && next != Some(b'=')
-                {
+                if !matches!(prev, Some(b'<' | b'>' | b'!' | b'=' | b'\\')) && next != Some(b'=') {
                     out.push((i, 1));
                 }
             }
@@ -152,8 +150,14 @@ mod tests {
 
     #[test]
     fn approximations_keep_the_exact_value() {
-        assert_eq!(drop_approximation(r"\frac{7}{6} \approx 1.167"), r"\frac{7}{6}");
-        assert_eq!(drop_approximation(r"p = \frac{1}{3} \approx 0.33"), r"p = \frac{1}{3}");
+        assert_eq!(
+            drop_approximation(r"\frac{7}{6} \approx 1.167"),
+            r"\frac{7}{6}"
+        );
+        assert_eq!(
+            drop_approximation(r"p = \frac{1}{3} \approx 0.33"),
+            r"p = \frac{1}{3}"
+        );
         assert_eq!(drop_approximation(r"x \approx 3.14"), r"x \approx 3.14");
         assert_eq!(drop_approximation("7"), "7");
     }

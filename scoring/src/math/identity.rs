@@ -100,7 +100,9 @@ pub fn proportional(a: &Expr, b: &Expr, tol: &Tolerance) -> Verdict {
     if agreed < MIN_AGREED {
         return Err("undecidable: too few sample points evaluated");
     }
-    Ok(format!("equations agree up to a constant factor at {agreed} sample points"))
+    Ok(format!(
+        "equations agree up to a constant factor at {agreed} sample points"
+    ))
 }
 
 #[cfg(test)]

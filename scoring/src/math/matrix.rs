@@ -11,7 +11,9 @@ pub const MAX_CELLS: usize = 256;
 /// The rows of cells of a matrix environment spanning all of `s`
 /// (already lower-cased by the cleaner).
 pub fn matrix_cells(s: &str) -> Option<Vec<Vec<&str>>> {
-    let env = ENVS.iter().find(|e| s.starts_with(&format!(r"\begin{{{e}}}")))?;
+    let env = ENVS
+        .iter()
+        .find(|e| s.starts_with(&format!(r"\begin{{{e}}}")))?;
     let body = s
         .strip_prefix(&format!(r"\begin{{{env}}}"))?
         .strip_suffix(&format!(r"\end{{{env}}}"))?;
@@ -36,15 +38,15 @@ mod tests {
     #[test]
     fn reads_rows_and_cells() {
         let s = r"\begin{pmatrix} 1 & 2 \cr 3 & 4 \end{pmatrix}";
-        assert_eq!(
-            matrix_cells(s),
-            Some(vec![vec!["1", "2"], vec!["3", "4"]])
-        );
+        assert_eq!(matrix_cells(s), Some(vec![vec!["1", "2"], vec!["3", "4"]]));
         assert_eq!(
             matrix_cells(r"\begin{bmatrix}5\cr 6\cr\end{bmatrix}"),
             Some(vec![vec!["5"], vec!["6"]])
         );
-        assert_eq!(matrix_cells(r"\begin{pmatrix}1 & 2\cr 3\end{pmatrix}"), None);
+        assert_eq!(
+            matrix_cells(r"\begin{pmatrix}1 & 2\cr 3\end{pmatrix}"),
+            None
+        );
         assert_eq!(matrix_cells(r"\begin{vmatrix}1\end{vmatrix}"), None);
     }
 }

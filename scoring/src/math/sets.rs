@@ -19,7 +19,11 @@ pub fn plus_minus(s: &str) -> Option<[String; 2]> {
     } else {
         (format!("{before}+{after}"), format!("{before}-({after})"))
     };
-    Some(if op == r"\mp" { [minus, plus] } else { [plus, minus] })
+    Some(if op == r"\mp" {
+        [minus, plus]
+    } else {
+        [plus, minus]
+    })
 }
 
 #[cfg(test)]
