@@ -148,12 +148,11 @@ impl Answer {
         if let Some(rows) = matrix_cells(s) {
             let items = rows
                 .into_iter()
-                .map(|cells| match Answer::items(cells, depth + 1) {
-                    Some(items) => Some(Answer::Collection {
+                .map(|cells| {
+                    Answer::items(cells, depth + 1).map(|items| Answer::Collection {
                         kind: CollKind::Tuple('[', ']'),
                         items,
-                    }),
-                    None => None,
+                    })
                 })
                 .collect::<Option<Vec<_>>>()?;
             return Some(Answer::Collection {
