@@ -671,10 +671,13 @@ CHOICE_CFG = [StringExtractionConfig(strings=tuple("ABCDE"))]
 # from the text), and the reason is recorded. Each entry: (reason, rewrite of
 # (class, gold, pred) -> (gold, pred) or None when it does not apply).
 E_NOTATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)e(-?\d+)\b")
-PERCENT = re.compile(r"\s*(?:\\%|%|\s*percent)")
+PERCENT = re.compile(r"\s*(?:\\%|%|\s*percent\b)")
 BOXED_ARG = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 SCI = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot)\s*10\^\{(-?\d+)\}")
-UNIT_LETTER = re.compile(r"(?<![\\a-zA-Z])t(?![a-zA-Z])")
+# Single letters in latex2sympy2_extended's unit list (math_normalization.units),
+# stripped after a digit, `}` or space at the end of an expression.
+UNIT_LETTERS = "cdghlmost"
+UNIT_LETTER = re.compile(rf"(?<![\\a-zA-Z])([{UNIT_LETTERS}])(?![a-zA-Z])")
 
 
 def plain_decimal(m, e):
@@ -706,11 +709,15 @@ def fix_float_times_power(cls, g, p):
 
 
 def fix_unit_letter(cls, g, p):
-    """math-verify's unit stripping reads a trailing variable t as tonnes: 5t -> 5."""
+    """math-verify's unit stripping reads a trailing variable such as t, s or c
+    as a unit (tonnes, seconds, ...): 5t -> 5, 6x^2c -> 6x^2."""
     if cls not in ("equation", "symbolic") or not UNIT_LETTER.search(g + p):
         return None
-    fresh = next(c for c in "uvwkq" if c not in g + p)
-    return UNIT_LETTER.sub(fresh, g), UNIT_LETTER.sub(fresh, p)
+    used = set(re.findall(r"(?<![\\a-zA-Z])[a-z](?![a-zA-Z])", g + p))
+    fresh = iter(c for c in "uvwkqprnj" if c not in used)
+    names = {}
+    rename = lambda m: names.setdefault(m.group(1), next(fresh))
+    return UNIT_LETTER.sub(rename, g), UNIT_LETTER.sub(rename, p)
 
 
 def fix_choice_parens(cls, g, p):
@@ -731,7 +738,7 @@ DELIBERATE = [
     ("math-verify unions several \\boxed{} into a set; Quorum takes the last box", fix_several_boxes, None),
     ("math-verify reads 6.02e23 as 6.02 (or 6.02*e*23); Quorum reads scientific e-notation", fix_e_notation, None),
     ("math-verify multiplies the binary float 9.8 by 10^8 and misses 980000000; Quorum is exact", fix_float_times_power, None),
-    ("math-verify's unit stripping drops a trailing variable t (read as tonnes: 5t -> 5)", fix_unit_letter, None),
+    ("math-verify's unit stripping drops a trailing variable read as a unit (t tonnes, s seconds, c: 5t -> 5, 6x^2c -> 6x^2)", fix_unit_letter, None),
     ("math-verify's string extraction does not read a parenthesised gold letter like (C)", fix_choice_parens, None),
     ("math-verify equates 50% with 50 but not 12.5% with 12.5 (and reads % inside math as a comment)", fix_percent_sign, True),
 ]
@@ -744,14 +751,19 @@ def label(cls, gold, pred):
 
 
 def deliberate(cls, gold, pred, mathverify):
-    """(quorum_expected, why) where Quorum deliberately disagrees, else None."""
+    """(quorum_expected, why) where Quorum deliberately disagrees, else None.
+    The fixes are applied one after another (a pair can hit two bugs); the
+    verdict is math-verify's on the corrected pair."""
+    whys = []
     for why, fix, only in DELIBERATE:
         fixed = fix(cls, gold, pred)
         if fixed is None:
             continue
-        expected = bool(label(cls, *fixed))
+        gold, pred = fixed
+        whys.append(why)
+        expected = bool(label(cls, gold, pred))
         if expected != mathverify and only in (None, expected):
-            return expected, why
+            return expected, "; ".join(whys)
     return None
 
 

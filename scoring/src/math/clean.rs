@@ -105,7 +105,7 @@ static UNITS: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static SHORT_UNITS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(.*\d.*?)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex")
+    Regex::new(r"^(.*\d)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex")
 });
 
 static PERCENT_WORD: LazyLock<Regex> =
@@ -241,6 +241,9 @@ mod tests {
         assert_eq!(clean(r"x \in \{1, 2\}"), r"\{1, 2\}");
         assert_eq!(clean(r"\mathbb{R}"), r"(-\infty, \infty)");
         assert_eq!(clean_math("y = 7"), "y = 7");
+        // A one-letter unit follows a number, not a variable.
+        assert_eq!(clean("5 m"), "5");
+        assert_eq!(clean_math("-3 = y + s"), "-3 = y + s");
         assert_eq!(clean("y = 7"), "7");
         assert_eq!(clean(r"1 & 2 \\ 3 & 4"), r"1 & 2 \cr 3 & 4");
     }
