@@ -112,8 +112,11 @@ fn compare_choice(letter: char, pred: &str) -> Comparison {
 /// Compares a gold answer with a prediction using default tolerance.
 ///
 /// `pred` may be a full completion (the answer is extracted: `\boxed{}`,
-/// "the answer is", `####`, `Answer:`, else last number for prose) or a bare
-/// answer. `gold` is a bare answer; a boxed gold is also accepted.
+/// "the answer is", `####`, `Answer:`, else the last math span unless a
+/// plain number follows it, else the last number of prose) or a bare
+/// answer. `gold` is a bare answer; a boxed gold is also accepted. A gold
+/// that is one capital letter A–J (or `(C)`) is a multiple-choice answer:
+/// the prediction's choice letter is compared.
 pub fn compare(gold: &str, pred: &str) -> Comparison {
     compare_with(gold, pred, &Tolerance::default())
 }

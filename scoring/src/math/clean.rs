@@ -120,10 +120,12 @@ static MEMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z](?:_\{?[a-z0-9]+\}?)?\s*\\in\s*(.+)$").expect("static regex")
 });
 
-/// Words in `\text{…}` after a number: units or nouns ("12\text{ kg}",
-/// "256\text{ cookies}"), dropped the way math-verify drops them.
+/// Words (two letters or more) in `\text{…}` after a number: units or nouns
+/// ("12\text{ kg}", "256\text{ cookies}"), dropped the way math-verify
+/// drops them. One letter (`\mathrm{e}`) may be a constant; "5 m" is left
+/// to the unit patterns below.
 static TEXT_UNIT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(.*[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-z][a-z .]*\}(?:\^\{?[23]\}?)?$")
+    Regex::new(r"^(.*[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-z][a-z .]+\}(?:\^\{?[23]\}?)?$")
         .expect("static regex")
 });
 
@@ -238,6 +240,8 @@ mod tests {
         use super::clean_math;
         assert_eq!(clean(r"256\text{ cookies}"), "256");
         assert_eq!(clean(r"12\text{ kg}"), "12");
+        // One letter in \mathrm is a constant (e), not a unit.
+        assert_eq!(clean(r"2\mathrm{e}"), "2e");
         assert_eq!(clean(r"x \in \{1, 2\}"), r"\{1, 2\}");
         assert_eq!(clean(r"\mathbb{R}"), r"(-\infty, \infty)");
         assert_eq!(clean_math("y = 7"), "y = 7");
