@@ -2,8 +2,9 @@
 
 use crate::equivalence::answers_equivalent;
 use crate::extract::{after_think, extract, last_boxed, ExtractConfig, Extractor};
-use crate::math::answer::{normalize, Answer};
+use crate::math::answer::{normalize, Answer, MAX_ANSWER_BYTES};
 use crate::math::number::Tolerance;
+use crate::math_spans::{final_math, last_prose_number, math_spans};
 use serde::Serialize;
 
 /// Outcome of [`compare`].
@@ -50,24 +51,72 @@ pub fn answer_from(text: &str, allow_number_fallback: bool) -> Option<(String, &
     if body.is_empty() {
         return None;
     }
-    if allow_number_fallback && looks_like_prose(body) {
-        let cfg = ExtractConfig {
-            extractors: vec![Extractor::LastNumber],
-            after_think: false,
-            regex: None,
-        };
-        if let Some(e) = extract(body, &cfg) {
-            return Some((e.answer, "last number in prose"));
+    if allow_number_fallback {
+        // Like math-verify: the last math span, unless a plain number
+        // follows it ("$x$ is 12" → 12).
+        if let Some(m) = final_math(body) {
+            return Some((m, "last math span"));
+        }
+        if looks_like_prose(body) || !math_spans(body).is_empty() {
+            if let Some(n) = last_prose_number(body) {
+                return Some((n.to_string(), "last number in prose"));
+            }
         }
     }
     Some((body.to_string(), "bare answer"))
 }
 
+/// The reason an answer is not compared: longer than [`MAX_ANSWER_BYTES`].
+pub(crate) fn too_long(answer: &str, which: &str) -> Option<String> {
+    (answer.len() > MAX_ANSWER_BYTES).then(|| {
+        format!(
+            "{which} answer too long ({} bytes > {MAX_ANSWER_BYTES})",
+            answer.len()
+        )
+    })
+}
+
+/// A multiple-choice gold: one capital letter A–J, bare or as `(C)`.
+fn choice_gold(gold: &str) -> Option<char> {
+    let t = gold
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
+    let mut chars = t.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c @ 'A'..='J'), None) => Some(c),
+        _ => None,
+    }
+}
+
+/// Compares a choice letter with the letter extracted from `pred`.
+fn compare_choice(letter: char, pred: &str) -> Comparison {
+    let got = extract(pred, &ExtractConfig::choice()).map(|e| e.answer);
+    let pred_norm = got.clone().unwrap_or_default();
+    let (equal, reason) = match got {
+        None => (false, "no choice letter found in prediction".to_string()),
+        Some(g) if g.eq_ignore_ascii_case(&letter.to_string()) => {
+            (true, "same choice letter".to_string())
+        }
+        Some(g) => (false, format!("different choice letters ({letter} vs {g})")),
+    };
+    Comparison {
+        equal,
+        gold_norm: letter.to_string(),
+        pred_norm,
+        reason,
+    }
+}
+
 /// Compares a gold answer with a prediction using default tolerance.
 ///
 /// `pred` may be a full completion (the answer is extracted: `\boxed{}`,
-/// "the answer is", `####`, `Answer:`, else last number for prose) or a bare
-/// answer. `gold` is a bare answer; a boxed gold is also accepted.
+/// "the answer is", `####`, `Answer:`, else the last math span unless a
+/// plain number follows it, else the last number of prose) or a bare
+/// answer. `gold` is a bare answer; a boxed gold is also accepted. A gold
+/// that is one capital letter A–J (or `(C)`) is a multiple-choice answer:
+/// the prediction's choice letter is compared.
 pub fn compare(gold: &str, pred: &str) -> Comparison {
     compare_with(gold, pred, &Tolerance::default())
 }
@@ -78,6 +127,17 @@ pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
         Some(b) => b,
         None => answer_from(gold, false).map(|(a, _)| a).unwrap_or_default(),
     };
+    if let Some(letter) = choice_gold(&gold_ans) {
+        return compare_choice(letter, pred);
+    }
+    if let Some(reason) = too_long(&gold_ans, "gold") {
+        return Comparison {
+            equal: false,
+            gold_norm: String::new(),
+            pred_norm: String::new(),
+            reason,
+        };
+    }
     let gold_norm = normalize(&gold_ans);
     let Some((pred_ans, how)) = answer_from(pred, true) else {
         return Comparison {
@@ -87,6 +147,14 @@ pub fn compare_with(gold: &str, pred: &str, tol: &Tolerance) -> Comparison {
             reason: "no answer found in prediction".into(),
         };
     };
+    if let Some(reason) = too_long(&pred_ans, "predicted") {
+        return Comparison {
+            equal: false,
+            gold_norm,
+            pred_norm: String::new(),
+            reason,
+        };
+    }
     let pred_norm = normalize(&pred_ans);
     if gold_norm.is_empty() {
         return Comparison {

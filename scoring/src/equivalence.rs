@@ -2,6 +2,7 @@
 
 use crate::math::answer::{Answer, CollKind};
 use crate::math::expr::Expr;
+use crate::math::identity;
 use crate::math::number::{Rational, Tolerance, Value};
 use serde::Serialize;
 
@@ -66,44 +67,50 @@ fn numbers(a: Value, pa: bool, b: Value, pb: bool, tol: &Tolerance) -> Judgement
     })
 }
 
-const SAMPLE_POINTS: [f64; 4] = [
-    0.577_215_664_9,
-    std::f64::consts::SQRT_2,
-    std::f64::consts::E,
-    -std::f64::consts::FRAC_1_PI,
-];
-
 fn sample_compare(ea: &Expr, eb: &Expr, tol: &Tolerance) -> Judgement {
-    let mut vars = ea.vars();
-    vars.extend(eb.vars());
-    vars.sort_unstable();
-    vars.dedup();
-    let mut agreed = 0;
-    for (k, base) in SAMPLE_POINTS.iter().enumerate() {
-        let env = |c: char| {
-            let idx = vars.iter().position(|&v| v == c)? as f64;
-            Some(base + 0.61803398875 * idx * (k as f64 + 1.0))
-        };
-        match (ea.eval(&env), eb.eval(&env)) {
-            (Some(x), Some(y)) => {
-                let (x, y) = (x.to_f64(), y.to_f64());
-                if x.is_nan() && y.is_nan() {
-                    continue;
-                }
-                if !tol.floats_equal(x, y) {
-                    return Judgement::no("expressions differ at a sample point");
-                }
-                agreed += 1;
+    match identity::same_values(ea, eb, tol) {
+        Ok(why) => Judgement::yes(why),
+        Err(why) => Judgement::no(why),
+    }
+}
+
+/// Equations: see [`crate::math::equation`] for the rules.
+fn equations(a: &Answer, b: &Answer, tol: &Tolerance) -> Option<Judgement> {
+    match (a, b) {
+        (Answer::Equation(ea), Answer::Equation(eb)) => Some(match (&ea.var, &eb.var) {
+            (Some(va), Some(vb)) if va != vb => {
+                Judgement::no(format!("different variables ({va} vs {vb})"))
             }
-            (None, None) => {}
-            _ => return Judgement::no("expressions differ in domain at a sample point"),
+            (Some(_), Some(_)) => answers_equivalent(&ea.rhs, &eb.rhs, tol),
+            _ => match (&ea.diff, &eb.diff) {
+                (Some(da), Some(db)) => match identity::proportional(da, db, tol) {
+                    Ok(why) => Judgement::yes(why),
+                    Err(why) => Judgement::no(why),
+                },
+                _ if ea.lhs == eb.lhs => answers_equivalent(&ea.rhs, &eb.rhs, tol),
+                _ => Judgement::no("equations cannot be compared"),
+            },
+        }),
+        // The prediction is an equation, the gold a value: its right side.
+        (_, Answer::Equation(eb)) => Some(answers_equivalent(a, &eb.rhs, tol)),
+        // An assignment gold (`y = 7`) against a value: the assigned value.
+        (Answer::Equation(ea), _) if ea.var.is_some() => Some(answers_equivalent(&ea.rhs, b, tol)),
+        (Answer::Equation(_), _) => {
+            Some(Judgement::no("gold is an equation, the prediction is not"))
+        }
+        _ => None,
+    }
+}
+
+/// Drops items equivalent to an earlier item (sets ignore duplicates).
+fn dedup<'a>(items: &'a [Answer], tol: &Tolerance) -> Vec<&'a Answer> {
+    let mut out: Vec<&Answer> = Vec::with_capacity(items.len());
+    for x in items {
+        if !out.iter().any(|y| answers_equivalent(y, x, tol).equal) {
+            out.push(x);
         }
     }
-    if agreed >= 2 {
-        Judgement::yes(format!("expressions agree at {agreed} sample points"))
-    } else {
-        Judgement::no("undecidable: too few sample points evaluated")
-    }
+    out
 }
 
 fn as_expr(a: &Answer) -> Option<Expr> {
@@ -168,6 +175,19 @@ fn perfect_matching(adj: &[Vec<bool>]) -> bool {
     true
 }
 
+/// Collections too large to match element by element: canonical renderings.
+fn large_collections(ia: &[Answer], ib: &[Answer]) -> Judgement {
+    let mut ra: Vec<String> = ia.iter().map(Answer::render).collect();
+    let mut rb: Vec<String> = ib.iter().map(Answer::render).collect();
+    ra.sort();
+    rb.sort();
+    if ra == rb {
+        Judgement::yes("large collections match textually")
+    } else {
+        Judgement::no("large collections differ textually")
+    }
+}
+
 fn collections(
     ka: CollKind,
     ia: &[Answer],
@@ -181,6 +201,16 @@ fn collections(
     if ka.ordered() && ka != kb {
         return Judgement::no("bracket kinds differ (open vs closed interval?)");
     }
+    if ia.len() > MAX_MATCHING || ib.len() > MAX_MATCHING {
+        return large_collections(ia, ib);
+    }
+    let set = ka == CollKind::Set || kb == CollKind::Set;
+    let (da, db): (Vec<&Answer>, Vec<&Answer>) = if set {
+        (dedup(ia, tol), dedup(ib, tol))
+    } else {
+        (ia.iter().collect(), ib.iter().collect())
+    };
+    let (ia, ib) = (da.as_slice(), db.as_slice());
     if ia.len() != ib.len() {
         return Judgement::no(format!(
             "collection sizes differ ({} vs {})",
@@ -196,17 +226,6 @@ fn collections(
             }
         }
         return Judgement::yes("ordered collections match element-wise");
-    }
-    if ia.len() > MAX_MATCHING {
-        let mut ra: Vec<String> = ia.iter().map(Answer::render).collect();
-        let mut rb: Vec<String> = ib.iter().map(Answer::render).collect();
-        ra.sort();
-        rb.sort();
-        return if ra == rb {
-            Judgement::yes("large unordered collections match textually")
-        } else {
-            Judgement::no("large unordered collections differ textually")
-        };
     }
     let adj: Vec<Vec<bool>> = ia
         .iter()
@@ -230,6 +249,9 @@ pub fn answers_equivalent(a: &Answer, b: &Answer, tol: &Tolerance) -> Judgement 
         && a.render() == b.render()
     {
         return Judgement::yes("identical normal form");
+    }
+    if let Some(j) = equations(a, b, tol) {
+        return j;
     }
     match (a, b) {
         (

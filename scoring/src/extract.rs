@@ -12,6 +12,7 @@
 
 use crate::braces::matching_brace;
 use crate::error::ScoringError;
+use crate::math_spans::final_math;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -31,6 +32,9 @@ pub enum Extractor {
     AnswerLine,
     /// A multiple-choice letter (A–J): `(B)`, `Answer: B`, `\boxed{B}`...
     Choice,
+    /// The last math span (`$…$`, `\(…\)`, `\[…\]`, `$$…$$`; spans joined
+    /// by "and"/"or" form a set), unless a plain number follows it.
+    MathSpan,
     /// The last number in the text (integers, decimals, fractions `a/b`).
     LastNumber,
     /// The user pattern of [`ExtractConfig::regex`]. Reported as the
@@ -144,11 +148,11 @@ impl Default for ExtractConfig {
 }
 
 impl ExtractConfig {
-    /// Boxed, "answer is", `####`, `Answer:`, then last number.
+    /// Boxed, "answer is", `####`, `Answer:`, last math span, then last number.
     pub fn math() -> Self {
         use Extractor::*;
         ExtractConfig {
-            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, LastNumber],
+            extractors: vec![Boxed, AnswerIs, Gsm8k, AnswerLine, MathSpan, LastNumber],
             after_think: true,
             regex: None,
         }
@@ -158,7 +162,7 @@ impl ExtractConfig {
     pub fn gsm8k() -> Self {
         use Extractor::*;
         ExtractConfig {
-            extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, LastNumber],
+            extractors: vec![Gsm8k, Boxed, AnswerIs, AnswerLine, MathSpan, LastNumber],
             after_think: true,
             regex: None,
         }
@@ -234,18 +238,23 @@ fn run(method: Extractor, body: &str) -> Option<String> {
         Extractor::Gsm8k => last_capture(&GSM8K, body),
         Extractor::AnswerLine => last_capture(&ANSWER_LINE, body).map(|s| strip_sentence(&s)),
         Extractor::Choice => choice(body),
+        Extractor::MathSpan => final_math(body),
         Extractor::LastNumber => last_number(body),
         // The pattern lives in the config and runs before the list.
         Extractor::Regex => None,
     }
 }
 
+/// Boxes tried from the end before giving up (each try scans to its
+/// closing brace, so this bounds the work on `\boxed{\boxed{…` chains).
+const MAX_BOX_TRIES: usize = 32;
+
 /// Content of the last `\boxed{...}` or `\fbox{...}` (or `\boxed 5`).
 pub fn last_boxed(body: &str) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     for cmd in [r"\boxed", r"\fbox"] {
         let mut found = None;
-        for (pos, _) in body.match_indices(cmd) {
+        for (pos, _) in body.rmatch_indices(cmd).take(MAX_BOX_TRIES) {
             let after = pos + cmd.len();
             let tail = body.get(after..).unwrap_or("");
             let ws = tail.len() - tail.trim_start().len();
@@ -261,6 +270,7 @@ pub fn last_boxed(body: &str) -> Option<String> {
             };
             if let Some(c) = content {
                 found = Some((pos, c.to_string()));
+                break;
             }
         }
         if let Some((pos, c)) = found {
@@ -294,6 +304,10 @@ static CHOICE_MARKED: LazyLock<Regex> = LazyLock::new(|| {
 });
 static CHOICE_PAREN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\(([A-J])\)").expect("static regex"));
+/// A lone capital letter A–H or J (not the pronoun I) ending a word.
+static CHOICE_LONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s*])\(?([A-HJ])\)?(?:\*\*)?(?:[.,:;!]|\s|$)").expect("static regex")
+});
 static CHOICE_BARE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\(?([A-Ja-j])[).:]?\s*(?:$|[).:]\s)").expect("static regex"));
 
@@ -324,7 +338,12 @@ fn answer_is(body: &str) -> Option<String> {
     let line = rest.lines().next().unwrap_or("");
     // End at the first sentence boundary (". ") or the end of the line.
     let end = line.find(". ").unwrap_or(line.len());
-    Some(strip_sentence(line.get(..end).unwrap_or(line)))
+    let sentence = line.get(..end).unwrap_or(line);
+    // "the answer is $5$ metres": the math, not the words after it.
+    if let Some(m) = final_math(sentence) {
+        return Some(m);
+    }
+    Some(strip_sentence(sentence))
 }
 
 /// If `rest` starts (after `$`/spaces) with `\boxed{`, returns its content.
@@ -353,7 +372,7 @@ fn choice(body: &str) -> Option<String> {
             return c.get(1).map(|m| m.as_str().to_ascii_uppercase());
         }
     }
-    last_capture(&CHOICE_PAREN, body)
+    last_capture(&CHOICE_PAREN, body).or_else(|| last_capture(&CHOICE_LONE, body))
 }
 
 fn last_number(body: &str) -> Option<String> {
@@ -373,6 +392,17 @@ mod tests {
         assert_eq!(last_boxed(t).as_deref(), Some(r"\frac{1}{\sqrt{2}}"));
         assert_eq!(last_boxed(r"\fbox{7} and \boxed 5$").as_deref(), Some("5"));
         assert_eq!(last_boxed(r"\boxed{unclosed"), None);
+    }
+
+    #[test]
+    fn math_span_before_last_number() {
+        let t = r"Using 2 points, a side of $\sqrt{45}$ metres";
+        assert_eq!(
+            extract(t, &ExtractConfig::math()).map(|e| (e.answer, e.method)),
+            Some((r"\sqrt{45}".into(), Extractor::MathSpan))
+        );
+        let t = "It takes $12$ hours, i.e. 720 minutes";
+        assert_eq!(extract_answer(t).as_deref(), Some("720"));
     }
 
     #[test]

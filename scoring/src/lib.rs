@@ -5,8 +5,9 @@
 //!
 //! 1. **Extract** ([`extract`]): take the text after the last `</think>`
 //!    and pull out the final answer with configurable extractors
-//!    (`\boxed{}`, "the answer is", `####`, `Answer:`, choice letter, last
-//!    number), see [`ExtractConfig`]. An optional user regex
+//!    (`\boxed{}`, "the answer is", `####`, `Answer:`, choice letter, the
+//!    last math span `$…$`/`\(…\)`/`\[…\]` ([`math_spans`]), last number),
+//!    see [`ExtractConfig`]. An optional user regex
 //!    ([`ExtractConfig::regex`], an [`AnswerPattern`] compiled once) runs
 //!    first: group 1 of its last match, or the whole match without groups;
 //!    no match falls through to the extractors.
@@ -15,11 +16,14 @@
 //!    parse into a structured [`Answer`]: exact rationals (`3/4`, `0.75`,
 //!    `\frac34`, `1\frac{1}{2}`, `50%`, `1.5e3`), real expressions (`\sqrt2`,
 //!    `2\pi`), expressions in single-letter variables, ordered tuples and
-//!    intervals, unordered sets/lists, or case-insensitive text.
+//!    intervals, unordered sets/lists (`\pm`, `x \in S`, `\mathbb{R}`,
+//!    "x = 1 or x = 6"), matrices, equations (`y = 7`, see
+//!    [`math::equation`]), or case-insensitive text.
 //! 3. **Compare** ([`equivalent`], [`compare`]): exact rational equality
-//!    when both sides are rational, else relative tolerance (1e-6), sample
-//!    evaluation for expressions with variables, multiset matching for
-//!    sets. Undecidable comparisons are "not equal" with a reason; nothing
+//!    when both sides are rational, else relative tolerance (1e-6), numeric
+//!    identity testing at sample points for expressions with variables
+//!    ([`math::identity`]), multiset matching for lists (duplicates dropped
+//!    in sets). Undecidable comparisons are "not equal" with a reason; nothing
 //!    panics on arbitrary input and all recursion is depth-bounded.
 //! 4. **Verify** ([`Verifier`], [`verifier_by_name`]): per-task correctness
 //!    (math, exact, regex, numeric, multiple-choice, countdown, code hook).
@@ -35,6 +39,7 @@ pub mod equivalence;
 pub mod error;
 pub mod extract;
 pub mod math;
+pub mod math_spans;
 pub mod reward;
 pub mod select;
 pub mod verifier;

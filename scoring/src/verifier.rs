@@ -1,6 +1,6 @@
 //! Verifiers: decide whether a completion is correct for a reference.
 
-use crate::compare::answer_from;
+use crate::compare::{answer_from, too_long};
 use crate::equivalence::answers_equivalent;
 use crate::error::ScoringError;
 use crate::extract::{extract, ExtractConfig};
@@ -71,6 +71,15 @@ impl Verifier for MathVerifier {
         let reference = answer_from(reference, false)
             .map(|(a, _)| a)
             .unwrap_or_default();
+        if let Some(reason) =
+            too_long(&e.answer, "predicted").or_else(|| too_long(&reference, "reference"))
+        {
+            return Verdict {
+                correct: false,
+                extracted: None,
+                reason,
+            };
+        }
         let j = answers_equivalent(
             &Answer::parse(&reference),
             &Answer::parse(&e.answer),

@@ -2,15 +2,21 @@
 //! `Answer::parse` works on a string that has already been through
 //! [`clean`](super::clean::clean); `Answer::render` is the canonical form.
 
-use super::clean::clean;
+use super::clean::clean_math;
+use super::equation::{drop_approximation, has_equals, is_equation_list, parse_equation, Equation};
 use super::expr::{parse_expr, Expr};
+use super::matrix::matrix_cells;
 use super::number::{Rational, Value};
+use super::sets::plus_minus;
 use crate::braces::{outer_brackets_span_all, split_top_level};
 use regex::Regex;
 use std::sync::LazyLock;
 
 /// Maximum collection nesting (e.g. sets of tuples of intervals).
 pub const MAX_COLLECTION_DEPTH: usize = 6;
+/// Longest answer parsed (bytes); longer ones stay raw text, and
+/// [`crate::compare`] and the math verifier judge them "not equal".
+pub const MAX_ANSWER_BYTES: usize = 4096;
 /// Maximum number of elements parsed in one collection.
 pub const MAX_ITEMS: usize = 256;
 
@@ -25,11 +31,13 @@ pub enum CollKind {
     Union,
     /// `(a, b)`, `[a, b)`, ...: ordered; bracket kinds must match.
     Tuple(char, char),
+    /// `\begin{pmatrix}…\end{pmatrix}`: ordered rows (each a `[…]` tuple).
+    Matrix,
 }
 
 impl CollKind {
     pub fn ordered(self) -> bool {
-        matches!(self, CollKind::Tuple(..))
+        matches!(self, CollKind::Tuple(..) | CollKind::Matrix)
     }
 }
 
@@ -51,9 +59,14 @@ pub enum Answer {
         kind: CollKind,
         items: Vec<Answer>,
     },
+    /// `lhs = rhs` (see [`Equation`]).
+    Equation(Box<Equation>),
     /// Anything else, lower-cased, compared modulo whitespace.
     Text(String),
 }
+
+static OR_AND: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r",?\s+(?:or|and)\s+").expect("static regex"));
 
 static MIXED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(-?)(\d{1,30})\s*(?:\\frac\{(\d{1,30})\}\{(\d{1,30})\}|\\frac(\d)(\d)|\s(\d{1,30})/(\d{1,30}))$")
@@ -112,7 +125,68 @@ fn scalar(s: &str) -> Option<Answer> {
 impl Answer {
     /// Cleans and parses a raw answer string.
     pub fn parse(raw: &str) -> Answer {
-        Answer::parse_clean(&clean(raw), 0)
+        if raw.len() > MAX_ANSWER_BYTES {
+            return Answer::Text(raw.to_string());
+        }
+        Answer::parse_clean(&clean_math(raw), 0)
+    }
+
+    fn collection(kind: CollKind, parts: Vec<&str>, depth: usize, s: &str) -> Answer {
+        match Answer::items(parts, depth) {
+            Some(items) => Answer::Collection { kind, items },
+            None => Answer::Text(s.to_string()),
+        }
+    }
+
+    /// Matrices, "a or b" alternatives, lists of equations, equations and
+    /// `\pm`: the forms tried before sets, tuples and scalars.
+    fn parse_structured(s: &str, depth: usize) -> Option<Answer> {
+        let exact = drop_approximation(s);
+        if exact.len() < s.len() {
+            return Some(Answer::parse_clean(exact, depth + 1));
+        }
+        if let Some(rows) = matrix_cells(s) {
+            let items = rows
+                .into_iter()
+                .map(|cells| {
+                    Answer::items(cells, depth + 1).map(|items| Answer::Collection {
+                        kind: CollKind::Tuple('[', ']'),
+                        items,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            return Some(Answer::Collection {
+                kind: CollKind::Matrix,
+                items,
+            });
+        }
+        if OR_AND.is_match(s) && has_equals(s) {
+            let parts: Vec<&str> = OR_AND.split(s).collect();
+            if parts.len() > 1 && parts.iter().all(|p| !p.trim().is_empty()) {
+                return Some(Answer::collection(CollKind::Set, parts, depth, s));
+            }
+        }
+        if is_equation_list(s) {
+            return Some(Answer::collection(
+                CollKind::List,
+                split_top_level(s, ','),
+                depth,
+                s,
+            ));
+        }
+        if let Some(eq) = parse_equation(s, |rhs| Answer::parse_clean(&clean_math(rhs), depth + 1))
+        {
+            return Some(Answer::Equation(Box::new(eq)));
+        }
+        if let Some([plus, minus]) = plus_minus(s) {
+            return Some(Answer::collection(
+                CollKind::Set,
+                vec![plus.as_str(), minus.as_str()],
+                depth,
+                s,
+            ));
+        }
+        None
     }
 
     fn items(parts: Vec<&str>, depth: usize) -> Option<Vec<Answer>> {
@@ -122,12 +196,12 @@ impl Answer {
         Some(
             parts
                 .into_iter()
-                .map(|p| match Answer::parse_clean(&clean(p), depth + 1) {
+                .map(|p| match Answer::parse_clean(&clean_math(p), depth + 1) {
                     // A bare list cannot nest inside another collection.
                     Answer::Collection {
                         kind: CollKind::List,
                         ..
-                    } => Answer::Text(clean(p)),
+                    } => Answer::Text(clean_math(p)),
                     a => a,
                 })
                 .collect(),
@@ -139,6 +213,9 @@ impl Answer {
         let text = || Answer::Text(s.to_string());
         if depth > MAX_COLLECTION_DEPTH || s.is_empty() {
             return text();
+        }
+        if let Some(a) = Answer::parse_structured(s, depth) {
+            return a;
         }
         if s.contains(r"\cup") {
             let parts: Vec<&str> = s.split(r"\cup").collect();
@@ -219,8 +296,10 @@ impl Answer {
                     CollKind::List => parts.join(", "),
                     CollKind::Union => parts.join(r" \cup "),
                     CollKind::Tuple(o, c) => format!("{o}{}{c}", parts.join(", ")),
+                    CollKind::Matrix => format!("matrix({})", parts.join(", ")),
                 }
             }
+            Answer::Equation(e) => format!("{} = {}", e.lhs, e.rhs.render()),
         }
     }
 
@@ -234,7 +313,9 @@ impl Answer {
                 CollKind::List => "list",
                 CollKind::Union => "union",
                 CollKind::Tuple(..) => "tuple/interval",
+                CollKind::Matrix => "matrix",
             },
+            Answer::Equation(_) => "equation",
             Answer::Text(_) => "text",
         }
     }

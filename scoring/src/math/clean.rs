@@ -3,6 +3,7 @@
 //!
 //! `clean` is iterated to a fixpoint so that `clean(clean(x)) == clean(x)`.
 
+use super::matrix::ROW_SEP;
 use crate::braces::{replace_command, unwrap_command};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -81,6 +82,9 @@ const LITERALS: &[(&str, &str)] = &[
     (r"\rbrace", r"\}"),
     (r"\lvert", "|"),
     (r"\rvert", "|"),
+    (r"\mathbb{r}", r"(-\infty, \infty)"),
+    (r"\emptyset", r"\{\}"),
+    (r"\varnothing", r"\{\}"),
 ];
 
 static ASSIGN: LazyLock<Regex> = LazyLock::new(|| {
@@ -101,7 +105,7 @@ static UNITS: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static SHORT_UNITS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(.*\d.*?)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex")
+    Regex::new(r"^(.*\d)\s+(?:m|g|s|h|l)(?:\^\{?[23]\}?)?$").expect("static regex")
 });
 
 static PERCENT_WORD: LazyLock<Regex> =
@@ -112,9 +116,29 @@ static THOUSANDS: LazyLock<Regex> =
 
 static SPACES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+").expect("static regex"));
 
-/// One cleanup pass.
-fn clean_once(s: &str) -> String {
+static MEMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z](?:_\{?[a-z0-9]+\}?)?\s*\\in\s*(.+)$").expect("static regex")
+});
+
+/// Words (two letters or more) in `\text{…}` after a number: units or nouns
+/// ("12\text{ kg}", "256\text{ cookies}"), dropped the way math-verify
+/// drops them. One letter (`\mathrm{e}`) may be a constant; "5 m" is left
+/// to the unit patterns below.
+static TEXT_UNIT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(.*[\d}])\s*\\(?:text|mbox|mathrm)\{\s*[a-z][a-z .]+\}(?:\^\{?[23]\}?)?$")
+        .expect("static regex")
+});
+
+/// One cleanup pass; `keep_equations` keeps `x = …` whole (for
+/// [`clean_math`]), otherwise a lone-variable left side is dropped.
+fn clean_once(s: &str, keep_equations: bool) -> String {
     let mut s = s.trim().to_lowercase();
+    if s.contains(r"\\") {
+        s = s.replace(r"\\", ROW_SEP);
+    }
+    if let Some(c) = TEXT_UNIT.captures(&s) {
+        s = c.get(1).map_or("", |m| m.as_str()).to_string();
+    }
     for (from, to) in LITERALS {
         if s.contains(from) {
             s = s.replace(from, to);
@@ -144,11 +168,16 @@ fn clean_once(s: &str) -> String {
     while let Some(rest) = s.strip_suffix('.') {
         s = rest.trim_end().to_string();
     }
-    if let Some(c) = ASSIGN.captures(&s) {
-        let rest = c.get(1).map_or("", |m| m.as_str());
-        if !rest.contains('=') {
-            s = rest.to_string();
+    if !keep_equations {
+        if let Some(c) = ASSIGN.captures(&s) {
+            let rest = c.get(1).map_or("", |m| m.as_str());
+            if !rest.contains('=') {
+                s = rest.to_string();
+            }
         }
+    }
+    if let Some(c) = MEMBER.captures(&s) {
+        s = c.get(1).map_or("", |m| m.as_str()).to_string();
     }
     for re in [&*UNITS, &*SHORT_UNITS] {
         if let Some(c) = re.captures(&s) {
@@ -165,10 +194,21 @@ fn clean_once(s: &str) -> String {
 }
 
 /// Cleans presentation noise from an answer string. Idempotent.
+/// A lone-variable assignment `x = 5` is reduced to its value.
 pub fn clean(s: &str) -> String {
-    let mut cur = clean_once(s);
+    clean_with(s, false)
+}
+
+/// [`clean`] that keeps equations whole (`y = 7` stays `y = 7`), for
+/// answers compared as equations.
+pub fn clean_math(s: &str) -> String {
+    clean_with(s, true)
+}
+
+fn clean_with(s: &str, keep_equations: bool) -> String {
+    let mut cur = clean_once(s, keep_equations);
     for _ in 0..8 {
-        let next = clean_once(&cur);
+        let next = clean_once(&cur, keep_equations);
         if next == cur {
             break;
         }
@@ -193,5 +233,22 @@ mod tests {
         assert_eq!(clean("50 percent"), "50%");
         assert_eq!(clean("1,234,567.5"), "1234567.5");
         assert_eq!(clean("1, 234"), "1, 234");
+    }
+
+    #[test]
+    fn units_membership_and_reals() {
+        use super::clean_math;
+        assert_eq!(clean(r"256\text{ cookies}"), "256");
+        assert_eq!(clean(r"12\text{ kg}"), "12");
+        // One letter in \mathrm is a constant (e), not a unit.
+        assert_eq!(clean(r"2\mathrm{e}"), "2e");
+        assert_eq!(clean(r"x \in \{1, 2\}"), r"\{1, 2\}");
+        assert_eq!(clean(r"\mathbb{R}"), r"(-\infty, \infty)");
+        assert_eq!(clean_math("y = 7"), "y = 7");
+        // A one-letter unit follows a number, not a variable.
+        assert_eq!(clean("5 m"), "5");
+        assert_eq!(clean_math("-3 = y + s"), "-3 = y + s");
+        assert_eq!(clean("y = 7"), "7");
+        assert_eq!(clean(r"1 & 2 \\ 3 & 4"), r"1 & 2 \cr 3 & 4");
     }
 }

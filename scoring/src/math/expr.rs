@@ -290,8 +290,16 @@ impl Expr {
     }
 
     /// Evaluates with `env` giving each variable's value. `None` on
-    /// division by zero or an unbound variable.
+    /// division by zero, an unbound variable, or a value that overflows
+    /// `f64` (`10^{10^{10}}`): only a literal `\infty` is infinite.
     pub fn eval(&self, env: &dyn Fn(char) -> Option<f64>) -> Option<Value> {
+        let v = self.eval_node(env)?;
+        let overflow = matches!(v, Value::Real(x) if x.is_infinite())
+            && matches!(self, Expr::Pow(..) | Expr::Product(_) | Expr::Call(..));
+        (!overflow).then_some(v)
+    }
+
+    fn eval_node(&self, env: &dyn Fn(char) -> Option<f64>) -> Option<Value> {
         Some(match self {
             Expr::Const(v) => *v,
             Expr::Var(c) => Value::Real(env(*c)?),
@@ -316,7 +324,17 @@ impl Expr {
                 acc
             }
             Expr::Neg(e) => e.eval(env)?.negate(),
-            Expr::Pow(a, b) => a.eval(env)?.pow(b.eval(env)?),
+            Expr::Pow(a, b) => {
+                let base = a.eval(env)?;
+                let v = base.pow(b.eval(env)?);
+                // Underflow (0.5^{10^{10}}) carries no information either.
+                if matches!(v, Value::Real(x) if x == 0.0 || x.is_subnormal())
+                    && base.to_f64() != 0.0
+                {
+                    return None;
+                }
+                v
+            }
             Expr::Root(a, None) => a.eval(env)?.sqrt(),
             Expr::Root(a, Some(n)) => {
                 let n = n.eval(env)?;
@@ -398,6 +416,15 @@ mod tests {
         assert!(parse_expr("(1").is_none());
         assert!(parse_expr(&"(".repeat(500)).is_none());
         assert!(val("1/0").is_none());
+    }
+
+    #[test]
+    fn overflowing_values_are_undefined() {
+        assert!(val("10^{10^{10}}").is_none());
+        assert!(val("2^{2^{2^{2^{2}}}}").is_none());
+        assert!(val("10^{300} \\cdot 10^{300}").is_none());
+        assert!(val("1000000!").is_none());
+        assert_eq!(val(r"-\infty").map(Value::to_f64), Some(f64::NEG_INFINITY));
     }
 
     #[test]

@@ -1,5 +1,15 @@
-//! Tokenizer for the expression parser. A run of two or more ASCII
-//! letters (outside a backslash command) is rejected as prose.
+//! Tokenizer for the expression parser. A run of ASCII letters (outside a
+//! backslash command) is a product of variables (`ba^3`, `2xy`) when it is
+//! at most [`MAX_LETTER_RUN`] letters long and the input has a digit or an
+//! operator; otherwise (`yes`, `odd`, `monday`) it is prose and rejected.
+
+/// Longest run of letters read as a product of single-letter variables.
+const MAX_LETTER_RUN: usize = 3;
+
+fn has_math_char(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b.is_ascii_digit() || b"^_+-*/(){}\\|=".contains(&b))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {
@@ -33,6 +43,7 @@ pub enum Func {
 }
 
 pub(crate) fn tokenize(s: &str) -> Option<Vec<Tok>> {
+    let mathy = has_math_char(s);
     let chars: Vec<char> = s.chars().collect();
     let mut toks = Vec::new();
     let mut i = 0;
@@ -107,12 +118,15 @@ pub(crate) fn tokenize(s: &str) -> Option<Vec<Tok>> {
             continue;
         }
         if c.is_ascii_alphabetic() {
-            // A run of two or more letters is prose, not algebra.
-            if chars.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()) {
-                return None;
+            let run = chars[i..]
+                .iter()
+                .take_while(|d| d.is_ascii_alphabetic())
+                .count();
+            if run > 1 && !(mathy && run <= MAX_LETTER_RUN) {
+                return None; // prose, not algebra
             }
-            toks.push(Tok::Var(c));
-            i += 1;
+            toks.extend(chars[i..i + run].iter().map(|&v| Tok::Var(v)));
+            i += run;
             continue;
         }
         let tok = match c {

@@ -2,6 +2,10 @@
 
 pub mod answer;
 pub mod clean;
+pub mod equation;
 pub mod expr;
+pub mod identity;
 mod lex;
+pub mod matrix;
 pub mod number;
+pub mod sets;
