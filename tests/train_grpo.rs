@@ -240,3 +240,35 @@ fn a_sigkilled_grpo_run_resumes_to_the_same_weights() {
 fn a_sigkilled_async_grpo_run_resumes_to_the_same_weights() {
     resume_matches("[sampling]\nasync_rollouts = true");
 }
+
+#[test]
+fn length_control_states_a_target_and_rewards_the_distance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = recipe(
+        tmp.path(),
+        &out,
+        1,
+        "[reward.length_control]\nenabled = true\nmode = \"exact\"\nalpha = 0.01\nmin_tokens = 10\nmax_tokens = 60\n\
+         [reward.format]\nenabled = true\nweight = 0.1",
+    );
+    let st = quorum()
+        .args(["train", "grpo", "--config"])
+        .arg(&cfg)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let s = &records(&out, "step")[0];
+    let terms = &s["reward_terms"];
+    // LCPO replaces the correctness term on prompts that state a target
+    assert_eq!(terms["correct"].as_f64().unwrap(), 0.0, "{s}");
+    let lc = terms["length_control"].as_f64().unwrap();
+    // correct (≤ 1) minus α·|target − used| over 10..60-token targets: not a plain 0/1 mean
+    assert!(lc < s["accuracy"].as_f64().unwrap() && lc > -1.0, "{s}");
+    assert!(terms["format"].as_f64().unwrap() > 0.0, "{s}");
+    let want = lc + terms["format"].as_f64().unwrap();
+    assert!(
+        (s["reward_mean"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{s}"
+    );
+}
