@@ -34,7 +34,7 @@ mod tests {
             .unwrap();
         let m = row.iter().cloned().fold(f32::MIN, f32::max);
         let z: f32 = row.iter().map(|x| (x - m).exp()).sum();
-        let u: f32 = rng.gen();
+        let u: f32 = rng.random();
         let mut acc = 0.0;
         for (j, x) in row.iter().enumerate() {
             let pj = (x - m).exp() / z;
