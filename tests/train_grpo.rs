@@ -166,6 +166,19 @@ fn a_batch_that_cannot_be_formed_names_the_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("clip"));
+    // a curriculum needs measured pass rates
+    let out = quorum()
+        .args(["train", "grpo", "--config"])
+        .arg(&cfg)
+        .arg("sampling.curriculum=true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sampling.curriculum") && err.contains("pass_rate"),
+        "{err}"
+    );
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
