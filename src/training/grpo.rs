@@ -35,7 +35,9 @@ use super::data::load_eval_tasks_with;
 use super::eval::{accuracy, EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
 use super::rollouts::{sample_groups, training_sequences, RolloutContext, ScoredGroup};
-use super::run::{device_and_dtype, fresh_state, prepare_run_dir, progress_bar, save_checkpoint};
+use super::run::{
+    device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
+};
 use super::signals::StopFlag;
 
 /// The rollouts of the next step, saved with a checkpoint in async mode
@@ -441,7 +443,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         ));
 
         let last = state.step == cfg.train.steps;
-        let eval_due = (cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last;
+        let eval_due = due(cfg.eval.every, state.step) || last;
         if eval_due && !eval_tasks.is_empty() {
             let record = evaluate(
                 &policy.model,
@@ -454,9 +456,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             metrics.write(&record)?;
             final_eval = Some(record);
         }
-        let ckpt_due = (cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0)
-            || last
-            || stop.requested();
+        let ckpt_due = due(cfg.checkpoint.every, state.step) || last || stop.requested();
         if ckpt_due {
             let mut extra: Vec<(&str, Vec<u8>)> = vec![(
                 STATE_FILE,

@@ -60,6 +60,11 @@ pub fn prepare_run_dir(
     Ok(resume_from)
 }
 
+/// Whether a periodic action (`every` steps; 0: never) falls on `step`.
+pub fn due(every: u64, step: u64) -> bool {
+    every > 0 && step.is_multiple_of(every)
+}
+
 /// A fresh trainer state for `seed`.
 pub fn fresh_state(seed: u64) -> TrainerState {
     TrainerState {

@@ -28,7 +28,9 @@ use super::data::{load_conversations, load_eval_tasks, Conversation};
 use super::eval::{accuracy, EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
-use super::run::{device_and_dtype, fresh_state, prepare_run_dir, progress_bar, save_checkpoint};
+use super::run::{
+    device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
+};
 use super::signals::StopFlag;
 
 /// How `quorum train sft` was invoked.
@@ -221,7 +223,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         ));
 
         let last = state.step == cfg.train.steps;
-        let eval_due = (cfg.eval.every > 0 && state.step % cfg.eval.every == 0) || last;
+        let eval_due = due(cfg.eval.every, state.step) || last;
         if eval_due && (!eval_batches.is_empty() || !eval_tasks.is_empty()) {
             let record = evaluate(
                 &policy,
@@ -235,9 +237,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
             metrics.write(&record)?;
             final_eval = Some(record);
         }
-        let ckpt_due = (cfg.checkpoint.every > 0 && state.step % cfg.checkpoint.every == 0)
-            || last
-            || stop.requested();
+        let ckpt_due = due(cfg.checkpoint.every, state.step) || last || stop.requested();
         if ckpt_due {
             last_checkpoint = Some(save(&state, &opt, &policy)?);
         }

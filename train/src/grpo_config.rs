@@ -10,7 +10,9 @@ use crate::data::{AnswerFormat, FieldMap, LoadOptions};
 use crate::grpo::advantage::StdScaling;
 use crate::grpo::objective::{Aggregation, Objective};
 use crate::rewards::RewardConfig;
-use crate::sft_config::{CheckpointSection, EvalSection, ModelSection, OptimSection};
+use crate::sft_config::{
+    validate_shared, CheckpointSection, EvalSection, ModelSection, OptimSection,
+};
 use crate::{Result, TrainError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,18 +288,7 @@ impl GrpoConfig {
         if self.advantage.eps < 0.0 {
             return bad("advantage.eps", "must be ≥ 0");
         }
-        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return bad("optim.lr", "must be a positive number");
-        }
-        for m in &self.eval.modes {
-            if m != "think" && m != "no_think" {
-                return bad("eval.modes", "entries are `think` or `no_think`");
-            }
-        }
-        if !matches!(self.model.dtype.as_str(), "f32" | "bf16" | "f16") {
-            return bad("model.dtype", "f32, bf16 or f16");
-        }
-        Ok(())
+        validate_shared(&self.model, &self.optim, &self.eval)
     }
 
     /// Checks that need the data: a step's batch must be formable.

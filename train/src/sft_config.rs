@@ -247,28 +247,39 @@ impl SftConfig {
                 "must hold one sequence of data.max_length tokens",
             );
         }
-        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return bad("optim.lr", "must be a positive number");
-        }
-        if !(0.0..1.0).contains(&self.optim.beta1) {
-            return bad("optim.beta1", "must be in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&self.optim.beta2) {
-            return bad("optim.beta2", "must be in [0, 1)");
-        }
-        if !(0.0..=1.0).contains(&self.optim.min_lr_ratio) {
-            return bad("optim.min_lr_ratio", "must be in [0, 1]");
-        }
-        for m in &self.eval.modes {
-            if m != "think" && m != "no_think" {
-                return bad("eval.modes", "entries are `think` or `no_think`");
-            }
-        }
-        if !matches!(self.model.dtype.as_str(), "f32" | "bf16" | "f16") {
-            return bad("model.dtype", "f32, bf16 or f16");
-        }
-        Ok(())
+        validate_shared(&self.model, &self.optim, &self.eval)
     }
+}
+
+/// The checks of the sections every trainer shares (`[model]`, `[optim]`,
+/// `[eval]`), naming the key.
+pub(crate) fn validate_shared(
+    model: &ModelSection,
+    optim: &OptimSection,
+    eval: &EvalSection,
+) -> Result<()> {
+    let bad = |k: &str, m: &str| Err(TrainError::config(k, m));
+    if !(optim.lr > 0.0 && optim.lr.is_finite()) {
+        return bad("optim.lr", "must be a positive number");
+    }
+    if !(0.0..1.0).contains(&optim.beta1) {
+        return bad("optim.beta1", "must be in [0, 1)");
+    }
+    if !(0.0..1.0).contains(&optim.beta2) {
+        return bad("optim.beta2", "must be in [0, 1)");
+    }
+    if !(0.0..=1.0).contains(&optim.min_lr_ratio) {
+        return bad("optim.min_lr_ratio", "must be in [0, 1]");
+    }
+    for m in &eval.modes {
+        if m != "think" && m != "no_think" {
+            return bad("eval.modes", "entries are `think` or `no_think`");
+        }
+    }
+    if !matches!(model.dtype.as_str(), "f32" | "bf16" | "f16") {
+        return bad("model.dtype", "f32, bf16 or f16");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
