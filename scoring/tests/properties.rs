@@ -1,8 +1,20 @@
 //! Property tests: normalization is idempotent; nothing panics on
-//! arbitrary UTF-8; comparison is symmetric.
+//! arbitrary UTF-8; comparison is symmetric except where an equation
+//! gives the gold and the prediction different roles (math-verify's rule,
+//! see `scoring::math::equation`).
 
 use proptest::prelude::*;
-use quorum_scoring::{compare, equivalent, extract, normalize, ExtractConfig, Extractor};
+use quorum_scoring::{compare, equivalent, extract, normalize, Answer, ExtractConfig, Extractor};
+
+/// Whether the parsed answer is, or holds, an equation: the one place where
+/// gold and prediction are compared asymmetrically on purpose.
+fn involves_equation(a: &Answer) -> bool {
+    match a {
+        Answer::Equation(_) => true,
+        Answer::Collection { items, .. } => items.iter().any(involves_equation),
+        _ => false,
+    }
+}
 
 /// Strings biased towards the LaTeX/math alphabet, plus arbitrary UTF-8.
 fn mathy() -> impl Strategy<Value = String> {
@@ -97,6 +109,7 @@ proptest! {
     #[test]
     fn compare_never_panics_and_equivalence_is_symmetric(a in mathy(), b in mathy()) {
         let _ = compare(&a, &b);
+        prop_assume!(!involves_equation(&Answer::parse(&a)) && !involves_equation(&Answer::parse(&b)));
         prop_assert_eq!(equivalent(&a, &b).equal, equivalent(&b, &a).equal, "{:?} vs {:?}", a, b);
     }
 
@@ -125,4 +138,23 @@ fn deeply_nested_input_does_not_overflow_the_stack() {
     let _ = normalize(&pows);
     let list = "1,".repeat(50_000);
     let _ = normalize(&list);
+}
+
+/// The documented asymmetry: a prediction equation answers with its right
+/// side, a general gold equation is never matched by a bare value.
+#[test]
+fn equation_roles_are_asymmetric_as_documented() {
+    assert!(
+        equivalent("2", "4a-b=2").equal,
+        "prediction equation: its right side"
+    );
+    assert!(
+        !equivalent("4a-b=2", "2").equal,
+        "general gold equation vs a value"
+    );
+    assert!(equivalent("y=7", "7").equal, "assignment gold vs its value");
+    assert!(
+        equivalent("7", "y = 7").equal,
+        "value gold vs assignment prediction"
+    );
 }

@@ -1,12 +1,14 @@
 //! Training data for the root crate's trainers, read through the `train`
 //! crate's loaders (JSONL / Parquet, field mapping, file:line errors):
-//! conversations for SFT and held-out tasks for eval.
+//! conversations for SFT, held-out tasks for eval, and reward-model records.
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use quorum_train::data::{ensure_references, load_tasks, LoadReport, Message};
+use quorum_train::data::{ensure_references, load_tasks, read_raw_records, LoadReport, Message};
+use quorum_train::rm::data::{classify, RmRecord};
+use quorum_train::rm_config::RmData;
 use quorum_train::sft_config::DataSection;
 
 use crate::chat::ChatMessage;
@@ -76,11 +78,38 @@ pub fn load_eval_tasks_with(
     Ok(loaded.tasks.into_iter().map(eval_task).collect())
 }
 
-fn eval_task(t: quorum_train::data::Task) -> EvalTask {
+pub(crate) fn eval_task(t: quorum_train::data::Task) -> EvalTask {
     EvalTask {
         messages: chat(t.prompt_messages()),
         answer: t.answer.clone().unwrap_or_default(),
         verifier: t.verifier.clone(),
         pass_rate: t.pass_rate,
     }
+}
+
+/// Reward-model records of `path` (tasks, labelled completions, pairs; see
+/// [`quorum_train::rm::data`]). Task references must parse for their
+/// verifier; an unlabelled completion is labelled by it (on the answer
+/// after the think block, as rollouts are judged).
+pub fn load_rm_records(path: &Path, data: &RmData) -> anyhow::Result<Vec<RmRecord>> {
+    let mut opts = data.task_options();
+    opts.require_answer = false;
+    let loaded = load_tasks(&[path], &opts)?;
+    report(&path.display().to_string(), &loaded.report);
+    let with_answers: Vec<_> = loaded
+        .tasks
+        .iter()
+        .filter(|t| t.answer.is_some())
+        .cloned()
+        .collect();
+    ensure_references(&with_answers)?;
+    let raw = read_raw_records(&[path])?;
+    let judge = |t: &quorum_train::data::Task, completion: &str| match (
+        quorum_scoring::verifier_by_name(&t.verifier),
+        &t.answer,
+    ) {
+        (Ok(v), Some(a)) => v.verify(quorum_scoring::after_think(completion), a).correct,
+        _ => false,
+    };
+    Ok(classify(loaded.tasks, &raw, &data.rm_fields, &judge)?)
 }

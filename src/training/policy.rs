@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use quorum_train::batch::PackedBatch;
-use quorum_train::policy::Policy;
+use quorum_train::policy::{Policy, Scorer};
 
 use crate::model::{
     load_trainable, Mode, ModelConfig, ModelError, Positions, SeqInput, Transformer,
@@ -79,5 +79,25 @@ impl Policy for TransformerPolicy {
             &targets,
             temperature,
         )?)
+    }
+}
+
+/// A reward model's scores: the `score` head at each sequence's last token
+/// (the `Mode::Train` forward, so they carry gradients).
+impl Scorer for TransformerPolicy {
+    fn params(&self) -> Vec<(String, Var)> {
+        self.params.clone()
+    }
+
+    fn sequence_scores(&self, seqs: &[Vec<u32>]) -> quorum_train::Result<Tensor> {
+        let mut inputs: Vec<SeqInput> = seqs
+            .iter()
+            .map(|ids| SeqInput {
+                tokens: ids,
+                cache: None,
+            })
+            .collect();
+        let s = self.model.score(&mut inputs, Mode::Train)?;
+        Ok(s.narrow(1, 0, 1)?.squeeze(1)?)
     }
 }

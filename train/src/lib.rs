@@ -1,4 +1,4 @@
-//! Training algorithms (SFT, GRPO/RLVR, reward models) over a small policy trait.
+//! Training algorithms (SFT, GRPO/RLVR, reward models) over small model traits.
 //!
 //! This crate holds what does not need the real model: task data and
 //! generators, batching and loss weights, losses, the optimizer and
@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod optim;
 pub mod policy;
 pub mod rewards;
+pub mod rm;
+pub mod rm_config;
 pub mod schedule;
 pub mod sft;
 pub mod sft_config;

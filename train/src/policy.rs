@@ -22,6 +22,16 @@ pub trait Policy {
     fn token_logprobs(&self, batch: &PackedBatch, temperature: f64) -> Result<Tensor>;
 }
 
+/// A model that scores whole sequences: reward models, whose scalar head
+/// is read at each sequence's last token.
+pub trait Scorer {
+    /// Trainable parameters with their checkpoint names, in a stable order.
+    fn params(&self) -> Vec<(String, Var)>;
+
+    /// Differentiable score (a logit) of each of `seqs`, one f32 each.
+    fn sequence_scores(&self, seqs: &[Vec<u32>]) -> Result<Tensor>;
+}
+
 /// A bigram model (`logits[t] = table[token_t]`): small enough to check the
 /// algorithms by hand, real enough that training lowers its loss.
 pub mod toy {
@@ -62,6 +72,35 @@ pub mod toy {
                 .to_dtype(DType::U32)?
                 .unsqueeze(1)?;
             Ok(lsm.gather(&targets, 1)?.squeeze(1)?)
+        }
+    }
+
+    /// A bag-of-tokens scorer (`score = mean_t table[token_t]`): the toy
+    /// reward model of the reward-model algorithm tests.
+    pub struct BagScorer {
+        pub table: Var,
+    }
+
+    impl BagScorer {
+        pub fn new(vocab: usize) -> Result<Self> {
+            Ok(Self {
+                table: Var::zeros(vocab, DType::F32, &Device::Cpu)?,
+            })
+        }
+    }
+
+    impl Scorer for BagScorer {
+        fn params(&self) -> Vec<(String, Var)> {
+            vec![("table".into(), self.table.clone())]
+        }
+
+        fn sequence_scores(&self, seqs: &[Vec<u32>]) -> Result<Tensor> {
+            let mut out = Vec::with_capacity(seqs.len());
+            for ids in seqs {
+                let idx = Tensor::new(ids.as_slice(), &Device::Cpu)?;
+                out.push(self.table.as_tensor().index_select(&idx, 0)?.mean(0)?);
+            }
+            Ok(Tensor::stack(&out, 0)?)
         }
     }
 }

@@ -258,6 +258,19 @@ pub(crate) fn validate_shared(
     optim: &OptimSection,
     eval: &EvalSection,
 ) -> Result<()> {
+    for m in &eval.modes {
+        if m != "think" && m != "no_think" {
+            return Err(TrainError::config(
+                "eval.modes",
+                "entries are `think` or `no_think`",
+            ));
+        }
+    }
+    validate_model_optim(model, optim)
+}
+
+/// The checks of `[model]` and `[optim]`, naming the key.
+pub(crate) fn validate_model_optim(model: &ModelSection, optim: &OptimSection) -> Result<()> {
     let bad = |k: &str, m: &str| Err(TrainError::config(k, m));
     if !(optim.lr > 0.0 && optim.lr.is_finite()) {
         return bad("optim.lr", "must be a positive number");
@@ -270,11 +283,6 @@ pub(crate) fn validate_shared(
     }
     if !(0.0..=1.0).contains(&optim.min_lr_ratio) {
         return bad("optim.min_lr_ratio", "must be in [0, 1]");
-    }
-    for m in &eval.modes {
-        if m != "think" && m != "no_think" {
-            return bad("eval.modes", "entries are `think` or `no_think`");
-        }
     }
     if !matches!(model.dtype.as_str(), "f32" | "bf16" | "f16") {
         return bad("model.dtype", "f32, bf16 or f16");

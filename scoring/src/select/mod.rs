@@ -5,6 +5,7 @@
 //! All strategies cluster answers with the math equivalence of
 //! [`crate::equivalence`], not string equality.
 
+pub mod at_k;
 mod best_of_n;
 mod cluster;
 mod confidence;

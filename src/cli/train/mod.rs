@@ -1,8 +1,9 @@
-//! `quorum train`: tokenizer, SFT, GRPO (and next reward models), plots.
+//! `quorum train`: tokenizer, SFT, GRPO, reward models, difficulty filter, plots.
 
 mod filter;
 mod grpo;
 mod plot;
+mod rm;
 mod run_args;
 mod sft;
 mod tokenizer;
@@ -15,6 +16,10 @@ pub enum TrainCommand {
     Sft(Box<run_args::RunArgs>),
     /// GRPO / RLVR: G rollouts per prompt, verifier rewards, group advantages, clipped updates.
     Grpo(Box<run_args::RunArgs>),
+    /// Outcome reward model: a scalar head on the policy backbone, trained on
+    /// verifier-labelled rollouts (BCE, balanced per problem) or preference
+    /// pairs (Bradley–Terry).
+    Rm(Box<run_args::RunArgs>),
     /// Train a byte-level BPE tokenizer with the chat special tokens.
     Tokenizer(tokenizer::TokenizerArgs),
     /// Write PNG curves (loss, eval accuracy, lr) of a run directory.
@@ -32,6 +37,7 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
     match cmd {
         TrainCommand::Sft(args) => sft::run(*args),
         TrainCommand::Grpo(args) => grpo::run(*args),
+        TrainCommand::Rm(args) => rm::run(*args),
         TrainCommand::Tokenizer(args) => tokenizer::run(args),
         TrainCommand::Plot(args) => plot::run(args),
         TrainCommand::Filter(args) => filter::run(*args),

@@ -118,7 +118,10 @@ async fn select(
         let scored: Vec<usize> = (0..outs.len())
             .filter(|&k| outs[k].finish_reason != FinishReason::Cancelled)
             .collect();
-        let completions = scored.iter().map(|&k| summaries[k].text.clone()).collect();
+        // The whole completion, reasoning included: the reward model's
+        // template renders it as the assistant turn (its think block as the
+        // turn's reasoning), exactly as `quorum train rm` trains on it.
+        let completions = scored.iter().map(|&k| outs[k].text.clone()).collect();
         let failed = |e: crate::server::ApiError| format!("reward model scoring failed: {e}");
         let job = rm
             .encode(&new_id("score"), conversation.clone(), completions)
