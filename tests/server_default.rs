@@ -48,7 +48,7 @@ async fn the_bundled_policy_reasons_and_its_reward_model_picks_answers() {
             "model": "tiny-reasoner",
             "messages": [{"role": "user", "content": "Compute 345+678."}],
             "temperature": 0,
-            "max_tokens": 128,
+            "max_tokens": 400,
         }),
     )
     .await;
@@ -70,7 +70,7 @@ async fn the_bundled_policy_reasons_and_its_reward_model_picks_answers() {
             "messages": [{"role": "user", "content": "Compute 47*36."}],
             "temperature": 1.0,
             "seed": 3,
-            "max_tokens": 160,
+            "max_tokens": 400,
             "rollouts": 4,
             "selection": {"strategy": "best_of_n"},
         }),
