@@ -47,15 +47,28 @@ fn distilled_answers_are_correct_sft_conversations_that_train() {
         .arg("--data")
         .arg(&data)
         .args(["-k", "4", "--think", "on", "--dedup", "--shortest-first"])
-        .args(["--max-per-problem", "3", "--max-tokens", "96", "--seed", "1"])
+        .args([
+            "--max-per-problem",
+            "3",
+            "--max-tokens",
+            "96",
+            "--seed",
+            "1",
+        ])
         .arg("--out")
         .arg(&sft)
         .arg("--report")
         .arg(&report)
         .output()
         .unwrap());
-    assert!(stderr.contains("distilled 6 problems × 4 samples"), "{stderr}");
-    assert!(stderr.contains("records per problem (kept:problems) 0:"), "{stderr}");
+    assert!(
+        stderr.contains("distilled 6 problems × 4 samples"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("records per problem (kept:problems) 0:"),
+        "{stderr}"
+    );
 
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let lines: Vec<Value> = std::fs::read_to_string(&sft)
@@ -67,7 +80,12 @@ fn distilled_answers_are_correct_sft_conversations_that_train() {
     assert!(!lines.is_empty(), "the model solves some: {r}");
     let per: Vec<&Value> = r["per_problem"].as_array().unwrap().iter().collect();
     assert_eq!(per.len(), 6);
-    let hist: Vec<u64> = r["histogram"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let hist: Vec<u64> = r["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(hist.iter().sum::<u64>(), 6);
     let tasks: Vec<Value> = std::fs::read_to_string(&data)
         .unwrap()
@@ -84,14 +102,23 @@ fn distilled_answers_are_correct_sft_conversations_that_train() {
         for l in mine {
             let m = l["messages"].as_array().unwrap();
             assert_eq!(m.len(), 3);
-            assert_eq!((m[0]["role"].as_str(), m[0]["content"].as_str()), (Some("system"), Some("/think")));
+            assert_eq!(
+                (m[0]["role"].as_str(), m[0]["content"].as_str()),
+                (Some("system"), Some("/think"))
+            );
             assert_eq!(m[1]["content"], t["prompt"]);
             let a = m[2]["content"].as_str().unwrap();
-            assert!(a.starts_with("<think>\n") && a.contains("\n</think>\n\n"), "{a}");
+            assert!(
+                a.starts_with("<think>\n") && a.contains("\n</think>\n\n"),
+                "{a}"
+            );
             // The answer after the think block is the reference.
             let answer = a.rsplit("</think>").next().unwrap();
             assert!(
-                quorum_scoring::verifier_by_name("math").unwrap().verify(answer, t["answer"].as_str().unwrap()).correct,
+                quorum_scoring::verifier_by_name("math")
+                    .unwrap()
+                    .verify(answer, t["answer"].as_str().unwrap())
+                    .correct,
                 "{answer}"
             );
             assert!(seen.insert(a.to_string()), "deduplicated");

@@ -133,7 +133,10 @@ pub fn configs(think: &[ThinkFlag], budgets: &[Budget]) -> Vec<ThinkSetting> {
             }],
             enabled => budgets
                 .iter()
-                .map(|b| ThinkSetting { enabled, budget: b.0 })
+                .map(|b| ThinkSetting {
+                    enabled,
+                    budget: b.0,
+                })
                 .collect(),
         };
         for s in settings {
@@ -249,7 +252,10 @@ mod tests {
     #[test]
     fn strategy_lists_split_on_commas_outside_objects() {
         assert_eq!(
-            strategy_list(&["first,majority".into(), r#"{"strategy": "confidence", "group_size": 8},best_of_n"#.into()]),
+            strategy_list(&[
+                "first,majority".into(),
+                r#"{"strategy": "confidence", "group_size": 8},best_of_n"#.into()
+            ]),
             [
                 "first",
                 "majority",

@@ -100,7 +100,8 @@ impl SourceArgs {
                     concurrency: self.concurrency as usize,
                     timeout: Duration::from_secs(self.request_timeout.max(1)),
                 };
-                let client = RemoteClient::connect(&opts).with_context(|| format!("--url {url}"))?;
+                let client =
+                    RemoteClient::connect(&opts).with_context(|| format!("--url {url}"))?;
                 Ok(Opened::Remote(client))
             }
             (None, None) => anyhow::bail!("pass --model DIR or --url URL"),

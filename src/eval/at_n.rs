@@ -73,8 +73,20 @@ fn all_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
     }
 }
 
+/// SplitMix64 step.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The k-subsets of a pool of `n` to average over: all of them when there
-/// are at most `count`, else `count` seeded random ones.
+/// are at most `count`, else `count` seeded random ones; each in a random
+/// order (strategies that depend on the order — `first`, tie-breaks — see
+/// every member in every place alike), except the whole pool (`k ≥ n`),
+/// which keeps the order it was drawn in.
 pub fn subsets_for(n: usize, k: usize, count: usize, seed: u64) -> Vec<Vec<usize>> {
     if k == 0 || n == 0 {
         return Vec::new();
@@ -82,11 +94,19 @@ pub fn subsets_for(n: usize, k: usize, count: usize, seed: u64) -> Vec<Vec<usize
     if k >= n {
         return vec![(0..n).collect()];
     }
-    if binomial(n, k) <= count {
-        all_subsets(n, k)
-    } else {
-        subsets(n, k, count, seed)
+    if binomial(n, k) > count {
+        // Already in drawing order (a partial Fisher–Yates).
+        return subsets(n, k, count, seed);
     }
+    let mut state = seed ^ 0xA076_1D64_78BD_642F;
+    let mut all = all_subsets(n, k);
+    for s in &mut all {
+        for i in (1..s.len()).rev() {
+            let j = (next(&mut state) % (i as u64 + 1)) as usize;
+            s.swap(i, j);
+        }
+    }
+    all
 }
 
 /// The summaries the selectors see, answers replaced by their cluster label
@@ -115,7 +135,12 @@ pub fn summaries(pool: &[Judged]) -> Vec<RolloutSummary> {
 }
 
 /// Whether `selector` picks a correct sample from `subset` of `pool`.
-fn hit(selector: &dyn Selector, pool: &[Judged], summaries: &[RolloutSummary], subset: &[usize]) -> bool {
+fn hit(
+    selector: &dyn Selector,
+    pool: &[Judged],
+    summaries: &[RolloutSummary],
+    subset: &[usize],
+) -> bool {
     let rollouts: Vec<RolloutSummary> = subset
         .iter()
         .enumerate()
@@ -213,7 +238,10 @@ mod tests {
     fn every_subset_is_enumerated_when_there_are_few() {
         assert_eq!(binomial(4, 2), 6);
         assert_eq!(binomial(16, 8), 12870);
-        let all = subsets_for(4, 2, 64, 0);
+        let mut all = subsets_for(4, 2, 64, 0);
+        for s in &mut all {
+            s.sort_unstable();
+        }
         assert_eq!(
             all,
             vec![
@@ -254,9 +282,9 @@ mod tests {
         }
         // N = 2: 6 pairs, 5 hold a right answer (all but {1, 2}).
         assert!((rows[1].pass_at_n - 5.0 / 6.0).abs() < 1e-12);
-        // first: the lower index of each pair: {0,1},{0,2},{0,3} right, {1,3}
-        // wrong, {1,2} wrong, {2,3} wrong -> 3/6.
-        assert!((get(&rows[1], "first") - 0.5).abs() < 1e-12);
+        // first: one member of each pair, in a random order: a multiple of 1/6.
+        let f = get(&rows[1], "first") * 6.0;
+        assert!((f - f.round()).abs() < 1e-9, "{f}");
         // best_of_n: the higher score: {0,1}->1 wrong, {0,2}->0 right,
         // {0,3}->3 right, {1,2}->1 wrong, {1,3}->3 right, {2,3}->3 right.
         assert!((get(&rows[1], "best_of_n") - 4.0 / 6.0).abs() < 1e-12);

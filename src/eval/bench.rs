@@ -93,7 +93,10 @@ pub fn run(
         .iter()
         .max()
         .context("--rollouts: at least one N")?;
-    anyhow::ensure!(opts.rollouts.iter().all(|&n| n >= 1), "--rollouts: every N must be at least 1");
+    anyhow::ensure!(
+        opts.rollouts.iter().all(|&n| n >= 1),
+        "--rollouts: every N must be at least 1"
+    );
     if opts.strategies.iter().any(|(_, c)| needs_scores(c)) && reward.is_none() {
         anyhow::bail!("best_of_n and weighted_majority need reward scores: pass --reward-model DIR (or --url of a Quorum server with a reward model)");
     }
@@ -222,7 +225,13 @@ pub fn judge_samples(
             let s = r
                 .score(&p.messages, &texts)
                 .with_context(|| format!("problem {}: reward scores", p.id))?;
-            anyhow::ensure!(s.len() == texts.len(), "problem {}: {} scores for {} samples", p.id, s.len(), texts.len());
+            anyhow::ensure!(
+                s.len() == texts.len(),
+                "problem {}: {} scores for {} samples",
+                p.id,
+                s.len(),
+                texts.len()
+            );
             s.into_iter().map(Some).collect()
         }
         None => vec![None; drawn.len()],
@@ -270,7 +279,8 @@ mod tests {
         assert!(needs_scores(&c));
         let (_, c) = parse_strategy("best_of_n").unwrap();
         assert!(needs_scores(&c));
-        let (_, c) = parse_strategy(r#"{"strategy": "weighted_majority", "weight": "confidence"}"#).unwrap();
+        let (_, c) =
+            parse_strategy(r#"{"strategy": "weighted_majority", "weight": "confidence"}"#).unwrap();
         assert!(!needs_scores(&c));
         let (n, _) = parse_strategy(r#"{"strategy": "confidence", "group_size": 8}"#).unwrap();
         assert!(n.contains("group_size"), "{n}");

@@ -293,7 +293,10 @@ mod tests {
             ..fp()
         };
         let e = Cache::open(&path, &other, false).err().unwrap().to_string();
-        assert!(e.contains("samples: 4 → 8") && e.contains("temperature: 1.0 → 0.5"), "{e}");
+        assert!(
+            e.contains("samples: 4 → 8") && e.contains("temperature: 1.0 → 0.5"),
+            "{e}"
+        );
         assert!(e.contains("--force"), "{e}");
         let c = Cache::open(&path, &other, true).unwrap();
         assert!(c.is_empty());

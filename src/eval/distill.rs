@@ -104,7 +104,10 @@ impl DistillReport {
             .enumerate()
             .map(|(c, n)| format!("{c}:{n}"))
             .collect();
-        (summary, format!("records per problem (kept:problems) {}", bins.join(" ")))
+        (
+            summary,
+            format!("records per problem (kept:problems) {}", bins.join(" ")),
+        )
     }
 }
 
@@ -118,7 +121,11 @@ pub fn sft_line(p: &Problem, s: &Sample, thinking: bool) -> SftRecord {
             if thinking { "/think" } else { "/no_think" },
         ));
     }
-    messages.extend(p.messages.iter().map(|m| Message::new(&m.role, m.content.clone())));
+    messages.extend(
+        p.messages
+            .iter()
+            .map(|m| Message::new(&m.role, m.content.clone())),
+    );
     let content = if thinking {
         Sample {
             reasoning: Some(s.reasoning.clone().unwrap_or_default()),
@@ -222,7 +229,8 @@ pub fn run(opts: &DistillOptions, source: &dyn SampleSource) -> anyhow::Result<D
     }
     write_atomic(&opts.out, body.as_bytes())?;
     let most = per_problem.iter().map(|y| y.kept).max().unwrap_or(0);
-    let mut histogram = vec![0usize; most.max(opts.max_per_problem.unwrap_or(opts.k).min(opts.k)) + 1];
+    let mut histogram =
+        vec![0usize; most.max(opts.max_per_problem.unwrap_or(opts.k).min(opts.k)) + 1];
     for y in &per_problem {
         if let Some(h) = histogram.get_mut(y.kept) {
             *h += 1;
@@ -242,7 +250,10 @@ pub fn run(opts: &DistillOptions, source: &dyn SampleSource) -> anyhow::Result<D
         per_problem,
     };
     if let Some(path) = &opts.report {
-        write_atomic(path, format!("{}\n", serde_json::to_string_pretty(&report)?).as_bytes())?;
+        write_atomic(
+            path,
+            format!("{}\n", serde_json::to_string_pretty(&report)?).as_bytes(),
+        )?;
     }
     Ok(report)
 }
@@ -291,11 +302,26 @@ mod tests {
             sample("\\boxed{1} ok", 5),
         ];
         let c = [true, false, true, true];
-        assert_eq!(select(&s, &c, &opts(Keep::Correct, false, false, None)), [0, 2, 3]);
-        assert_eq!(select(&s, &c, &opts(Keep::Correct, true, false, None)), [0, 3]);
-        assert_eq!(select(&s, &c, &opts(Keep::Correct, true, true, None)), [3, 0]);
-        assert_eq!(select(&s, &c, &opts(Keep::Correct, true, true, Some(1))), [3]);
-        assert_eq!(select(&s, &c, &opts(Keep::All, true, true, None)), [1, 3, 0]);
+        assert_eq!(
+            select(&s, &c, &opts(Keep::Correct, false, false, None)),
+            [0, 2, 3]
+        );
+        assert_eq!(
+            select(&s, &c, &opts(Keep::Correct, true, false, None)),
+            [0, 3]
+        );
+        assert_eq!(
+            select(&s, &c, &opts(Keep::Correct, true, true, None)),
+            [3, 0]
+        );
+        assert_eq!(
+            select(&s, &c, &opts(Keep::Correct, true, true, Some(1))),
+            [3]
+        );
+        assert_eq!(
+            select(&s, &c, &opts(Keep::All, true, true, None)),
+            [1, 3, 0]
+        );
     }
 
     #[test]
@@ -320,7 +346,14 @@ mod tests {
         assert_eq!(roles, ["system", "user", "assistant"]);
         assert_eq!(on.messages[0].content, "/think");
         assert_eq!(on.messages[2].content, "<think>\nr\n</think>\n\n\\boxed{2}");
-        let off = sft_line(&p, &Sample { reasoning: None, ..s }, false);
+        let off = sft_line(
+            &p,
+            &Sample {
+                reasoning: None,
+                ..s
+            },
+            false,
+        );
         assert_eq!(off.messages[0].content, "/no_think");
         assert_eq!(off.messages[2].content, "\\boxed{2}");
         assert_eq!(

@@ -36,7 +36,11 @@ pub fn charts(r: &EvalResults) -> Vec<(&'static str, Chart)> {
                     .map(|row| (row.n as f64, accuracy(row, name)))
                     .collect(),
                 mark: Mark::LineDots,
-                color: if many { ci * r.strategies.len() + si } else { si },
+                color: if many {
+                    ci * r.strategies.len() + si
+                } else {
+                    si
+                },
                 faded: false,
             });
         }
@@ -79,7 +83,10 @@ pub fn charts(r: &EvalResults) -> Vec<(&'static str, Chart)> {
         (
             "accuracy_vs_tokens.png",
             chart(
-                format!("{head} accuracy vs generated tokens ({} problems)", r.problems),
+                format!(
+                    "{head} accuracy vs generated tokens ({} problems)",
+                    r.problems
+                ),
                 "mean generated tokens per problem",
                 by_tokens,
             ),

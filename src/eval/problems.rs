@@ -111,8 +111,10 @@ impl Judge {
     /// The verdict of `problem`'s verifier on an answer part.
     pub fn correct(&mut self, problem: &Problem, content: &str) -> anyhow::Result<bool> {
         if !self.0.contains_key(&problem.verifier) {
-            self.0
-                .insert(problem.verifier.clone(), verifier_by_name(&problem.verifier)?);
+            self.0.insert(
+                problem.verifier.clone(),
+                verifier_by_name(&problem.verifier)?,
+            );
         }
         let v = self
             .0

@@ -120,7 +120,11 @@ impl RemoteClient {
         format!("{}{path}", self.base)
     }
 
-    fn send(&self, path: &str, req: reqwest::blocking::RequestBuilder) -> Result<Value, SourceError> {
+    fn send(
+        &self,
+        path: &str,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> Result<Value, SourceError> {
         let url = self.url(path);
         let req = match &self.api_key {
             Some(k) => req.bearer_auth(k),
@@ -339,9 +343,8 @@ impl SampleSource for RemoteClient {
                 .enumerate()
                 .flat_map(|(i, s)| {
                     let missing = requests[i].n.saturating_sub(s.len());
-                    (0..missing as u64).map(move |k| {
-                        (i, requests[i].seed.wrapping_add((round << 32) + k + 1))
-                    })
+                    (0..missing as u64)
+                        .map(move |k| (i, requests[i].seed.wrapping_add((round << 32) + k + 1)))
                 })
                 .collect();
             if short.is_empty() {
@@ -395,7 +398,10 @@ impl RewardSource for RemoteClient {
             .ok_or_else(|| protocol(&url, "no `data` array"))?;
         let mut scores = vec![f64::NAN; completions.len()];
         for (k, d) in data.iter().enumerate() {
-            let i = d.get("index").and_then(Value::as_u64).map_or(k, |i| i as usize);
+            let i = d
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(k, |i| i as usize);
             let s = d
                 .get("score")
                 .and_then(Value::as_f64)
@@ -407,7 +413,11 @@ impl RewardSource for RemoteClient {
         if scores.iter().any(|s| s.is_nan()) {
             return Err(protocol(
                 &url,
-                format!("{} scores for {} completions", data.len(), completions.len()),
+                format!(
+                    "{} scores for {} completions",
+                    data.len(),
+                    completions.len()
+                ),
             ));
         }
         Ok(scores)

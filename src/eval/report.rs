@@ -150,7 +150,9 @@ pub fn csv(r: &EvalResults) -> String {
         "config,think,thinking_budget,n,strategy,accuracy,pass_at_n,tokens_per_problem,mean_latency_ms\n",
     );
     for c in &r.configs {
-        let think = c.think.map_or("default".into(), |t| if t { "on" } else { "off" }.to_string());
+        let think = c.think.map_or("default".into(), |t| {
+            if t { "on" } else { "off" }.to_string()
+        });
         let budget = c.thinking_budget.map_or(String::new(), |b| b.to_string());
         for row in &c.rows {
             for name in &r.strategies {
@@ -192,7 +194,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn write_all(r: &EvalResults, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let json = dir.join("results.json");
-    write_atomic(&json, format!("{}\n", serde_json::to_string_pretty(r)?).as_bytes())?;
+    write_atomic(
+        &json,
+        format!("{}\n", serde_json::to_string_pretty(r)?).as_bytes(),
+    )?;
     files.push(json);
     let csv_path = dir.join("results.csv");
     write_atomic(&csv_path, csv(r).as_bytes())?;

@@ -176,7 +176,10 @@ mod tests {
             split_inline_think("a\n</think>\n\nb"),
             (Some("a".into()), "b".into())
         );
-        assert_eq!(split_inline_think("\\boxed{3}"), (None, "\\boxed{3}".into()));
+        assert_eq!(
+            split_inline_think("\\boxed{3}"),
+            (None, "\\boxed{3}".into())
+        );
     }
 
     #[test]
