@@ -105,7 +105,7 @@ pub fn run(
         dataset: format!("{hash:016x}"),
         source: source.describe(),
         samples,
-        temperature: opts.temperature,
+        temperature: opts.temperature.to_string().parse().unwrap_or(0.0),
         max_tokens: opts.max_tokens,
         seed: opts.seed,
         reward: reward.map_or("none".into(), |r| r.describe()),

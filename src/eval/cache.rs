@@ -25,7 +25,8 @@ pub struct Fingerprint {
     pub source: String,
     /// Samples per problem (the largest N).
     pub samples: usize,
-    pub temperature: f32,
+    /// The f32 temperature, as its shortest decimal (`1.3`, not `1.2999…`).
+    pub temperature: f64,
     pub max_tokens: usize,
     pub seed: u64,
     /// Where reward scores come from (`none` without one).

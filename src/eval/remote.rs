@@ -175,7 +175,8 @@ impl RemoteClient {
             "n": n,
             "temperature": r.temperature,
             "max_tokens": r.max_tokens,
-            "seed": seed,
+            // OpenAI's seed is a signed 64-bit integer (Quorum reads it back bitwise).
+            "seed": seed as i64,
             "logprobs": true,
         });
         if !kwargs.is_empty() {
