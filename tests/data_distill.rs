@@ -51,7 +51,7 @@ fn distilled_answers_are_correct_sft_conversations_that_train() {
             "--max-per-problem",
             "3",
             "--max-tokens",
-            "96",
+            "256",
             "--seed",
             "1",
         ])
