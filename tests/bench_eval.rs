@@ -79,7 +79,7 @@ fn cached(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn row<'a>(config: &'a Value, n: u64) -> &'a Value {
+fn row(config: &Value, n: u64) -> &Value {
     config["rows"]
         .as_array()
         .unwrap()

@@ -46,14 +46,14 @@ pub struct SourceArgs {
 
 /// An opened source: the engine, or a server client (which also scores).
 pub enum Opened {
-    Embedded(EmbeddedSource),
+    Embedded(Box<EmbeddedSource>),
     Remote(RemoteClient),
 }
 
 impl Opened {
     pub fn source(&self) -> &dyn SampleSource {
         match self {
-            Opened::Embedded(e) => e,
+            Opened::Embedded(e) => e.as_ref(),
             Opened::Remote(r) => r,
         }
     }
@@ -86,11 +86,11 @@ impl SourceArgs {
         match (&self.model, &self.url) {
             (Some(dir), _) => {
                 let bundle = self.model_args(dir.clone()).load()?;
-                Ok(Opened::Embedded(EmbeddedSource::new(
+                Ok(Opened::Embedded(Box::new(EmbeddedSource::new(
                     bundle,
                     dir.display().to_string(),
                     self.batch as usize,
-                )))
+                ))))
             }
             (None, Some(url)) => {
                 let opts = RemoteOptions {
