@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod chat;
 pub mod cli;
 pub mod engine;
+pub mod eval;
 pub mod kernels;
 pub mod model;
 pub mod plot;

@@ -1,6 +1,6 @@
 //! `quorum bench decode`: single-group decode speed against the memory
 //! bandwidth roofline. EOS is ignored so every run does the same work.
-//! `bench throughput` and `bench selection` live in their own files.
+//! `bench throughput`, `bench selection` and `bench eval` live in their own files.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -23,6 +23,10 @@ pub enum BenchCommand {
     /// Answer selection on a task file: accuracy, pass@N, and the tokens
     /// early stopping saves (on and off, same seeds).
     Selection(selection::SelectionArgs),
+    /// Accuracy vs N and tokens on a task file (pass@N, maj@N, rm@N, …),
+    /// think on/off and budgets, from `--model DIR` or any OpenAI-compatible
+    /// `--url`; table, results.json/csv and plots; resumable.
+    Eval(Box<super::bench_eval::EvalArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +69,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Decode(args) => decode(args),
         BenchCommand::Throughput(args) => throughput::run(args),
         BenchCommand::Selection(args) => selection::run(args),
+        BenchCommand::Eval(args) => super::bench_eval::run(*args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `quorum data gen arithmetic|countdown`: built-in task generators with
-//! worked traces, as task records or SFT conversations (JSONL).
+//! worked traces, as task records or SFT conversations (JSONL); `quorum
+//! data distill` lives in `data_distill.rs`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -18,6 +19,10 @@ pub enum DataCommand {
     /// Generate problems with worked reasoning traces (JSONL on stdout or --out).
     #[command(subcommand)]
     Gen(GenCommand),
+    /// Rejection sampling (STaR / RFT): K answers per problem from a teacher
+    /// (`--model DIR` or `--url`), the verifier-correct ones written as SFT
+    /// conversations, with the yield per problem.
+    Distill(Box<super::data_distill::DistillArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +112,7 @@ pub struct CountdownArgs {
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
+        DataCommand::Distill(args) => super::data_distill::run(*args),
         DataCommand::Gen(GenCommand::Arithmetic { common, knobs }) => {
             let g = Arithmetic::new(ArithConfig {
                 ops: knobs.ops,

@@ -3,12 +3,16 @@
 //! edge: errors here are `anyhow`.
 
 mod bench;
+mod bench_eval;
 pub use bench::{synthetic_prompt, weight_bytes_per_step};
 mod common;
 mod data;
+mod data_distill;
 mod generate;
 mod model_cmd;
+mod sample_source;
 mod serve;
+mod task_fields;
 mod train;
 mod verify;
 
