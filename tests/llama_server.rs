@@ -1,7 +1,8 @@
 //! The shipped tiny policy in llama.cpp's `llama-server`: `quorum model gguf`
-//! exports it, llama-server serves it (loopback, a free port), and a greedy
-//! chat completion's answer equals `quorum generate`'s, with thinking off and
-//! on.
+//! exports it, llama-server serves it (loopback, a free port), and greedy
+//! decoding there equals `quorum generate`: a think-off chat completion (its
+//! prompt tokens, token ids and answer), and completions from Quorum's own
+//! prompt ids with thinking on and off (token ids and text).
 //!
 //! Runs only when `QUORUM_LLAMA_SERVER` names a llama-server binary (build
 //! one with `bash benches/llamacpp_server.sh`); otherwise it says it is
@@ -68,8 +69,24 @@ async fn wait_healthy(c: &reqwest::Client, base: &str, server: &mut Server, log:
     panic!("llama-server not healthy after 120 s");
 }
 
-/// `quorum generate --temperature 0 --json`: (text, token ids, prompt ids).
-fn quorum_generate(prompt: &str, think: bool, max_tokens: usize) -> (String, Vec<u64>, Vec<u64>) {
+/// `quorum generate --temperature 0 --json`.
+struct Quorum {
+    text: String,
+    /// The answer: the text after `</think>`.
+    content: String,
+    ids: Vec<u64>,
+    prompt: Vec<u64>,
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+fn quorum_generate(prompt: &str, think: bool, max_tokens: usize) -> Quorum {
     let out = Command::new(env!("CARGO_BIN_EXE_quorum"))
         .args(["generate", "--model", MODEL, "--prompt", prompt])
         .args(["--enable-thinking", if think { "true" } else { "false" }])
@@ -83,19 +100,21 @@ fn quorum_generate(prompt: &str, think: bool, max_tokens: usize) -> (String, Vec
         String::from_utf8_lossy(&out.stderr)
     );
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids = |v: &Value| -> Vec<u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_u64().unwrap())
-            .collect()
-    };
     let c = &j["completions"][0];
-    (
-        c["text"].as_str().unwrap().to_string(),
-        ids(&c["token_ids"]),
-        ids(&j["prompt_token_ids"]),
-    )
+    Quorum {
+        text: c["text"].as_str().unwrap().to_string(),
+        content: c["content"].as_str().unwrap().to_string(),
+        ids: ids(&c["token_ids"]),
+        prompt: ids(&j["prompt_token_ids"]),
+    }
+}
+
+async fn post(c: &reqwest::Client, url: String, body: Value) -> Value {
+    let r = c.post(&url).json(&body).send().await.unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,70 +130,52 @@ async fn greedy_chat_in_llama_server_equals_quorum() {
     let (mut server, base) = start(&bin, &gguf, &log);
     let c = reqwest::Client::new();
     wait_healthy(&c, &base, &mut server, &log).await;
-
     let max_tokens = 96;
-    for (prompt, think) in [("Compute 86*7.", false), ("Compute 347+589.", true)] {
-        let (q_text, q_ids, q_prompt) = quorum_generate(prompt, think, max_tokens);
-        // Quorum opens the think block itself (its prompt ends in
-        // `<think>\n`); llama.cpp's template leaves those two tokens to the model.
-        let opened = if think { "<think>\n" } else { "" };
-        let extra = if think { 2 } else { 0 };
-        let body = json!({
-            "messages": [{"role": "user", "content": prompt}],
-            "chat_template_kwargs": {"enable_thinking": think},
-            "temperature": 0, "top_k": 1, "max_tokens": max_tokens + extra,
-            "logprobs": true, "top_logprobs": 1,
-        });
-        let r: Value = c
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+
+    // Think off: the chat template alone gives Quorum's prompt.
+    for prompt in ["Compute 86*7.", "Compute 347+589."] {
+        let q = quorum_generate(prompt, false, max_tokens);
+        let r = post(
+            &c,
+            format!("{base}/v1/chat/completions"),
+            json!({
+                "messages": [{"role": "user", "content": prompt}],
+                "chat_template_kwargs": {"enable_thinking": false},
+                "temperature": 0, "top_k": 1, "max_tokens": max_tokens,
+                "logprobs": true, "top_logprobs": 1,
+            }),
+        )
+        .await;
         let choice = &r["choices"][0];
-        let l_text = choice["message"]["content"].as_str().unwrap_or_default();
-        assert_eq!(
-            l_text,
-            format!("{opened}{q_text}"),
-            "think={think}: llama-server's greedy answer differs from Quorum's: {r}"
-        );
+        let text = choice["message"]["content"].as_str().unwrap_or_default();
+        let answer = text.rsplit("</think>").next().unwrap().trim();
+        assert_eq!(answer, q.content.trim(), "{prompt}: the answer: {r}");
         let l_ids: Vec<u64> = choice["logprobs"]["content"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t["id"].as_u64().unwrap())
             .collect();
+        assert_eq!(l_ids, q.ids, "{prompt}: greedy token ids");
         assert_eq!(
-            l_ids[extra..],
-            q_ids[..],
-            "think={think}: greedy token ids"
+            r["usage"]["prompt_tokens"].as_u64().unwrap() as usize,
+            q.prompt.len(),
+            "{prompt}: prompt tokens"
         );
-        assert_eq!(
-            r["usage"]["prompt_tokens"].as_u64().unwrap() as usize + extra,
-            q_prompt.len(),
-            "think={think}: prompt tokens"
-        );
+    }
 
-        // The same prompt token ids as Quorum's, through /completion.
-        let r: Value = c
-            .post(format!("{base}/completion"))
-            .json(&json!({"prompt": q_prompt, "temperature": 0, "top_k": 1,
-                          "n_predict": max_tokens, "return_tokens": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tokens: Vec<u64> = r["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_u64().unwrap())
-            .collect();
-        assert_eq!(tokens, q_ids, "think={think}: /completion from Quorum's prompt ids");
+    // Think on: Quorum opens the think block (`<think>\n` ends its prompt),
+    // the shipped template does not, so the prompt goes as Quorum's token ids.
+    for (prompt, think) in [("Compute 347+589.", true), ("Compute 86*7.", false)] {
+        let q = quorum_generate(prompt, think, max_tokens);
+        let r = post(
+            &c,
+            format!("{base}/completion"),
+            json!({"prompt": q.prompt, "temperature": 0, "top_k": 1,
+                   "n_predict": max_tokens, "return_tokens": true}),
+        )
+        .await;
+        assert_eq!(ids(&r["tokens"]), q.ids, "think={think}: greedy token ids");
+        assert_eq!(r["content"].as_str().unwrap(), q.text, "think={think}: text");
     }
 }

@@ -16,7 +16,7 @@ use candle_core::{DType, Device};
 
 use super::config::Architecture;
 use super::gguf_vocab::{read_vocab, GgufVocab};
-use super::loader::weight_files;
+use super::loader::{weight_files, GenerationConfig};
 use super::{ModelConfig, ModelError};
 
 /// Storage type of the exported matrices (`--dtype`); norms stay f32, as
@@ -171,6 +171,7 @@ fn u32_of(v: usize, what: &str) -> Result<Value, ModelError> {
 /// The GGUF key/value metadata for `cfg` and `vocab`, in writing order.
 fn metadata(
     cfg: &ModelConfig,
+    gen: &GenerationConfig,
     vocab: &GgufVocab,
     name: &str,
     dtype: GgufDType,
@@ -179,6 +180,25 @@ fn metadata(
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(a.into())),
         ("general.type".into(), Value::String("model".into())),
+    ];
+    // The recommended sampling of generation_config.json, as llama.cpp's
+    // converter writes it (llama.cpp takes these as its defaults).
+    if gen.do_sample != Some(false) {
+        if let Some(k) = gen.top_k.and_then(|k| i32::try_from(k).ok()) {
+            md.push(("general.sampling.top_k".into(), Value::I32(k)));
+        }
+        for (key, v) in [
+            ("top_p", gen.top_p),
+            ("min_p", gen.min_p),
+            ("temp", gen.temperature),
+            ("penalty_repeat", gen.repetition_penalty),
+        ] {
+            if let Some(v) = v {
+                md.push((format!("general.sampling.{key}"), Value::F32(v)));
+            }
+        }
+    }
+    md.extend([
         ("general.name".into(), Value::String(name.into())),
         (
             format!("{a}.context_length"),
@@ -221,6 +241,7 @@ fn metadata(
             u32_of(cfg.head_dim(), "head_dim")?,
         ),
         ("general.file_type".into(), Value::U32(dtype.file_type())),
+        ("general.quantization_version".into(), Value::U32(2)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String(vocab.pre.into())),
         (
@@ -241,7 +262,7 @@ fn metadata(
             "tokenizer.ggml.merges".into(),
             Value::Array(vocab.merges.iter().cloned().map(Value::String).collect()),
         ),
-    ];
+    ]);
     for (key, id) in [
         ("bos", vocab.bos),
         ("eos", vocab.eos),
@@ -341,7 +362,20 @@ pub fn export_gguf(dir: &Path, out: &Path, dtype: GgufDType) -> Result<GgufRepor
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".into());
-    let md = metadata(&cfg, &vocab, &name, dtype)?;
+    let gen_path = dir.join("generation_config.json");
+    let gen: GenerationConfig = if gen_path.is_file() {
+        let text = std::fs::read_to_string(&gen_path).map_err(|e| ModelError::Io {
+            path: gen_path.clone(),
+            source: e,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+            path: gen_path.clone(),
+            message: e.to_string(),
+        })?
+    } else {
+        GenerationConfig::default()
+    };
+    let md = metadata(&cfg, &gen, &vocab, &name, dtype)?;
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
 
     let io = |e: std::io::Error| ModelError::Io {
