@@ -264,7 +264,9 @@ pub fn read_vocab(
         pad: config_token_id(&cfg, "pad_token", &added).or(in_vocab(cfg_pad)),
         unk: config_token_id(&cfg, "unk_token", &added),
         add_bos: cfg["add_bos_token"].as_bool(),
-        add_eos: cfg["add_eos_token"].as_bool(),
+        // Byte-level BPEs append no eos when encoding unless told to (as
+        // llama.cpp's converter writes it).
+        add_eos: cfg["add_eos_token"].as_bool().or(Some(false)),
         chat_template,
     })
 }
