@@ -20,7 +20,7 @@ check is run twice: with the shipped template, and with the template given an
 as Quorum does.
 
     python3 benches/llamacpp_parity.py [--model models/tiny-reasoner-rl] \\
-        [--llama-server PATH] [--quorum target/release/quorum] [--max-tokens 96]
+        [--llama-server PATH] [--quorum target/release/quorum] [--max-tokens 256]
 
 llama-server defaults to $QUORUM_LLAMA_SERVER, else `bash
 benches/llamacpp_server.sh` builds it (~13 min on 2 cores, cached). Standard
@@ -111,7 +111,7 @@ def main():
     p.add_argument("--quorum", default="target/release/quorum")
     p.add_argument("--llama-server", default=os.environ.get("QUORUM_LLAMA_SERVER"))
     p.add_argument("--dtype", default="f32")
-    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--prompt", action="append")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()

@@ -162,10 +162,12 @@ fn check_exportable(cfg: &ModelConfig, cfg_path: &Path) -> Result<(), ModelError
 }
 
 fn u32_of(v: usize, what: &str) -> Result<Value, ModelError> {
-    u32::try_from(v).map(Value::U32).map_err(|_| ModelError::Weight {
-        name: what.into(),
-        message: format!("{v} does not fit the GGUF u32 field"),
-    })
+    u32::try_from(v)
+        .map(Value::U32)
+        .map_err(|_| ModelError::Weight {
+            name: what.into(),
+            message: format!("{v} does not fit the GGUF u32 field"),
+        })
 }
 
 /// The GGUF key/value metadata for `cfg` and `vocab`, in writing order.
@@ -501,8 +503,8 @@ mod tests {
         );
 
         // Shapes in HF (row-major) order, and the values bit for bit.
-        let st = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
-            .unwrap();
+        let st =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
         assert_eq!(content.tensor_infos.len(), report.tensors);
         for (hf, t) in &st {
             let name = gguf_tensor_name(hf).unwrap();
@@ -515,9 +517,15 @@ mod tests {
             assert_eq!(info.ggml_dtype, GgmlDType::F32, "{name}");
         }
         for (hf, name) in [
-            ("model.layers.1.self_attn.q_proj.weight", "blk.1.attn_q.weight"),
+            (
+                "model.layers.1.self_attn.q_proj.weight",
+                "blk.1.attn_q.weight",
+            ),
             ("model.embed_tokens.weight", "token_embd.weight"),
-            ("model.layers.0.self_attn.k_norm.weight", "blk.0.attn_k_norm.weight"),
+            (
+                "model.layers.0.self_attn.k_norm.weight",
+                "blk.0.attn_k_norm.weight",
+            ),
         ] {
             let want: Vec<f32> = st[hf]
                 .to_dtype(DType::F32)
@@ -571,7 +579,8 @@ mod tests {
             let id = t["id"].as_u64().unwrap() as usize;
             assert_eq!(tokens[id], t["content"].as_str().unwrap());
             let content = t["content"].as_str().unwrap();
-            let control = t["special"] == true || (content.starts_with("<|") && content.ends_with("|>"));
+            let control =
+                t["special"] == true || (content.starts_with("<|") && content.ends_with("|>"));
             assert_eq!(types[id], if control { 3 } else { 4 }, "{content}");
         }
         let merges: Vec<String> = md["tokenizer.ggml.merges"]

@@ -306,7 +306,11 @@ mod tests {
     #[test]
     fn types_holes_merges_and_special_ids() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "tokenizer.json", &tokenizer_json(QWEN2_PRE_REGEX));
+        write(
+            dir.path(),
+            "tokenizer.json",
+            &tokenizer_json(QWEN2_PRE_REGEX),
+        );
         write(
             dir.path(),
             "tokenizer_config.json",
@@ -317,12 +321,30 @@ mod tests {
         assert_eq!(v.pre, "qwen2");
         assert_eq!(
             v.tokens,
-            ["a", "b", "ab", "\u{120}a", "<|im_end|>", "<think>", "[PAD6]", "[PAD7]"]
+            [
+                "a",
+                "b",
+                "ab",
+                "\u{120}a",
+                "<|im_end|>",
+                "<think>",
+                "[PAD6]",
+                "[PAD7]"
+            ]
         );
         use TokenType::*;
         assert_eq!(
             v.token_types,
-            [Normal, Normal, Normal, Normal, Control, UserDefined, Unused, Unused]
+            [
+                Normal,
+                Normal,
+                Normal,
+                Normal,
+                Control,
+                UserDefined,
+                Unused,
+                Unused
+            ]
         );
         assert_eq!(v.merges, ["a b", "\u{120} a"]);
         // eos from tokenizer_config beats config.json; pad only in config.json.
@@ -334,22 +356,32 @@ mod tests {
     #[test]
     fn llama3_regex_and_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "tokenizer.json", &tokenizer_json(LLAMA3_PRE_REGEX));
+        write(
+            dir.path(),
+            "tokenizer.json",
+            &tokenizer_json(LLAMA3_PRE_REGEX),
+        );
         assert_eq!(
             read_vocab(dir.path(), 6, [None; 3]).unwrap().pre,
             "llama-bpe"
         );
-        let err = read_vocab(dir.path(), 5, [None; 3]).unwrap_err().to_string();
+        let err = read_vocab(dir.path(), 5, [None; 3])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside the model's vocab_size 5"), "{err}");
 
         write(dir.path(), "tokenizer.json", &tokenizer_json(r"\p{L}+"));
-        let err = read_vocab(dir.path(), 6, [None; 3]).unwrap_err().to_string();
+        let err = read_vocab(dir.path(), 6, [None; 3])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not one llama.cpp knows"), "{err}");
 
         let mut wp = tokenizer_json(QWEN2_PRE_REGEX);
         wp["model"]["type"] = "WordPiece".into();
         write(dir.path(), "tokenizer.json", &wp);
-        let err = read_vocab(dir.path(), 6, [None; 3]).unwrap_err().to_string();
+        let err = read_vocab(dir.path(), 6, [None; 3])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("byte-level BPE tokenizers only"), "{err}");
 
         let empty = tempfile::tempdir().unwrap();
