@@ -287,6 +287,7 @@ fn chat(task: &EvalTask) -> Vec<ChatMessage> {
 
 /// Tokenized examples of `records` (task records through `sample`),
 /// dropping those longer than `max_length` (reported).
+#[allow(clippy::type_complexity)]
 pub fn examples(
     records: Vec<RmRecord>,
     codec: &RewardCodec,
