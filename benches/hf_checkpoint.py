@@ -3,7 +3,7 @@
 enable_thinking exactly as `quorum generate` does, and its greedy tokens equal Quorum's.
 
     python benches/hf_checkpoint.py --model DIR [--quorum target/release/quorum] \
-        [--prompt "Compute 347+589."] [--max-new-tokens 64]
+        [--prompt "Compute 347+589."] [--max-new-tokens 256]
 
 Needs a venv with torch + transformers (e.g. the peers harness's). Exit 1 on a mismatch.
 """
@@ -15,7 +15,7 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--quorum", default="target/release/quorum")
     p.add_argument("--prompt", action="append")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=256)
     a = p.parse_args()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -58,6 +58,7 @@ fn model_init_then_generate_json_reports_completions_and_timings() {
     // "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" is 9 tokens;
     // think mode is on by default (as served), so "<think>\n" follows: 11.
     assert_eq!(v["prompt_tokens"], 11);
+    assert_eq!(v["prompt_token_ids"].as_array().unwrap().len(), 11);
     assert_eq!(v["thinking"], true);
     assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
 }
@@ -210,4 +211,49 @@ fn log_lines_have_no_ansi_colour_when_stderr_is_not_a_terminal() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(" INFO ") && err.contains("listening"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+#[test]
+fn model_gguf_exports_a_qwen3_dir_and_refuses_a_reward_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, extra) in [("lm", None), ("rm", Some("--reward-head"))] {
+        let mut cmd = quorum();
+        cmd.args(["model", "init", "--preset", "tiny", "--out"])
+            .arg(tmp.path().join(name));
+        if let Some(flag) = extra {
+            cmd.arg(flag);
+        }
+        assert!(cmd.output().unwrap().status.success());
+    }
+    let gguf = tmp.path().join("lm.gguf");
+    let out = quorum()
+        .args(["model", "gguf", "--dtype", "f16", "--model"])
+        .arg(tmp.path().join("lm"))
+        .arg("--out")
+        .arg(&gguf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("wrote") && stdout.contains("tensors"),
+        "{stdout}"
+    );
+    assert_eq!(&std::fs::read(&gguf).unwrap()[..4], b"GGUF");
+
+    let out = quorum()
+        .args(["model", "gguf", "--model"])
+        .arg(tmp.path().join("rm"))
+        .arg("--out")
+        .arg(tmp.path().join("rm.gguf"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Qwen3ForSequenceClassification"), "{err}");
+    assert!(!tmp.path().join("rm.gguf").exists());
 }

@@ -209,6 +209,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 "completions": completions,
                 "thinking": thinking,
                 "prompt_tokens": out.prompt_tokens,
+                "prompt_token_ids": request.prompt_ids,
                 "completion_tokens": out.completion_tokens,
                 "timings": out.timings,
             })

@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// OpenAI-compatible HTTP server.
     Serve(Box<serve::ServeArgs>),
-    /// Model directories: `model init` writes a random-weight HF model.
+    /// Model directories: `model init` writes a random-weight HF model, `model gguf` exports one to GGUF.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
     /// Generate completions for one prompt (N rollouts, batched).

@@ -1,4 +1,5 @@
-//! `quorum model init`: write a random-weight model directory in HF format.
+//! `quorum model init`: write a random-weight model directory in HF format;
+//! `quorum model gguf`: export one to GGUF for llama.cpp.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::model::gguf_export::{export_gguf, GgufDType};
 use crate::model::init::{
     config_for_tokenizer, init_model, InitDType, InitOptions, InitProgress, TokenizerSource,
 };
@@ -15,6 +17,22 @@ use crate::model::presets::{preset, PRESETS};
 pub enum ModelCommand {
     /// Write a random-weight model (a real architecture, no download needed).
     Init(InitArgs),
+    /// Export an HF Qwen3 model directory to a GGUF file llama.cpp loads
+    /// (arch `qwen3`, the `gpt2` byte-level BPE vocabulary and the chat template).
+    Gguf(GgufArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GgufArgs {
+    /// HF model directory (config.json, safetensors, tokenizer.json, tokenizer_config.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output file (e.g. model.gguf); replaced if it exists.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Storage type of the weight matrices: f32 or f16 (norms stay f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: GgufDType,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +69,23 @@ pub struct InitArgs {
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Init(args) => init(args),
+        ModelCommand::Gguf(args) => gguf(args),
     }
+}
+
+fn gguf(args: GgufArgs) -> anyhow::Result<()> {
+    let r = export_gguf(&args.model, &args.out, args.dtype)
+        .with_context(|| format!("exporting {} to GGUF", args.model.display()))?;
+    println!(
+        "wrote {} ({} tensors, {} parameters, {} tokens, {} merges, {:.1} MB)",
+        r.path.display(),
+        r.tensors,
+        r.params,
+        r.vocab_size,
+        r.merges,
+        r.bytes as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {

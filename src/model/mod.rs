@@ -5,6 +5,8 @@
 pub mod checkpoint;
 pub mod config;
 mod decode_attention;
+pub mod gguf_export;
+pub mod gguf_vocab;
 pub mod init;
 pub mod kv_cache;
 pub mod linear;

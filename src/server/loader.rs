@@ -1,7 +1,7 @@
 //! Model loading at start-up: one engine thread per model (with the
 //! model's reward model, if configured, on the same thread), plus the
 //! tokenizers and chat templates the HTTP layer keeps for prompt building.
-//! Also provides the interim default model.
+//! Also names the bundled default (policy + reward model).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +13,6 @@ use super::generate::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
 use crate::engine::{EngineConfig, EngineHandle, ModelBundle, RewardCodec};
-use crate::model::init::{init_model, InitOptions};
-use crate::model::presets::preset;
 
 /// Errors bringing models up.
 #[derive(Debug, thiserror::Error)]
@@ -25,47 +23,57 @@ pub enum LoadError {
         dir: PathBuf,
         message: String,
     },
-    #[error("writing the default model to {dir}: {message}")]
+    #[error("the bundled default model ({dir}): {message}")]
     Default { dir: PathBuf, message: String },
     #[error("model loader task failed: {0}")]
     Task(String),
 }
 
-/// `models/default/` in the working directory if it holds a model, else in
-/// the crate checkout (written there on first use).
-pub fn default_model_dir() -> PathBuf {
-    let cwd = Path::new("models/default");
+/// The bundled models: the tiny reasoning policy and its reward model.
+pub const BUNDLED_POLICY: &str = "models/tiny-reasoner-rl";
+pub const BUNDLED_REWARD_MODEL: &str = "models/tiny-reasoner-rm";
+/// The model id the bundled policy is served as.
+pub const BUNDLED_ID: &str = "tiny-reasoner";
+
+/// `rel` in the working directory if it holds a model, else in the crate
+/// checkout.
+fn bundled_dir(rel: &str) -> PathBuf {
+    let cwd = Path::new(rel);
     if cwd.join("config.json").is_file() {
         return cwd.to_path_buf();
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// The bundled default: until the trained demo model ships, a random-weight
-/// `tiny` model (seed 0) is written on first start so `quorum serve` works
-/// out of the box. Its output is noise; it exists to exercise the API.
-pub fn ensure_default_model() -> Result<ModelSpec, LoadError> {
-    let dir = default_model_dir();
+/// What `quorum serve` without `--model` serves: the bundled tiny
+/// reasoning policy (SFT + GRPO, arithmetic), with the bundled reward
+/// model as its scorer unless a reward model is configured.
+pub fn bundled_default(cfg: &ServerConfig) -> Result<(ModelSpec, ServerConfig), LoadError> {
+    let dir = bundled_dir(BUNDLED_POLICY);
     if !dir.join("config.json").is_file() {
-        let err = |message: String| LoadError::Default {
-            dir: dir.clone(),
-            message,
-        };
-        tracing::info!(dir = %dir.display(), "writing the default model (tiny preset, seed 0)");
-        let cfg = preset("tiny").map_err(|e| err(e.to_string()))?;
-        let mut opts = InitOptions::new(cfg, &dir);
-        opts.seed = 0;
-        opts.force = true;
-        init_model(&opts, &|_| {}).map_err(|e| err(e.to_string()))?;
+        return Err(LoadError::Default {
+            dir,
+            message: "the bundled model is missing (a partial checkout?); pass --model DIR".into(),
+        });
     }
-    tracing::warn!(
-        dir = %dir.display(),
-        "serving the default model: a RANDOM-WEIGHT placeholder (tiny preset) until the trained demo model ships; its answers are noise"
-    );
-    Ok(ModelSpec {
-        id: "default".into(),
+    let mut cfg = cfg.clone();
+    let spec = ModelSpec {
+        id: BUNDLED_ID.into(),
         dir,
-    })
+    };
+    if cfg.reward_model_dir(&spec.id).is_none() {
+        let rm = bundled_dir(BUNDLED_REWARD_MODEL);
+        if rm.join("config.json").is_file() {
+            cfg.reward_model = Some(rm);
+        }
+    }
+    tracing::info!(
+        model = %spec.id,
+        dir = %spec.dir.display(),
+        reward_model = %cfg.reward_model_dir(&spec.id).unwrap_or_default().display(),
+        "serving the bundled tiny reasoning model (arithmetic); pass --model DIR for another"
+    );
+    Ok((spec, cfg))
 }
 
 /// Loads one model (blocking: call from a blocking thread).
@@ -144,13 +152,11 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
 
 /// Loads every configured model (or the default), in parallel.
 pub async fn load_all(cfg: &ServerConfig) -> Result<Vec<ModelEntry>, LoadError> {
-    let specs = if cfg.models.is_empty() {
-        let spec = tokio::task::spawn_blocking(ensure_default_model)
-            .await
-            .map_err(|e| LoadError::Task(e.to_string()))??;
-        vec![spec]
+    let (specs, cfg) = if cfg.models.is_empty() {
+        let (spec, cfg) = bundled_default(cfg)?;
+        (vec![spec], cfg)
     } else {
-        cfg.models.clone()
+        (cfg.models.clone(), cfg.clone())
     };
     let tasks: Vec<_> = specs
         .into_iter()

@@ -129,6 +129,37 @@ fn micro_batches(
     out
 }
 
+/// Labelled samples of the problems that have both labels (the others
+/// teach problem difficulty, not which answer is right); reports the cut.
+fn mixed_problems_only(ex: RmExamples) -> RmExamples {
+    let RmExamples::Labelled(v) = ex else {
+        return ex;
+    };
+    let mut seen: std::collections::HashMap<usize, (bool, bool)> = Default::default();
+    for s in &v {
+        let e = seen.entry(s.problem).or_default();
+        if s.label {
+            e.0 = true;
+        } else {
+            e.1 = true;
+        }
+    }
+    let before = (v.len(), seen.len());
+    let kept: Vec<_> = v
+        .into_iter()
+        .filter(|s| seen[&s.problem] == (true, true))
+        .collect();
+    let problems = seen.values().filter(|&&e| e == (true, true)).count();
+    eprintln!(
+        "objective.mixed_only: {} of {} problems have correct and wrong samples ({} of {} samples kept)",
+        problems,
+        before.1,
+        kept.len(),
+        before.0
+    );
+    RmExamples::Labelled(kept)
+}
+
 fn sequences(ex: &RmExamples) -> Vec<Vec<u32>> {
     match ex {
         RmExamples::Labelled(v) => v.iter().map(|s| s.ids.clone()).collect(),
@@ -229,6 +260,17 @@ pub fn run(opts: RmOptions) -> anyhow::Result<RmSummary> {
                 "data.eval: the held-out data must be of the train data's kind (pairs or labelled)"
             );
         }
+    }
+    let train = if cfg.objective.mixed_only {
+        mixed_problems_only(train)
+    } else {
+        train
+    };
+    if train.len() == 0 {
+        bail!(
+            "data.train: no training examples (with objective.mixed_only, no problem has both \
+             correct and wrong samples)"
+        );
     }
     let weights: Vec<f32> = match &train {
         RmExamples::Labelled(v) if cfg.objective.balance => balanced_weights(
@@ -378,6 +420,9 @@ fn eval_record(ex: &RmExamples, scores: &[f64], cfg: &RmConfig, step: u64) -> se
             let mut acc = serde_json::Map::new();
             if let Some(a) = r.auc {
                 acc.insert("auc".into(), json!(a));
+            }
+            if let Some(a) = r.auc_within {
+                acc.insert("auc_within".into(), json!(a));
             }
             for s in &r.selection {
                 acc.insert(format!("majority@{}", s.n), json!(s.majority));

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use quorum_scoring::select::at_k::{pass_at_k, subsets};
 use quorum_scoring::{BestOfN, Majority, RolloutSummary, Selector, WeightSource, WeightedMajority};
-use quorum_train::rm::metrics::{auc, pair_accuracy};
+use quorum_train::rm::metrics::{auc, pair_accuracy, within_group_auc};
 
 use super::rm_samples::{LabelledSample, PairSample};
 
@@ -31,6 +31,8 @@ pub struct AtN {
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelledReport {
     pub auc: Option<f64>,
+    /// Mean AUC within the problems that have both labels.
+    pub auc_within: Option<f64>,
     /// Share of samples the verifier accepts (pass@1).
     pub pass_at_1: f64,
     pub samples: usize,
@@ -114,6 +116,11 @@ pub fn labelled_report(
     }
     LabelledReport {
         auc: auc(scores, &labels),
+        auc_within: within_group_auc(
+            scores,
+            &labels,
+            &samples.iter().map(|s| s.problem).collect::<Vec<_>>(),
+        ),
         pass_at_1: labels.iter().filter(|&&y| y).count() as f64 / labels.len().max(1) as f64,
         samples: samples.len(),
         selection,

@@ -285,6 +285,9 @@ fn chat(task: &EvalTask) -> Vec<ChatMessage> {
     task.messages.clone()
 }
 
+/// Samples and labels rollouts of `(problem index, task)` pairs.
+pub type SampleFn<'a> = dyn Fn(&[(usize, EvalTask)]) -> anyhow::Result<Vec<CachedRollout>> + 'a;
+
 /// Tokenized examples of `records` (task records through `sample`),
 /// dropping those longer than `max_length` (reported).
 pub fn examples(
@@ -292,7 +295,7 @@ pub fn examples(
     codec: &RewardCodec,
     max_length: usize,
     what: &str,
-    sample: &dyn Fn(&[(usize, EvalTask)]) -> anyhow::Result<Vec<CachedRollout>>,
+    sample: &SampleFn,
 ) -> anyhow::Result<RmExamples> {
     let pairs = records.iter().any(|r| matches!(r, RmRecord::Pair { .. }));
     if pairs && records.iter().any(|r| !matches!(r, RmRecord::Pair { .. })) {

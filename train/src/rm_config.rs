@@ -153,6 +153,10 @@ pub struct RmObjective {
     /// BCE: every problem weighs the same, its correct and incorrect
     /// samples half each (see `rm::loss::balanced_weights`).
     pub balance: bool,
+    /// Train only on problems whose samples have both labels: within-problem
+    /// contrast, the ranking best-of-N needs (single-label problems teach
+    /// problem difficulty, which selects nothing).
+    pub mixed_only: bool,
     /// Standard deviation of the fresh `score` head (0: `1/sqrt(hidden+1)`).
     pub head_init_std: f64,
 }
@@ -162,6 +166,7 @@ impl Default for RmObjective {
         Self {
             loss: RmLoss::Auto,
             balance: true,
+            mixed_only: false,
             head_init_std: 0.0,
         }
     }

@@ -4,6 +4,30 @@
 /// random correct sample outscores a random incorrect one, ties counting
 /// half (the Mann–Whitney U statistic over both class sizes). `None` when
 /// a class is empty or a score is not finite.
+/// Mean AUC within groups (`group[i]` is sample `i`'s problem) over the
+/// groups that have both labels: how well the scores rank one problem's
+/// correct answers above its wrong ones — what best-of-N needs — free of
+/// the problem-difficulty signal a pooled AUC also rewards. `None` when no
+/// group has both labels.
+pub fn within_group_auc(scores: &[f64], labels: &[bool], group: &[usize]) -> Option<f64> {
+    if scores.len() != labels.len() || scores.len() != group.len() {
+        return None;
+    }
+    let mut by: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, &g) in group.iter().enumerate() {
+        by.entry(g).or_default().push(i);
+    }
+    let aucs: Vec<f64> = by
+        .values()
+        .filter_map(|m| {
+            let s: Vec<f64> = m.iter().map(|&i| scores[i]).collect();
+            let y: Vec<bool> = m.iter().map(|&i| labels[i]).collect();
+            auc(&s, &y)
+        })
+        .collect();
+    (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+}
+
 pub fn auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     if scores.len() != labels.len() || scores.iter().any(|s| !s.is_finite()) {
         return None;
@@ -73,5 +97,17 @@ mod tests {
         assert_eq!(auc(&[f64::NAN, 2.0], &[true, false]), None);
         assert_eq!(pair_accuracy(&[1.0, 0.0, 2.0], &[0.0, 0.0, 3.0]), Some(0.5));
         assert_eq!(pair_accuracy(&[], &[]), None);
+    }
+
+    #[test]
+    fn within_group_auc_ignores_the_difficulty_signal() {
+        // group 0 all wrong and low, group 1 all right and high: pooled AUC 1
+        // would credit that; within the mixed groups the ranking is reversed
+        // in group 2 (0.0) and right in group 3 (1.0).
+        let scores = [0.0, 0.1, 5.0, 5.1, 1.0, 2.0, 2.0, 1.0];
+        let labels = [false, false, true, true, true, false, true, false];
+        let group = [0, 0, 1, 1, 2, 2, 3, 3];
+        assert_eq!(within_group_auc(&scores, &labels, &group), Some(0.5));
+        assert_eq!(within_group_auc(&scores[..4], &labels[..4], &group[..4]), None);
     }
 }

@@ -170,7 +170,7 @@ pub fn score_all<S: Scorer>(
             end += 1;
         }
         let s = scorer.sequence_scores(&seqs[start..end])?.detach();
-        out.extend(s.to_dtype(DType::F64)?.to_vec1::<f64>()?.into_iter());
+        out.extend(s.to_dtype(DType::F64)?.to_vec1::<f64>()?);
         start = end;
     }
     Ok(out)
