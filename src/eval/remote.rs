@@ -9,6 +9,7 @@
 //! `reasoning_content` / `reasoning`, or split off an inline
 //! `<think>…</think>`. Reward scores come from Quorum's `POST /score`.
 //! Error answers are reported with their status and the server's message.
+//! `https://` URLs go through rustls (ring) with the system's roots.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ impl RemoteClient {
     /// A client for `opts.url`; asks the server for its model id when none is given.
     pub fn connect(opts: &RemoteOptions) -> Result<Self, SourceError> {
         let base = opts.url.trim_end_matches('/').to_string();
+        // https: rustls with ring (an Err means a provider is already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::blocking::Client::builder()
             .timeout(opts.timeout)
             .build()
@@ -465,6 +468,131 @@ mod tests {
         assert_eq!(error_message(r#"{"error": "bad"}"#), "bad");
         assert_eq!(error_message("oops"), "oops");
         assert_eq!(error_message(""), "(empty body)");
+    }
+
+    /// A server that answers every chat request with one choice whatever
+    /// `n` asks (as llama-server does), echoing the request's `n` and seed.
+    fn one_choice_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let req: Value = serde_json::from_slice(&body).unwrap_or_default();
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = json!({
+                    "choices": [{"message": {"content": format!("n={} seed={}", req["n"], req["seed"])},
+                                 "finish_reason": "stop"}],
+                    "usage": {"completion_tokens": 3}
+                })
+                .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (url, requests)
+    }
+
+    #[test]
+    fn a_server_that_returns_fewer_choices_gets_the_rest_one_by_one() {
+        let (url, requests) = one_choice_server();
+        let client = RemoteClient::connect(&RemoteOptions {
+            url,
+            api_key: None,
+            served_model: Some("m".into()),
+            concurrency: 3,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap();
+        let req = SampleRequest {
+            messages: vec![ChatMessage::user("1+1?")],
+            kwargs: Map::new(),
+            think: super::super::source::ThinkSetting {
+                enabled: Some(false),
+                budget: None,
+            },
+            temperature: 1.0,
+            max_tokens: 8,
+            n: 4,
+            seed: 7,
+        };
+        let got = client
+            .sample(&[req.clone(), SampleRequest { seed: 9, ..req }])
+            .unwrap();
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4]);
+        // One n = 4 request each, then three n = 1 requests with distinct seeds.
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 8);
+        for g in &got {
+            assert!(g[0].content.starts_with("n=4 "), "{}", g[0].content);
+            let mut seeds: Vec<&str> = g.iter().map(|s| s.content.as_str()).collect();
+            assert!(
+                seeds[1..].iter().all(|c| c.starts_with("n=1 ")),
+                "{seeds:?}"
+            );
+            seeds.sort_unstable();
+            seeds.dedup();
+            assert_eq!(seeds.len(), 4, "distinct seeds");
+            assert_eq!(g[0].tokens, 3);
+        }
+    }
+
+    #[test]
+    fn the_chat_body_carries_think_budget_kwargs_and_logprobs() {
+        let (url, _) = one_choice_server();
+        let client = RemoteClient::connect(&RemoteOptions {
+            url,
+            api_key: None,
+            served_model: Some("m".into()),
+            concurrency: 1,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap();
+        let mut kwargs = Map::new();
+        kwargs.insert("tools".into(), json!([]));
+        let req = SampleRequest {
+            messages: vec![ChatMessage::user("1+1?")],
+            kwargs,
+            think: super::super::source::ThinkSetting {
+                enabled: Some(true),
+                budget: Some(32),
+            },
+            temperature: 0.5,
+            max_tokens: 64,
+            n: 2,
+            seed: u64::MAX,
+        };
+        let b = client.chat_body(&req, 2, u64::MAX);
+        assert_eq!(b["model"], "m");
+        assert_eq!(b["n"], 2);
+        assert_eq!(b["seed"], -1);
+        assert_eq!(b["logprobs"], true);
+        assert_eq!(b["max_tokens"], 64);
+        assert_eq!(b["thinking_budget"], 32);
+        assert_eq!(
+            b["chat_template_kwargs"],
+            json!({"tools": [], "enable_thinking": true})
+        );
+        assert_eq!(b["messages"], json!([{"role": "user", "content": "1+1?"}]));
     }
 
     #[test]
