@@ -54,7 +54,10 @@ async fn the_bundled_policy_reasons_and_its_reward_model_picks_answers() {
     .await;
     let msg = &v["choices"][0]["message"];
     assert!(
-        msg["reasoning_content"].as_str().unwrap_or("").contains("5+8"),
+        msg["reasoning_content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("5+8"),
         "{v}"
     );
     assert!(

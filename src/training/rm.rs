@@ -266,7 +266,7 @@ pub fn run(opts: RmOptions) -> anyhow::Result<RmSummary> {
     } else {
         train
     };
-    if train.len() == 0 {
+    if train.is_empty() {
         bail!(
             "data.train: no training examples (with objective.mixed_only, no problem has both \
              correct and wrong samples)"

@@ -108,6 +108,9 @@ mod tests {
         let labels = [false, false, true, true, true, false, true, false];
         let group = [0, 0, 1, 1, 2, 2, 3, 3];
         assert_eq!(within_group_auc(&scores, &labels, &group), Some(0.5));
-        assert_eq!(within_group_auc(&scores[..4], &labels[..4], &group[..4]), None);
+        assert_eq!(
+            within_group_auc(&scores[..4], &labels[..4], &group[..4]),
+            None
+        );
     }
 }
