@@ -1,8 +1,9 @@
 //! The shipped tiny policy in llama.cpp's `llama-server`: `quorum model gguf`
 //! exports it, llama-server serves it (loopback, a free port), and greedy
-//! decoding there equals `quorum generate`: a think-off chat completion (its
-//! prompt tokens, token ids and answer), and completions from Quorum's own
-//! prompt ids with thinking on and off (token ids and text).
+//! decoding there equals `quorum generate`: chat completions with thinking
+//! off and on (prompt tokens, token ids and answer) and completions from
+//! Quorum's own prompt ids (token ids and text); and `quorum bench eval --url`
+//! runs its remote client against it.
 //!
 //! Runs only when `QUORUM_LLAMA_SERVER` names a llama-server binary (build
 //! one with `bash benches/llamacpp_server.sh`); otherwise it says it is
@@ -139,15 +140,21 @@ async fn greedy_chat_in_llama_server_equals_quorum() {
     // (max_tokens - budget message - answer reserve) cuts it at once.
     let max_tokens = 256;
 
-    // Think off: the chat template alone gives Quorum's prompt.
-    for prompt in ["Compute 86*7.", "Compute 347+589."] {
-        let q = quorum_generate(prompt, false, max_tokens);
+    // The chat template alone gives Quorum's prompt, thinking off and on (the
+    // shipped template opens the think block as Quorum does).
+    for (prompt, think) in [
+        ("Compute 86*7.", false),
+        ("Compute 347+589.", false),
+        ("Compute 347+589.", true),
+        ("Compute 86*7.", true),
+    ] {
+        let q = quorum_generate(prompt, think, max_tokens);
         let r = post(
             &c,
             format!("{base}/v1/chat/completions"),
             json!({
                 "messages": [{"role": "user", "content": prompt}],
-                "chat_template_kwargs": {"enable_thinking": false},
+                "chat_template_kwargs": {"enable_thinking": think},
                 "temperature": 0, "top_k": 1, "max_tokens": max_tokens,
                 "logprobs": true, "top_logprobs": 1,
             }),
@@ -156,23 +163,26 @@ async fn greedy_chat_in_llama_server_equals_quorum() {
         let choice = &r["choices"][0];
         let text = choice["message"]["content"].as_str().unwrap_or_default();
         let answer = text.rsplit("</think>").next().unwrap().trim();
-        assert_eq!(answer, q.content.trim(), "{prompt}: the answer: {r}");
+        assert_eq!(
+            answer,
+            q.content.trim(),
+            "{prompt} think={think}: the answer: {r}"
+        );
         let l_ids: Vec<u64> = choice["logprobs"]["content"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t["id"].as_u64().unwrap())
             .collect();
-        assert_eq!(l_ids, q.ids, "{prompt}: greedy token ids");
+        assert_eq!(l_ids, q.ids, "{prompt} think={think}: greedy token ids");
         assert_eq!(
             r["usage"]["prompt_tokens"].as_u64().unwrap() as usize,
             q.prompt.len(),
-            "{prompt}: prompt tokens"
+            "{prompt} think={think}: prompt tokens"
         );
     }
 
-    // Think on: Quorum opens the think block (`<think>\n` ends its prompt),
-    // the shipped template does not, so the prompt goes as Quorum's token ids.
+    // Quorum's own prompt ids through `/completion`.
     for (prompt, think) in [("Compute 347+589.", true), ("Compute 86*7.", false)] {
         let q = quorum_generate(prompt, think, max_tokens);
         let r = post(
@@ -189,4 +199,81 @@ async fn greedy_chat_in_llama_server_equals_quorum() {
             "think={think}: text"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_eval_runs_against_llama_server() {
+    let Some(bin) = std::env::var_os("QUORUM_LLAMA_SERVER").map(PathBuf::from) else {
+        eprintln!("skipped: set QUORUM_LLAMA_SERVER to a llama-server binary (benches/llamacpp_server.sh builds one)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    export_gguf(Path::new(MODEL), &gguf, GgufDType::F32).unwrap();
+    let log = tmp.path().join("llama-server.log");
+    let (mut server, base) = start(&bin, &gguf, &log);
+    let c = reqwest::Client::new();
+    wait_healthy(&c, &base, &mut server, &log).await;
+    let tasks = tmp.path().join("tasks.jsonl");
+    let quorum = || Command::new(env!("CARGO_BIN_EXE_quorum"));
+    let st = quorum()
+        .args([
+            "data",
+            "gen",
+            "arithmetic",
+            "--format",
+            "tasks",
+            "--ops",
+            "add",
+        ])
+        .args([
+            "--digits", "3", "--n", "6", "--seed", "9", "--split", "test", "--out",
+        ])
+        .arg(&tasks)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = tmp.path().join("eval");
+    let url = format!("{base}/v1");
+    let run = tokio::task::spawn_blocking(move || {
+        quorum()
+            .args(["bench", "eval", "--url", &url, "--dataset"])
+            .arg(&tasks)
+            .args(["--rollouts", "1,2", "--strategies", "first,majority"])
+            .args([
+                "--think",
+                "on,off",
+                "--temperature",
+                "0.5",
+                "--max-tokens",
+                "256",
+            ])
+            .args(["--concurrency", "1", "--json", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dir = tmp.path().join("eval");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let configs = r["configs"].as_array().expect("configs");
+    let acc = |think: bool| {
+        configs
+            .iter()
+            .find(|c| c["think"] == think)
+            .unwrap_or_else(|| panic!("no think={think} config: {r}"))["sample_accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    // through llama-server the policy reasons as it does in Quorum: 3-digit
+    // additions are mostly right with thinking, mostly wrong without
+    assert!(acc(true) >= 0.5 && acc(true) > acc(false), "{r}");
+    assert!(dir.join("accuracy_vs_n.png").is_file());
 }
