@@ -9,7 +9,7 @@
 //! `reasoning_content` / `reasoning`, or split off an inline
 //! `<think>…</think>`. Reward scores come from Quorum's `POST /score`.
 //! Error answers are reported with their status and the server's message.
-//! `https://` URLs go through rustls (ring) with the system's roots.
+//! Plain `http://` only (the client is built without TLS).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -89,8 +89,6 @@ impl RemoteClient {
     /// A client for `opts.url`; asks the server for its model id when none is given.
     pub fn connect(opts: &RemoteOptions) -> Result<Self, SourceError> {
         let base = opts.url.trim_end_matches('/').to_string();
-        // https: rustls with ring (an Err means a provider is already installed).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::blocking::Client::builder()
             .timeout(opts.timeout)
             .build()
