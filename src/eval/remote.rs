@@ -1,7 +1,8 @@
 //! [`SampleSource`] and [`RewardSource`] over any OpenAI-compatible server
 //! (Quorum, vLLM, llama.cpp's `llama-server`): `POST /chat/completions` with
 //! `n` samples (split into requests of at most [`MAX_N_PER_REQUEST`]; when
-//! a server returns fewer choices than asked, the rest come from parallel
+//! a server returns fewer choices than asked (or refuses `n > 1` with a 400,
+//! as llama-server does), the rest come from parallel
 //! requests of `n = 1`), `--concurrency` requests in flight, `logprobs:
 //! true` (the confidence strategy), think mode through
 //! `chat_template_kwargs.enable_thinking` (Quorum, vLLM, llama-server) and
@@ -45,6 +46,9 @@ pub struct RemoteClient {
     api_key: Option<String>,
     model: String,
     concurrency: usize,
+    /// Set once the server refused `n > 1` with a 400 (llama-server):
+    /// one sample per request from then on.
+    single: std::sync::atomic::AtomicBool,
 }
 
 fn transport(url: &str, e: impl std::fmt::Display) -> SourceError {
@@ -99,6 +103,7 @@ impl RemoteClient {
             api_key: opts.api_key.clone(),
             model: opts.served_model.clone().unwrap_or_default(),
             concurrency: opts.concurrency.max(1),
+            single: std::sync::atomic::AtomicBool::new(false),
         };
         if opts.served_model.is_none() {
             let url = client.url("/models");
@@ -192,7 +197,16 @@ impl RemoteClient {
     /// Up to `n` samples of `r` from one request (servers may return fewer).
     fn chat(&self, r: &SampleRequest, n: usize, seed: u64) -> Result<Vec<Sample>, SourceError> {
         let started = Instant::now();
-        let v = self.post("/chat/completions", &self.chat_body(r, n, seed))?;
+        let v = match self.post("/chat/completions", &self.chat_body(r, n, seed)) {
+            // A server that refuses `n > 1` (llama-server: "Value must be
+            // between 1 <= value <= 1"): the samples come one per request.
+            Err(SourceError::Status { status: 400, .. }) if n > 1 => {
+                self.single
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(Vec::new());
+            }
+            v => v?,
+        };
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         parse_choices(&v, latency_ms).map_err(|m| protocol(&self.url("/chat/completions"), m))
     }
@@ -322,8 +336,13 @@ impl SampleSource for RemoteClient {
         for (i, r) in requests.iter().enumerate() {
             let mut left = r.n;
             let mut part = 0u64;
+            let per_request = if self.single.load(std::sync::atomic::Ordering::Relaxed) {
+                1
+            } else {
+                MAX_N_PER_REQUEST
+            };
             while left > 0 {
-                let n = left.min(MAX_N_PER_REQUEST);
+                let n = left.min(per_request);
                 jobs.push((i, n, r.seed.wrapping_add(part)));
                 left -= n;
                 part += 1;
