@@ -490,6 +490,12 @@ mod tests {
     /// A server that answers every chat request with one choice whatever
     /// `n` asks (as llama-server does), echoing the request's `n` and seed.
     fn one_choice_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        fake_server(false)
+    }
+
+    /// `one_choice_server`, or with `refuse_n` one that answers `n > 1` with
+    /// a 400 (as llama-server does).
+    fn fake_server(refuse_n: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -514,6 +520,15 @@ mod tests {
                 let _ = reader.read_exact(&mut body);
                 let req: Value = serde_json::from_slice(&body).unwrap_or_default();
                 count.fetch_add(1, Ordering::SeqCst);
+                if refuse_n && req["n"].as_u64().unwrap_or(1) > 1 {
+                    let err = json!({"error": {"code": 400, "message": "Field 'n': Value must be between 1 <= value <= 1"}}).to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{err}",
+                        err.len()
+                    );
+                    continue;
+                }
                 let answer = json!({
                     "choices": [{"message": {"content": format!("n={} seed={}", req["n"], req["seed"])},
                                  "finish_reason": "stop"}],
@@ -528,6 +543,40 @@ mod tests {
             }
         });
         (url, requests)
+    }
+
+    #[test]
+    fn a_server_that_refuses_n_gets_one_sample_per_request() {
+        let (url, requests) = fake_server(true);
+        let client = RemoteClient::connect(&RemoteOptions {
+            url,
+            api_key: None,
+            served_model: Some("m".into()),
+            concurrency: 2,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap();
+        let req = SampleRequest {
+            messages: vec![ChatMessage::user("1+1?")],
+            kwargs: Map::new(),
+            think: super::super::source::ThinkSetting {
+                enabled: Some(false),
+                budget: None,
+            },
+            temperature: 1.0,
+            max_tokens: 8,
+            n: 3,
+            seed: 7,
+        };
+        let got = client.sample(std::slice::from_ref(&req)).unwrap();
+        assert_eq!(got[0].len(), 3);
+        assert!(got[0].iter().all(|s| s.content.starts_with("n=1 ")));
+        // the refused n = 3 request, then three of n = 1
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // from then on it asks for one sample per request at once
+        let got = client.sample(&[req]).unwrap();
+        assert_eq!(got[0].len(), 3);
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 7);
     }
 
     #[test]
