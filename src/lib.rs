@@ -6,6 +6,7 @@
 //! batched rollouts), and the CLI in `src/cli/`.
 
 pub mod alloc;
+pub mod atomic_write;
 pub mod chat;
 pub mod cli;
 pub mod engine;

@@ -4,9 +4,11 @@
 //! the same weights as an uninterrupted one (sync and async rollouts); a
 //! batch that cannot be formed is an error naming the key.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn quorum() -> Command {
     Command::new(env!("CARGO_BIN_EXE_quorum"))
@@ -88,15 +90,6 @@ modes = ["think"]
     path
 }
 
-fn records(run: &Path, kind: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == kind)
-        .collect()
-}
-
 #[test]
 fn a_grpo_run_logs_rewards_updates_and_pass_at_1() {
     let tmp = tempfile::tempdir().unwrap();
@@ -113,7 +106,7 @@ fn a_grpo_run_logs_rewards_updates_and_pass_at_1() {
         .status()
         .unwrap();
     assert!(st.success());
-    let steps = records(&out, "step");
+    let steps = common::metrics_records(&out, "step");
     assert_eq!(steps.len(), 3);
     for s in &steps {
         let r = s["reward_mean"].as_f64().unwrap();
@@ -134,7 +127,7 @@ fn a_grpo_run_logs_rewards_updates_and_pass_at_1() {
         }
     }
     // pass@1 before training and at the end
-    let evals = records(&out, "eval");
+    let evals = common::metrics_records(&out, "eval");
     assert_eq!(evals.len(), 2);
     assert_eq!(evals[0]["step"], 0);
     assert!(evals[1]["accuracy"]["think"].is_f64());
@@ -181,14 +174,6 @@ fn a_batch_that_cannot_be_formed_names_the_key() {
     );
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn resume_matches(extra: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let steps = 6;
@@ -208,7 +193,7 @@ fn resume_matches(extra: &str) {
         .arg(&cfg_b)
         .spawn()
         .unwrap();
-    wait_for("checkpoint 2", Duration::from_secs(300), || {
+    common::wait_for("checkpoint 2", Duration::from_secs(300), || {
         b.join("checkpoint-000002/trainer_state.json").is_file()
     });
     child.kill().unwrap(); // SIGKILL
@@ -231,7 +216,7 @@ fn resume_matches(extra: &str) {
     );
     assert!(file(&a, "optimizer.safetensors") == file(&b, "optimizer.safetensors"));
     let rewards = |r: &Path| -> Vec<(u64, String)> {
-        records(r, "step")
+        common::metrics_records(r, "step")
             .iter()
             .map(|v| (v["step"].as_u64().unwrap(), v["reward_mean"].to_string()))
             .collect()
@@ -271,7 +256,7 @@ fn length_control_states_a_target_and_rewards_the_distance() {
         .status()
         .unwrap();
     assert!(st.success());
-    let s = &records(&out, "step")[0];
+    let s = &common::metrics_records(&out, "step")[0];
     let terms = &s["reward_terms"];
     // LCPO replaces the correctness term on prompts that state a target
     assert_eq!(terms["correct"].as_f64().unwrap(), 0.0, "{s}");

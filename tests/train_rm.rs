@@ -6,9 +6,11 @@
 //! checkpoint loads as the server's reward model; bad input is an error
 //! naming the file, line and field.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::Device;
 
@@ -81,13 +83,15 @@ max_length = 256
     path
 }
 
-fn records(run: &Path, kind: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == kind)
-        .collect()
+/// `quorum train rm --config CFG [--resume]`, which must succeed.
+fn train_rm(cfg: &Path, resume: bool) {
+    let mut cmd = quorum();
+    cmd.args(["train", "rm"]);
+    if resume {
+        cmd.arg("--resume");
+    }
+    let st = cmd.arg("--config").arg(cfg).status().unwrap();
+    assert!(st.success(), "quorum train rm --config {}", cfg.display());
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -109,12 +113,7 @@ fn rollouts_labelled_by_the_verifier_train_a_reward_model_that_serves() {
          [optim]\nlr = 3e-4\n[train]\nsteps = 12\nitems_per_step = 4\nlog_every = 1\n\
          [eval]\nevery = 0\nn = [2, 4]\nsubsets = 8",
     );
-    let st = quorum()
-        .args(["train", "rm", "--config"])
-        .arg(&cfg)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    train_rm(&cfg, false);
     // the sampled rollouts are cached with their verdicts
     let cached = std::fs::read_to_string(out.join("rollouts-train.jsonl")).unwrap();
     assert_eq!(
@@ -122,14 +121,14 @@ fn rollouts_labelled_by_the_verifier_train_a_reward_model_that_serves() {
         1 + 16 * 4,
         "header + 16 × 4 rollouts"
     );
-    let steps = records(&out, "step");
+    let steps = common::metrics_records(&out, "step");
     assert_eq!(steps.len(), 12);
     for s in &steps {
         assert!(s["loss"].as_f64().unwrap().is_finite(), "{s}");
         // a step takes whole problems: 4 problems × 4 samples
         assert_eq!(s["sequences"], 16, "{s}");
     }
-    let evals = records(&out, "eval");
+    let evals = common::metrics_records(&out, "eval");
     assert_eq!(evals.len(), 1, "the final eval");
     let e = &evals[0];
     let report = &e["report"];
@@ -176,13 +175,8 @@ fn preference_pairs_train_with_bradley_terry() {
         &eval,
         "[optim]\nlr = 3e-4\n[train]\nsteps = 16\nitems_per_step = 4\nlog_every = 1\n[eval]\nevery = 0",
     );
-    let st = quorum()
-        .args(["train", "rm", "--config"])
-        .arg(&cfg)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let losses: Vec<f64> = records(&out, "step")
+    train_rm(&cfg, false);
+    let losses: Vec<f64> = common::metrics_records(&out, "step")
         .iter()
         .map(|s| s["loss"].as_f64().unwrap())
         .collect();
@@ -196,17 +190,9 @@ fn preference_pairs_train_with_bradley_terry() {
         mean(&losses[12..]) < 0.5 * mean(&losses[..4]),
         "the loss did not fall: {losses:?}"
     );
-    let e = &records(&out, "eval")[0];
+    let e = &common::metrics_records(&out, "eval")[0];
     let acc = e["accuracy"]["pair_accuracy"].as_f64().unwrap();
     assert!(acc >= 0.99, "held-out pairs: {e}");
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -222,18 +208,13 @@ fn a_sigkilled_rm_run_resumes_to_the_same_weights() {
     let b = tmp.path().join("b");
     let cfg_a = config(tmp.path(), &a, &train, &eval, &body);
     let cfg_b = config(tmp.path(), &b, &train, &eval, &body);
-    let st = quorum()
-        .args(["train", "rm", "--config"])
-        .arg(&cfg_a)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    train_rm(&cfg_a, false);
     let mut child = quorum()
         .args(["train", "rm", "--config"])
         .arg(&cfg_b)
         .spawn()
         .unwrap();
-    wait_for("checkpoint 3", Duration::from_secs(300), || {
+    common::wait_for("checkpoint 3", Duration::from_secs(300), || {
         b.join("checkpoint-000003/trainer_state.json").is_file()
     });
     child.kill().unwrap(); // SIGKILL
@@ -242,12 +223,7 @@ fn a_sigkilled_rm_run_resumes_to_the_same_weights() {
         !b.join(format!("checkpoint-{steps:06}")).exists(),
         "the run finished before it was killed; make it longer"
     );
-    let st = quorum()
-        .args(["train", "rm", "--resume", "--config"])
-        .arg(&cfg_b)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    train_rm(&cfg_b, true);
     let file =
         |r: &Path, f: &str| std::fs::read(r.join(format!("checkpoint-{steps:06}/{f}"))).unwrap();
     assert!(
@@ -256,7 +232,7 @@ fn a_sigkilled_rm_run_resumes_to_the_same_weights() {
     );
     assert!(file(&a, "optimizer.safetensors") == file(&b, "optimizer.safetensors"));
     let losses = |r: &Path| -> Vec<(u64, String)> {
-        records(r, "step")
+        common::metrics_records(r, "step")
             .iter()
             .map(|v| (v["step"].as_u64().unwrap(), v["loss"].to_string()))
             .collect()

@@ -8,7 +8,7 @@ mod server_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -179,14 +179,6 @@ fn final_weights(run: &Path, step: u64) -> Vec<u8> {
     std::fs::read(run.join(format!("checkpoint-{step:06}/model.safetensors"))).unwrap()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_sigkilled_run_resumes_to_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
@@ -208,7 +200,7 @@ fn a_sigkilled_run_resumes_to_the_same_weights() {
         .arg(&cfg_b)
         .spawn()
         .unwrap();
-    wait_for("checkpoint 20", Duration::from_secs(120), || {
+    common::wait_for("checkpoint 20", Duration::from_secs(120), || {
         b.join("checkpoint-000020/trainer_state.json").is_file()
     });
     child.kill().unwrap(); // SIGKILL
@@ -261,7 +253,7 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly() {
         .arg(&cfg)
         .spawn()
         .unwrap();
-    wait_for("a few steps", Duration::from_secs(120), || {
+    common::wait_for("a few steps", Duration::from_secs(120), || {
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .map(|t| t.lines().count() >= 3)
             .unwrap_or(false)

@@ -19,8 +19,8 @@ use quorum_train::data::{LoadOptions, Message};
 use quorum_train::gen::SftRecord;
 
 use super::problems::{load_problems, problem_seed, Judge, Problem};
-use super::report::write_atomic;
 use super::source::{Sample, SampleRequest, SampleSource, ThinkSetting};
+use crate::atomic_write::write_atomic;
 
 /// Which answers become training examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

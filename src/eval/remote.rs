@@ -545,29 +545,38 @@ mod tests {
         (url, requests)
     }
 
-    #[test]
-    fn a_server_that_refuses_n_gets_one_sample_per_request() {
-        let (url, requests) = fake_server(true);
-        let client = RemoteClient::connect(&RemoteOptions {
+    fn test_client(url: String, concurrency: usize) -> RemoteClient {
+        RemoteClient::connect(&RemoteOptions {
             url,
             api_key: None,
             served_model: Some("m".into()),
-            concurrency: 2,
+            concurrency,
             timeout: Duration::from_secs(10),
         })
-        .unwrap();
-        let req = SampleRequest {
+        .unwrap()
+    }
+
+    /// `n` think-off samples of "1+1?" at T = 1, seed 7.
+    fn one_plus_one(kwargs: Map<String, Value>, n: usize) -> SampleRequest {
+        SampleRequest {
             messages: vec![ChatMessage::user("1+1?")],
-            kwargs: Map::new(),
+            kwargs,
             think: super::super::source::ThinkSetting {
                 enabled: Some(false),
                 budget: None,
             },
             temperature: 1.0,
             max_tokens: 8,
-            n: 3,
+            n,
             seed: 7,
-        };
+        }
+    }
+
+    #[test]
+    fn a_server_that_refuses_n_gets_one_sample_per_request() {
+        let (url, requests) = fake_server(true);
+        let client = test_client(url, 2);
+        let req = one_plus_one(Map::new(), 3);
         let got = client.sample(std::slice::from_ref(&req)).unwrap();
         assert_eq!(got[0].len(), 3);
         assert!(got[0].iter().all(|s| s.content.starts_with("n=1 ")));
@@ -582,26 +591,8 @@ mod tests {
     #[test]
     fn a_server_that_returns_fewer_choices_gets_the_rest_one_by_one() {
         let (url, requests) = one_choice_server();
-        let client = RemoteClient::connect(&RemoteOptions {
-            url,
-            api_key: None,
-            served_model: Some("m".into()),
-            concurrency: 3,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap();
-        let req = SampleRequest {
-            messages: vec![ChatMessage::user("1+1?")],
-            kwargs: Map::new(),
-            think: super::super::source::ThinkSetting {
-                enabled: Some(false),
-                budget: None,
-            },
-            temperature: 1.0,
-            max_tokens: 8,
-            n: 4,
-            seed: 7,
-        };
+        let client = test_client(url, 3);
+        let req = one_plus_one(Map::new(), 4);
         let got = client
             .sample(&[req.clone(), SampleRequest { seed: 9, ..req }])
             .unwrap();
@@ -625,27 +616,18 @@ mod tests {
     #[test]
     fn the_chat_body_carries_think_budget_kwargs_and_logprobs() {
         let (url, _) = one_choice_server();
-        let client = RemoteClient::connect(&RemoteOptions {
-            url,
-            api_key: None,
-            served_model: Some("m".into()),
-            concurrency: 1,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap();
+        let client = test_client(url, 1);
         let mut kwargs = Map::new();
         kwargs.insert("tools".into(), json!([]));
         let req = SampleRequest {
-            messages: vec![ChatMessage::user("1+1?")],
-            kwargs,
             think: super::super::source::ThinkSetting {
                 enabled: Some(true),
                 budget: Some(32),
             },
             temperature: 0.5,
             max_tokens: 64,
-            n: 2,
             seed: u64::MAX,
+            ..one_plus_one(kwargs, 2)
         };
         let b = client.chat_body(&req, 2, u64::MAX);
         assert_eq!(b["model"], "m");

@@ -5,12 +5,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::at_n::{AtN, Judged};
 use super::source::ThinkSetting;
+use crate::atomic_write::write_atomic;
 
 /// Accuracy at one N of one configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -171,23 +171,6 @@ pub fn csv(r: &EvalResults) -> String {
         }
     }
     s
-}
-
-/// Writes `bytes` to `path` through a temp file beside it and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
-    Ok(())
 }
 
 /// Writes `results.json`, `results.csv` and the plots into `dir`; returns the paths.

@@ -10,7 +10,7 @@
 //! most one chunk's rollouts are held at a time.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -21,6 +21,7 @@ use quorum_scoring::verifier::{verifier_by_name, Verifier};
 use quorum_train::data::{ensure_references, load_tasks, read_raw_records, LoadOptions, Task};
 use quorum_train::filter::{pass_rate, with_pass_rate_map, Band, FilterStats, RateRecord};
 
+use crate::atomic_write::write_atomic;
 use crate::chat::{ChatMessage, ChatTemplate, SpecialTokenPolicy};
 use crate::engine::in_engine_pool;
 use crate::engine::rollout::{generate_groups, GroupRequest, RolloutConfig, RolloutProgress};
@@ -407,24 +408,6 @@ pub fn histogram_chart(stats: &FilterStats) -> BarChart {
             name: format!("band {}..{}", stats.band.lo, stats.band.hi),
         }),
     }
-}
-
-/// Writes `bytes` to `path` through a temp file beside it and a rename
-/// (parent directories created).
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    std::fs::rename(&tmp, path).with_context(|| path.display().to_string())?;
-    Ok(())
 }
 
 #[cfg(test)]
