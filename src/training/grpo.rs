@@ -37,6 +37,7 @@ use super::policy::TransformerPolicy;
 use super::rollouts::{sample_groups, training_sequences, RolloutContext, ScoredGroup};
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
+    stopping_early,
 };
 use super::signals::StopFlag;
 
@@ -475,11 +476,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
                 &extra,
             )?);
         }
-        if stop.requested() && !last {
-            bar.abandon_with_message(format!(
-                "stopped at step {}; checkpoint written, continue with --resume",
-                state.step
-            ));
+        if stopping_early(&stop, last, &bar, state.step) {
             stopped_early = true;
             break;
         }

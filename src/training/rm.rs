@@ -34,6 +34,7 @@ use super::rm_eval::{labelled_report, pairs_report};
 use super::rm_samples::{examples, sample_rollouts, CachedRollout, RmExamples, Sampling};
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
+    stopping_early,
 };
 use super::signals::StopFlag;
 
@@ -392,11 +393,7 @@ pub fn run(opts: RmOptions) -> anyhow::Result<RmSummary> {
                 &[],
             )?);
         }
-        if stop.requested() && !last {
-            bar.abandon_with_message(format!(
-                "stopped at step {}; checkpoint written, continue with --resume",
-                state.step
-            ));
+        if stopping_early(&stop, last, &bar, state.step) {
             stopped_early = true;
             break;
         }

@@ -79,6 +79,24 @@ pub fn fresh_state(seed: u64) -> TrainerState {
 }
 
 /// A step progress bar at `position` of `len` (hidden when `show` is false).
+/// Whether a stop was asked for before the last step (its checkpoint is
+/// already written): the bar says how to continue. Every trainer ends its
+/// loop on it.
+pub fn stopping_early(
+    stop: &super::signals::StopFlag,
+    last: bool,
+    bar: &ProgressBar,
+    step: u64,
+) -> bool {
+    let early = stop.requested() && !last;
+    if early {
+        bar.abandon_with_message(format!(
+            "stopped at step {step}; checkpoint written, continue with --resume"
+        ));
+    }
+    early
+}
+
 pub fn progress_bar(show: bool, len: u64, position: u64) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();

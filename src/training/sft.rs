@@ -30,6 +30,7 @@ use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
+    stopping_early,
 };
 use super::signals::StopFlag;
 
@@ -241,11 +242,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         if ckpt_due {
             last_checkpoint = Some(save(&state, &opt, &policy)?);
         }
-        if stop.requested() && !last {
-            bar.abandon_with_message(format!(
-                "stopped at step {}; checkpoint written, continue with --resume",
-                state.step
-            ));
+        if stopping_early(&stop, last, &bar, state.step) {
             stopped_early = true;
             break;
         }
