@@ -54,12 +54,9 @@ const MADV_COLLAPSE: libc::c_int = 25;
 /// at once with `MADV_COLLAPSE`. Best effort: kernels without THP or
 /// `MADV_COLLAPSE` leave the memory as it is. Returns the bytes collapsed.
 ///
-/// Only the page size changes, never the contents. `QUORUM_HUGE_PAGES=off`
-/// turns this off.
+/// Only the page size changes, never the contents. Serving commands skip
+/// it with `--huge-pages off` (`QUORUM_HUGE_PAGES=off`).
 pub fn back_with_huge_pages(ranges: &[(usize, usize)]) -> usize {
-    if std::env::var("QUORUM_HUGE_PAGES").is_ok_and(|v| v == "off" || v == "0") {
-        return 0;
-    }
     // Merge ranges that touch (allocations next to each other on the heap
     // are a few header bytes apart), then keep the whole huge pages inside
     // each merged span: widening past it can cross into another mapping

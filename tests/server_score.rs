@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use quorum::chat::ChatMessage;
 use quorum::engine::RewardModel;
-use quorum::server::selection::ModelDefaults;
+use quorum::server::config::ModelDefaults;
 use quorum::server::ServerConfig;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};

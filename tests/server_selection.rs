@@ -5,8 +5,8 @@
 
 mod server_common;
 
+use quorum::server::config::ModelDefaults;
 use quorum::server::config::ModelSpec;
-use quorum::server::selection::ModelDefaults;
 use quorum::server::ServerConfig;
 use quorum::tokenizer::Tokenizer;
 use reqwest::{Client, StatusCode};

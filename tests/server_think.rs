@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use quorum::engine::think::{ThinkConfig, ThinkTokens};
 use quorum::server::config::ModelSpec;
-use quorum::server::think::ReasoningField;
+use quorum::server::config::ReasoningField;
 use quorum::server::ServerConfig;
 use quorum::tokenizer::Tokenizer;
 use reqwest::{Client, StatusCode};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use quorum::chat::ChatTemplate;
-use quorum::server::extract::JsonBody;
+use quorum::server::openai::decode::JsonBody;
 use quorum::server::openai::ChatCompletionRequest;
 use quorum::server::think::prepare;
 use quorum::server::{validate, ServerConfig};

@@ -131,7 +131,7 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     let t = &out.timings;
     let report = DecodeReport {
         n: args.n,
-        weight_dtype: match args.model.quantize {
+        weight_dtype: match args.model.serving.quantize {
             Some(q) => format!("{q:?}").to_lowercase(),
             None => format!("{:?}", bundle.loaded.weight_dtype).to_lowercase(),
         },

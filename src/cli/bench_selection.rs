@@ -26,9 +26,9 @@ use quorum_scoring::Selector;
 use crate::chat::ChatTemplate;
 use crate::cli::common::ModelArgs;
 use crate::engine::{EngineConfig, EngineHandle, SamplingParams};
+use crate::server::openai::SelectionOptions;
+use crate::server::openai::ThinkFields;
 use crate::server::selection::early::EarlyStop;
-use crate::server::selection::SelectionOptions;
-use crate::server::think::ThinkFields;
 use crate::tokenizer::Tokenizer;
 
 #[path = "bench_selection_driver.rs"]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use quorum_scoring::{after_think, RolloutSummary, Selector};
+use quorum_scoring::Selector;
 use serde_json::Map;
 
 use super::input::Task;
@@ -15,12 +15,13 @@ use super::report::Outcome;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::engine::think::ThinkSpec;
 use crate::engine::{
-    CancelSet, EngineEvent, EngineHandle, FinishReason, GenerateRequest, RolloutOutput,
-    SamplingParams, SubmitError,
+    CancelSet, EngineEvent, EngineHandle, GenerateRequest, RolloutOutput, SamplingParams,
+    SubmitError,
 };
-use crate::server::selection::early::{answer, Trace, Watch};
-use crate::server::selection::SelectionOptions;
-use crate::server::think::{prepare, ThinkFields};
+use crate::server::openai::SelectionOptions;
+use crate::server::openai::ThinkFields;
+use crate::server::selection::early::{summaries, Trace, Watch};
+use crate::server::think::prepare;
 use crate::server::ServerConfig;
 use crate::tokenizer::Tokenizer;
 
@@ -137,28 +138,7 @@ pub fn judge(
     gold: &str,
     max_tokens: usize,
 ) -> Outcome {
-    let summaries: Vec<RolloutSummary> = g
-        .outs
-        .iter()
-        .map(|o| RolloutSummary {
-            index: o.index,
-            text: after_think(&o.text).to_string(),
-            // Empty = abstain: a stopped rollout has no answer.
-            answer: Some(match o.finish_reason {
-                FinishReason::Cancelled => String::new(),
-                r => answer(&o.text, r, opts.extract.as_ref()).unwrap_or_default(),
-            }),
-            mean_logprob: o.mean_logprob,
-            token_logprobs: g
-                .traces
-                .get(o.index)
-                .map(|t| t.logprobs.clone())
-                .unwrap_or_default(),
-            score: None,
-            finish_reason: o.finish_reason.as_str().to_string(),
-            tokens: o.token_ids.len(),
-        })
-        .collect();
+    let summaries = summaries(&g.outs, &g.traces, opts.extract.as_ref());
     let sel = selector.select(&summaries);
     let answer = sel.answer.clone().filter(|a| !a.is_empty());
     Outcome {

@@ -7,7 +7,8 @@ use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::server::selection::{needs_reward, SelectionOptions};
+use crate::server::openai::SelectionOptions;
+use crate::server::selection::needs_reward;
 
 pub fn parse_bias(s: &str) -> Result<(u32, f32), String> {
     let (id, bias) = s

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::common::{DeviceArg, ModelArgs};
+use crate::engine::serving::ServingArgs;
 use crate::eval::embedded::EmbeddedSource;
 use crate::eval::remote::{RemoteClient, RemoteOptions};
 use crate::eval::source::SampleSource;
@@ -70,11 +71,11 @@ impl SourceArgs {
     pub fn model_args(&self, dir: PathBuf) -> ModelArgs {
         ModelArgs {
             model: dir,
-            dtype: self.dtype,
-            device: self.device,
-            quantize: None,
-            amx: crate::model::AmxMode::Auto,
-            kv_cache_dtype: crate::model::KvCacheDType::Auto,
+            serving: ServingArgs {
+                dtype: self.dtype,
+                device: Some(self.device),
+                ..ServingArgs::default()
+            },
         }
     }
 

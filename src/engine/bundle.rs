@@ -156,29 +156,26 @@ impl ModelBundle {
 
     /// Put the weights in their serving form: quantized (`quantize`, see
     /// [`ModelBundle::quantize`]), else bf16 matrices packed for AMX per
-    /// `amx` and f32 matrices packed for the AVX-512 GEMM kernel
-    /// ([`crate::kernels::packed_f32`]; `QUORUM_PACK_F32=off` keeps them
-    /// row-major, for A/B runs). Returns how many layers were packed.
+    /// `amx` and, with `pack_f32`, f32 matrices packed for the AVX-512 GEMM
+    /// kernel ([`crate::kernels::packed_f32`]; off keeps them row-major,
+    /// for A/B runs: `--pack-f32 off`). Returns how many layers were packed.
     pub fn prepare_for_serving(
         &mut self,
         quantize: Option<crate::model::Quantization>,
         amx: crate::model::AmxMode,
+        pack_f32: bool,
     ) -> Result<usize, BundleError> {
         if let Some(q) = quantize {
             self.quantize(q, amx)?;
             return Ok(0);
         }
         let packed = self.pack_amx(amx)?;
-        Ok(packed + self.pack_f32()?)
+        Ok(packed + if pack_f32 { self.pack_f32()? } else { 0 })
     }
 
     /// Pack the f32 weight matrices (policy and reward model) for the AVX-512
-    /// GEMM kernel; 0 layers where the CPU lacks AVX-512 or
-    /// `QUORUM_PACK_F32=off`.
+    /// GEMM kernel; 0 layers where the CPU lacks AVX-512.
     pub fn pack_f32(&mut self) -> Result<usize, BundleError> {
-        if std::env::var("QUORUM_PACK_F32").is_ok_and(|v| v == "off" || v == "0") {
-            return Ok(0);
-        }
         #[cfg(target_arch = "x86_64")]
         {
             let wrap = |e| BundleError::Model(crate::model::ModelError::Candle(e));

@@ -17,6 +17,7 @@ pub mod sampler;
 pub mod scheduler;
 pub mod score_queue;
 pub mod sequence;
+pub mod serving;
 mod sink;
 pub mod stop;
 pub mod think;

@@ -538,7 +538,7 @@ async fn malformed_bodies_never_name_rust_types() {
     }
 
     // `selection` is parsed once the model is known; check it directly.
-    use crate::server::selection::SelectionOptions;
+    use crate::server::openai::SelectionOptions;
     let mut selections = wrong.to_vec();
     for strategy in [
         "first",

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::openai::decode::DecodeError;
 use crate::engine::SubmitError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,12 +86,49 @@ pub struct ErrorInfo {
     pub code: Option<&'static str>,
 }
 
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        Self::InvalidRequest {
+            message: e.message,
+            param: e.param,
+        }
+    }
+}
+
 impl ApiError {
     /// Invalid-request error naming `param`.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidRequest {
             message: message.into(),
             param: Some(param.into()),
+        }
+    }
+
+    /// The same error (kind, status, `param`) with `what` in front of its
+    /// message: "reward model scoring failed: ...".
+    pub fn context(self, what: &str) -> Self {
+        let pre = |m: String| format!("{what}: {m}");
+        match self {
+            Self::InvalidRequest { message, param } => Self::InvalidRequest {
+                message: pre(message),
+                param,
+            },
+            Self::ContextLength(m) => Self::ContextLength(pre(m)),
+            Self::RequestTimeout(m) => Self::RequestTimeout(pre(m)),
+            Self::RateLimited {
+                message,
+                retry_after_secs,
+            } => Self::RateLimited {
+                message: pre(message),
+                retry_after_secs,
+            },
+            Self::Unavailable(m) => Self::Unavailable(pre(m)),
+            Self::Internal(m) => Self::Internal(pre(m)),
+            Self::Rejected { status, message } => Self::Rejected {
+                status,
+                message: pre(message),
+            },
+            other => other,
         }
     }
 
@@ -179,6 +217,16 @@ impl ApiError {
         .unwrap_or_else(|_| r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.into())
     }
 
+    /// The engine's failure of an accepted request, as the client sees it.
+    pub fn from_engine(message: String) -> Self {
+        Self::Internal(message)
+    }
+
+    /// The engine went away before finishing a request.
+    pub fn engine_gone() -> Self {
+        Self::Unavailable("the engine stopped before finishing the request".into())
+    }
+
     /// Maps an engine refusal; `retry_after_secs` is the configured hint.
     pub fn from_submit(e: SubmitError, retry_after_secs: u64) -> Self {
         match e {
@@ -241,7 +289,7 @@ pub async fn openai_shaped(req: Request, next: Next) -> Response {
             .unwrap_or("request rejected")
             .to_ascii_lowercase()
     } else {
-        super::serde_message::plain(&text)
+        super::openai::serde_message::plain(&text)
     };
     let err = match status {
         StatusCode::NOT_FOUND => ApiError::NotFound(path),

@@ -1,47 +1,24 @@
-//! The path every generation request takes, whatever the endpoint: prompt
-//! building off the async workers, model-dependent checks, submission to
-//! the engine, and the per-request record (one log line, latency histogram)
-//! that is written when the request ends — including when the client goes
-//! away, because the record is dropped with the handler future or stream.
+//! The path every generation request takes, whatever the endpoint:
+//! model-dependent checks and submission to the engine ([`submit`] →
+//! [`Generation`]), waiting for the result ([`collect`], or
+//! [`collect_selected`] with answer selection), and the per-request record
+//! (one log line, latency histogram) that is written when the request ends
+//! — including when the client goes away, because the record is dropped
+//! with the handler future or stream.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::access_log::{RequestScope, CLIENT_CLOSED};
 use super::error::{ApiError, ErrorInfo};
+use super::openai::Usage;
+use super::selection::{self, Plan, Selected};
 use super::state::{AppState, ModelEntry};
 use super::validate::{check_sampling, completion_budget, ValidRequest};
-use crate::engine::{EngineEvent, GenerateOutput, GenerateRequest};
-
-/// `system_fingerprint` of every response: the server build.
-pub const FINGERPRINT: &str = concat!("quorum-", env!("CARGO_PKG_VERSION"));
-
-/// Unix seconds now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A fresh response id with an OpenAI-style prefix.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{:032x}", rand::random::<u128>())
-}
-
-/// Runs tokenization / template rendering on the blocking pool: a long
-/// prompt must not stall the async workers that serve other connections.
-pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
-}
+use crate::engine::{CancelSet, EngineEvent, GenerateOutput, GenerateRequest, SamplingParams};
 
 /// How a request ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,28 +156,26 @@ impl Drop for RequestRecord {
     }
 }
 
-/// Model-dependent checks, then the engine request. `req.params.max_tokens`
-/// is set to the final budget.
+/// A request the engine accepted: its event stream (dropping it cancels
+/// the request) and the completion budget it runs under.
+pub struct Generation {
+    pub events: UnboundedReceiver<EngineEvent>,
+    /// The final `max_tokens` of every rollout: the request's, or what the
+    /// context and the server cap leave after the prompt.
+    pub max_tokens: usize,
+}
+
+/// Model-dependent checks (sampling against the vocabulary, prompt ids,
+/// the completion budget), then the engine request, with per-rollout
+/// cancellation flags when `cancel` is set (answer selection's early stop).
 pub fn submit(
     state: &AppState,
     entry: &Arc<ModelEntry>,
     id: &str,
     prompt_ids: Vec<u32>,
-    req: &mut ValidRequest,
-) -> Result<UnboundedReceiver<EngineEvent>, ApiError> {
-    submit_cancellable(state, entry, id, prompt_ids, req, None)
-}
-
-/// [`submit`], with per-rollout cancellation flags when `cancel` is set
-/// (answer selection's early stop).
-pub fn submit_cancellable(
-    state: &AppState,
-    entry: &Arc<ModelEntry>,
-    id: &str,
-    prompt_ids: Vec<u32>,
-    req: &mut ValidRequest,
-    cancel: Option<Arc<crate::engine::CancelSet>>,
-) -> Result<UnboundedReceiver<EngineEvent>, ApiError> {
+    req: &ValidRequest,
+    cancel: Option<Arc<CancelSet>>,
+) -> Result<Generation, ApiError> {
     let info = entry.engine.info();
     check_sampling(&req.params, info.vocab_size)?;
     if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= info.vocab_size) {
@@ -212,24 +187,54 @@ pub fn submit_cancellable(
             ),
         ));
     }
-    let budget = completion_budget(
+    let max_tokens = completion_budget(
         prompt_ids.len(),
         req.max_tokens,
         info.context_length,
         state.config.max_tokens,
     )?;
-    req.params.max_tokens = Some(budget);
     let gen = GenerateRequest {
         id: id.to_string(),
         prompt_ids,
         n: req.rollouts,
-        params: req.params.clone(),
+        params: SamplingParams {
+            max_tokens: Some(max_tokens),
+            ..req.params.clone()
+        },
         think: req.think.clone(),
     };
-    entry
+    let events = entry
         .engine
         .submit_cancellable(gen, cancel)
-        .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))
+        .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))?;
+    Ok(Generation { events, max_tokens })
+}
+
+/// Answer selection over a submitted request, waited for whole (the
+/// non-streaming path; see [`collect`] for the cancel and deadline rules).
+pub async fn collect_selected(
+    plan: Plan,
+    mut gen: Generation,
+    record: &mut RequestRecord,
+) -> Result<Selected, ApiError> {
+    let state = record.state.clone();
+    let result = tokio::select! {
+        biased;
+        () = state.grace_over() => Err(ApiError::Unavailable(super::state::GRACE_OVER.into())),
+        r = selection::run::run(plan, &mut gen.events, gen.max_tokens) => r,
+    };
+    match &result {
+        Ok(sel) => {
+            record.finished(&sel.output);
+            state.metrics.selection.record(
+                sel.report.strategy,
+                sel.stopped_early(),
+                sel.report.tokens_saved,
+            );
+        }
+        Err(e) => record.fail(e),
+    }
+    result
 }
 
 /// Waits for the whole result (non-streaming). The receiver lives in the
@@ -258,7 +263,7 @@ pub async fn collect(
                 return Ok(out);
             }
             EngineEvent::Error(msg) => {
-                let e = ApiError::Internal(msg);
+                let e = ApiError::from_engine(msg);
                 record.fail(&e);
                 return Err(e);
             }
@@ -266,9 +271,16 @@ pub async fn collect(
             EngineEvent::Token { .. } | EngineEvent::RolloutFinished { .. } => {}
         }
     }
-    let e = ApiError::Unavailable("the engine stopped before finishing the request".into());
+    let e = ApiError::engine_gone();
     record.fail(&e);
     Err(e)
+}
+
+/// `usage` of a finished request, reasoning tokens summed over every rollout.
+pub fn usage(out: &GenerateOutput) -> Usage {
+    let mut u = Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens);
+    u.completion_tokens_details.reasoning_tokens = out.reasoning_tokens;
+    u
 }
 
 /// OpenAI `finish_reason` of an engine finish reason. `cancelled` never

@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::Device;
-
 use super::config::{ModelSpec, ServerConfig};
-use super::generate::now_secs;
+use super::openai::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
-use crate::engine::{EngineConfig, EngineHandle, ModelBundle, RewardCodec};
+use crate::engine::serving::load_for_serving;
+use crate::engine::{EngineConfig, EngineHandle, RewardCodec};
 
 /// Errors bringing models up.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +84,7 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let (tok_tx, tok_rx) = std::sync::mpsc::channel();
     let dir = spec.dir.clone();
-    let (dtype, quantize, amx, kv) = (cfg.dtype, cfg.quantize, cfg.amx, cfg.kv_cache_dtype);
+    let serving = cfg.serving.clone();
     let reward_dir = cfg.reward_model_dir(&spec.id);
     // Without a struct-update the engine's future settings would break this
     // call; with it, the literal keeps compiling as fields are added.
@@ -96,18 +95,8 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let engine = EngineHandle::spawn(
         move || {
-            let mut bundle =
-                ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
-            if let Some(rm) = &reward_dir {
-                bundle
-                    .load_reward(rm, dtype, &Device::Cpu)
-                    .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
-            }
-            bundle
-                .prepare_for_serving(quantize, amx)
+            let bundle = load_for_serving(&dir, reward_dir.as_deref(), &serving)
                 .map_err(|e| e.to_string())?;
-            bundle.set_kv_dtype(kv);
-            bundle.back_with_huge_pages();
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
             let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());

@@ -1,17 +1,26 @@
 //! The OpenAI-compatible HTTP server (`quorum serve`).
 //!
-//! Layout: [`config`] (settings: flags, env, TOML), [`openai`] (wire types),
-//! [`validate`] (wire → checked requests), [`error`] (the one error type and
-//! its OpenAI body), [`extract`] (JSON extractor with OpenAI-shaped
-//! rejections; [`serde_message`] puts serde's messages in JSON terms), [`generate`] and [`sse`] (the generation path shared by the
-//! endpoints), [`routes`] (handlers), [`state`], [`loader`], [`metrics`],
-//! [`access_log`] (one log line per request), [`auth`], [`reward`] (reward-model scoring on the engine). The engine is
-//! reached only through [`crate::engine::EngineHandle`].
+//! Layers, bottom up; each module imports only those below it:
+//! 1. [`openai`]: wire types (requests, responses, the `quorum` report, the
+//!    typed `selection` field) and their decoding;
+//! 2. [`config`]: settings (flags, env, TOML) and per-model lookups;
+//! 3. [`error`] (the one error type and its OpenAI body), [`metrics`],
+//!    [`prep_pool`], [`state`], [`access_log`], [`auth`], [`tokenize`]
+//!    (prompt preparation off the async workers);
+//! 4. [`validate`] (wire → checked requests), [`think`] (think mode),
+//!    [`best_of`], [`reward`] (reward-model scoring on the engine),
+//!    [`tokens`], [`selection`] (plan → run → selected rollouts + report);
+//! 5. [`generate`] (submit, collect, the per-request record) and [`sse`];
+//! 6. [`extract`] (the JSON extractor), [`routes`] (handlers), [`loader`],
+//!    [`listener`] (connections: header, idle, send timeouts, cap).
+//!
+//! The engine is reached only through [`crate::engine::EngineHandle`].
+//! A non-streaming chat request reads top-down in
+//! [`routes::chat::chat_completions`].
 //!
 //! [`start`] binds first and loads models in the background, so `/health`
 //! can answer 503 while loading, and returns a [`RunningServer`] used by the
-//! CLI and by tests alike. Connections are accepted and timed by
-//! [`listener`] (header, idle, send timeouts, connection cap).
+//! CLI and by tests alike.
 
 pub mod access_log;
 pub mod auth;
@@ -24,10 +33,10 @@ pub mod listener;
 pub mod loader;
 pub mod metrics;
 pub mod openai;
+pub mod prep_pool;
 pub mod reward;
 pub mod routes;
 pub mod selection;
-pub mod serde_message;
 pub mod sse;
 pub mod state;
 pub mod think;

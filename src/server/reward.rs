@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::ApiError;
-use super::generate::blocking;
 use super::state::ModelEntry;
+use super::tokenize::blocking;
 use crate::chat::ChatMessage;
 use crate::engine::{
     EngineHandle, RewardCodec, ScoreError, ScoreFailure, ScoreOutput, ScoreRequest, SubmitError,
@@ -27,17 +27,21 @@ pub struct RewardClient {
     engine: EngineHandle,
     codec: Arc<RewardCodec>,
     context: usize,
+    /// The `Retry-After` hint of a 429 (`--retry-after-secs`).
+    retry_after_secs: u64,
 }
 
 impl RewardClient {
-    /// The reward model of `entry`, if it has one.
-    pub fn of(entry: &ModelEntry) -> Option<Self> {
+    /// The reward model of `entry`, if it has one; a full engine queue is
+    /// a 429 with `retry_after_secs` as its hint.
+    pub fn of(entry: &ModelEntry, retry_after_secs: u64) -> Option<Self> {
         let codec = entry.reward.clone()?;
         let info = entry.engine.info().reward.as_ref()?;
         Some(Self {
             engine: entry.engine.clone(),
             codec,
             context: info.context_length,
+            retry_after_secs,
         })
     }
 
@@ -80,15 +84,11 @@ impl RewardClient {
     }
 
     /// Scores on the engine; a full queue is a 429 with Retry-After.
-    pub async fn score(
-        &self,
-        req: ScoreRequest,
-        retry_after_secs: u64,
-    ) -> Result<ScoreOutput, ApiError> {
+    pub async fn score(&self, req: ScoreRequest) -> Result<ScoreOutput, ApiError> {
         self.engine
             .score(req)
             .await
-            .map_err(|e| api_error(e, retry_after_secs))
+            .map_err(|e| api_error(e, self.retry_after_secs))
     }
 
     /// [`Self::score`] for answer selection: while the engine queue is full
@@ -97,11 +97,15 @@ impl RewardClient {
         let start = Instant::now();
         loop {
             match self.engine.submit_score(req.clone()) {
-                Ok(rx) => return rx.await.map_err(|e| api_error(e.into(), 0)),
+                Ok(rx) => {
+                    return rx
+                        .await
+                        .map_err(|e| api_error(e.into(), self.retry_after_secs))
+                }
                 Err(SubmitError::QueueFull { .. }) if start.elapsed() < SELECTION_PATIENCE => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
-                Err(e) => return Err(api_error(e.into(), 0)),
+                Err(e) => return Err(api_error(e.into(), self.retry_after_secs)),
             }
         }
     }

@@ -1,16 +1,22 @@
-//! Server-sent events for streaming responses: engine events in, OpenAI
-//! chunks out, `data: [DONE]` at the end, keep-alive comments in between.
+//! Server-sent events for streaming responses: OpenAI chunks out,
+//! `data: [DONE]` at the end, keep-alive comments in between. A stream
+//! reads one of two [`Source`]s: the engine's events token by token
+//! (plain sampling), or answer selection, which sends the role chunks once
+//! the engine admits the request and the chosen rollouts once selection is
+//! done (keep-alives flow meanwhile), the `quorum` object on the chunk of
+//! the last choice's `finish_reason`.
 //!
 //! The stream owns the engine receiver and the [`RequestRecord`]: when the
 //! client disconnects, hyper drops the body stream, which drops the
 //! receiver (the engine cancels the rollouts) and writes the log line.
-//! An engine error mid-stream becomes an OpenAI error event, then the
-//! stream ends (no `[DONE]`, so clients can tell it apart from success).
-//! When the shutdown grace period runs out mid-stream, the stream ends with
-//! a `service_unavailable` error event followed by `[DONE]`, so clients see
+//! An error mid-stream becomes an OpenAI error event, then the stream ends
+//! (no `[DONE]`, so clients can tell it apart from success). When the
+//! shutdown grace period runs out mid-stream, the stream ends with a
+//! `service_unavailable` error event followed by `[DONE]`, so clients see
 //! why the answer stops instead of a cut connection.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,8 +26,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
 use super::error::ApiError;
-use super::generate::RequestRecord;
-use super::openai::Usage;
+use super::generate::{usage, Generation, RequestRecord};
+use super::openai::{QuorumReport, Usage};
+use super::selection::{self, Plan, Selected};
 use super::state::GRACE_OVER;
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::{EngineEvent, FinishReason};
@@ -33,25 +40,47 @@ pub trait ChunkWriter: Send + 'static {
     fn start(&mut self) -> Vec<String>;
     /// A token of rollout `rollout` with its newly emitted text.
     fn token(&mut self, rollout: usize, text: &str, logprob: &TokenLogprob) -> Option<String>;
-    /// Rollout `rollout` finished.
-    fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String>;
+    /// Rollout `rollout` finished; the chunk carries `quorum` when given
+    /// (answer selection's last choice).
+    fn finish(
+        &mut self,
+        rollout: usize,
+        reason: FinishReason,
+        quorum: Option<QuorumReport>,
+    ) -> Option<String>;
     /// The final usage chunk (`stream_options.include_usage`).
     fn usage(&mut self, usage: Usage) -> String;
 }
 
+/// What a stream sends.
+pub enum Source {
+    /// The engine's events as they come.
+    Live(UnboundedReceiver<EngineEvent>),
+    /// Answer selection over a submitted request.
+    Selection(Box<(Plan, Generation)>),
+}
+
+enum Phase {
+    Live(UnboundedReceiver<EngineEvent>),
+    /// Selection: waiting for the engine to admit the request.
+    Admitting(Box<(Plan, Generation)>),
+    /// Selection: rollouts running, then scoring and selecting.
+    Selecting(Box<(Plan, Generation)>),
+    Done,
+}
+
 struct StreamState<W> {
-    rx: UnboundedReceiver<EngineEvent>,
+    phase: Phase,
     writer: W,
     record: RequestRecord,
     include_usage: bool,
     /// The shutdown deadline ([`crate::server::AppState::grace_watch`]).
     grace_over: watch::Receiver<bool>,
-    done: bool,
 }
 
 /// The SSE response for a submitted request.
 pub fn respond<W: ChunkWriter>(
-    rx: UnboundedReceiver<EngineEvent>,
+    source: Source,
     writer: W,
     mut record: RequestRecord,
     include_usage: bool,
@@ -59,46 +88,74 @@ pub fn respond<W: ChunkWriter>(
 ) -> Response {
     let grace_over = record.state().grace_watch();
     record.stream_started();
+    let phase = match source {
+        Source::Live(rx) => Phase::Live(rx),
+        Source::Selection(s) => Phase::Admitting(s),
+    };
     let st = StreamState {
-        rx,
+        phase,
         writer,
         record,
         include_usage,
         grace_over,
-        done: false,
     };
     Sse::new(events(st))
         .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
         .into_response()
 }
 
+/// `fut`, unless the shutdown grace period runs out first (`None`).
+/// Biased towards the deadline: a busy engine always has an event ready.
+async fn before_deadline<T>(
+    grace_over: &mut watch::Receiver<bool>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        Ok(_) = grace_over.wait_for(|over| *over) => None,
+        v = fut => Some(v),
+    }
+}
+
 fn events<W: ChunkWriter>(
     st: StreamState<W>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     stream::unfold(st, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        // Biased towards the deadline: a busy engine always has an event ready.
-        let ev = tokio::select! {
-            biased;
-            Ok(_) = st.grace_over.wait_for(|over| *over) => Err(()),
-            ev = st.rx.recv() => Ok(ev),
-        };
-        let out = match ev {
-            Err(()) => {
-                st.done = true;
-                let e = ApiError::Unavailable(GRACE_OVER.into());
-                st.record.fail(&e);
-                vec![e.to_json(), "[DONE]".to_string()]
+        let out = match std::mem::replace(&mut st.phase, Phase::Done) {
+            Phase::Done => return None,
+            Phase::Live(mut rx) => match before_deadline(&mut st.grace_over, rx.recv()).await {
+                None => grace_over(&mut st),
+                Some(None) => fail(&mut st, ApiError::engine_gone()),
+                Some(Some(ev)) => {
+                    st.phase = Phase::Live(rx);
+                    step(&mut st, ev)
+                }
+            },
+            Phase::Admitting(mut sel) => {
+                match before_deadline(&mut st.grace_over, sel.1.events.recv()).await {
+                    None => grace_over(&mut st),
+                    Some(None) => fail(&mut st, ApiError::engine_gone()),
+                    Some(Some(EngineEvent::Error(e))) => fail(&mut st, ApiError::from_engine(e)),
+                    Some(Some(EngineEvent::Started { prompt_tokens, .. })) => {
+                        st.record.prompt_tokens = prompt_tokens;
+                        st.phase = Phase::Selecting(sel);
+                        st.writer.start()
+                    }
+                    // Nothing else comes before `Started`.
+                    Some(Some(_)) => {
+                        st.phase = Phase::Admitting(sel);
+                        Vec::new()
+                    }
+                }
             }
-            Ok(Some(ev)) => step(&mut st, ev),
-            Ok(None) => {
-                st.done = true;
-                let e =
-                    ApiError::Unavailable("the engine stopped before finishing the request".into());
-                st.record.fail(&e);
-                vec![e.to_json()]
+            Phase::Selecting(sel) => {
+                let (plan, mut gen) = *sel;
+                let run = selection::run::run(plan, &mut gen.events, gen.max_tokens);
+                match before_deadline(&mut st.grace_over, run).await {
+                    None => grace_over(&mut st),
+                    Some(Err(e)) => fail(&mut st, e),
+                    Some(Ok(selected)) => replay(&mut st, selected),
+                }
             }
         };
         let events: Vec<Result<Event, Infallible>> = out
@@ -108,6 +165,30 @@ fn events<W: ChunkWriter>(
         Some((stream::iter(events), st))
     })
     .flatten()
+}
+
+/// The grace period ran out: a `service_unavailable` event, then `[DONE]`.
+fn grace_over<W: ChunkWriter>(st: &mut StreamState<W>) -> Vec<String> {
+    let e = ApiError::Unavailable(GRACE_OVER.into());
+    st.record.fail(&e);
+    vec![e.to_json(), "[DONE]".to_string()]
+}
+
+/// The request failed: its error event, and the end of the stream.
+fn fail<W: ChunkWriter>(st: &mut StreamState<W>, e: ApiError) -> Vec<String> {
+    tracing::warn!(id = %st.record.id, error = %e, "request failed mid-stream");
+    st.record.fail(&e);
+    vec![e.to_json()]
+}
+
+/// The end of a successful request: the usage chunk if asked, `[DONE]`.
+fn done<W: ChunkWriter>(st: &mut StreamState<W>, u: Usage) -> Vec<String> {
+    let mut v = Vec::new();
+    if st.include_usage {
+        v.push(st.writer.usage(u));
+    }
+    v.push("[DONE]".to_string());
+    v
 }
 
 fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String> {
@@ -131,27 +212,43 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
             finish_reason,
         } => st
             .writer
-            .finish(rollout, finish_reason)
+            .finish(rollout, finish_reason, None)
             .into_iter()
             .collect(),
         EngineEvent::Finished(out) => {
-            st.done = true;
+            st.phase = Phase::Done;
             st.record.finished(&out);
-            let mut v = Vec::new();
-            if st.include_usage {
-                v.push(st.writer.usage(super::think::usage(&out)));
-            }
-            v.push("[DONE]".to_string());
-            v
+            done(st, usage(&out))
         }
-        EngineEvent::Error(msg) => {
-            st.done = true;
-            tracing::warn!(id = %st.record.id, error = %msg, "engine error mid-stream");
-            let e = ApiError::Internal(msg);
-            st.record.fail(&e);
-            vec![e.to_json()]
+        EngineEvent::Error(e) => {
+            st.phase = Phase::Done;
+            fail(st, ApiError::from_engine(e))
         }
     }
+}
+
+/// Sends the selected rollouts, best first, as choices `0..n`: each one's
+/// pieces, then its finish (the last with the `quorum` object), then the
+/// end of the stream.
+fn replay<W: ChunkWriter>(st: &mut StreamState<W>, sel: Selected) -> Vec<String> {
+    st.record.finished(&sel.output);
+    st.record.state().metrics.selection.record(
+        sel.report.strategy,
+        sel.stopped_early(),
+        sel.report.tokens_saved,
+    );
+    let mut out = Vec::new();
+    let last = sel.output.rollouts.len().saturating_sub(1);
+    let mut quorum = Some(sel.report);
+    for (k, (r, pieces)) in sel.output.rollouts.iter().zip(&sel.pieces).enumerate() {
+        for (text, lp) in pieces {
+            out.extend(st.writer.token(k, text, lp));
+        }
+        let q = if k == last { quorum.take() } else { None };
+        out.extend(st.writer.finish(k, r.finish_reason, q));
+    }
+    out.extend(done(st, usage(&sel.output)));
+    out
 }
 
 #[cfg(test)]
@@ -171,7 +268,7 @@ mod tests {
         fn token(&mut self, r: usize, text: &str, _: &TokenLogprob) -> Option<String> {
             Some(format!("tok:{r}:{text}"))
         }
-        fn finish(&mut self, r: usize, _: FinishReason) -> Option<String> {
+        fn finish(&mut self, r: usize, _: FinishReason, _: Option<QuorumReport>) -> Option<String> {
             Some(format!("fin:{r}"))
         }
         fn usage(&mut self, u: Usage) -> String {
@@ -204,7 +301,13 @@ mod tests {
             tx.send(ev).unwrap();
         }
         drop(tx);
-        let res = respond(rx, Echo, record, true, Duration::from_secs(60));
+        let res = respond(
+            Source::Live(rx),
+            Echo,
+            record,
+            true,
+            Duration::from_secs(60),
+        );
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
             .await
             .unwrap();
@@ -269,7 +372,13 @@ mod tests {
         })
         .unwrap();
         tx.send(token("a")).unwrap();
-        let res = respond(rx, Echo, record(&state), true, Duration::from_secs(60));
+        let res = respond(
+            Source::Live(rx),
+            Echo,
+            record(&state),
+            true,
+            Duration::from_secs(60),
+        );
         let mut body = res.into_body().into_data_stream();
         let mut seen = String::new();
         while !seen.contains("tok:0:a") {

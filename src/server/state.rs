@@ -54,7 +54,7 @@ pub struct Shared {
     grace_over: watch::Sender<bool>,
     limiter: Arc<Semaphore>,
     /// Slots for tokenizing large prompts (see [`super::tokenize`]).
-    pub tokenize: super::tokenize::TokenizeLimiter,
+    pub tokenize: super::prep_pool::TokenizeLimiter,
 }
 
 /// What in-flight requests answer when the shutdown grace period runs out.
@@ -71,7 +71,7 @@ impl Deref for AppState {
 impl AppState {
     pub fn new(config: ServerConfig) -> Self {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_requests));
-        let tokenize = super::tokenize::TokenizeLimiter::new(config.max_concurrent_tokenizations);
+        let tokenize = super::prep_pool::TokenizeLimiter::new(config.max_concurrent_tokenizations);
         Self(Arc::new(Shared {
             tokenize,
             config,

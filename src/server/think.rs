@@ -7,103 +7,21 @@
 //! what to ask for and how to show the result, so `/v1/chat/completions`
 //! stays a thin route.
 
-use std::sync::Arc;
-
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::config::ServerConfig;
+use super::config::{ReasoningField, ServerConfig};
 use super::error::ApiError;
-use super::openai::{AssistantMessage, ChatChoice, Delta, Usage};
+use super::openai::{AssistantMessage, ChatChoice, Delta, ThinkFields};
 use super::state::ModelEntry;
 use super::validate::ValidChatRequest;
 use crate::chat::ChatMessage;
+use crate::engine::think::prompt::think_spec;
 use crate::engine::think::resolve::apply_to_prompt;
 use crate::engine::think::{
     budget_in_prompt, resolve, split_all, tokenizer_supports_think, ReasoningSplitter, SplitDelta,
-    ThinkConfig, ThinkPlan, ThinkRequest, ThinkSpec, ThinkTokens,
+    ThinkConfig, ThinkPlan, ThinkRequest, ThinkSpec,
 };
-use crate::engine::GenerateOutput;
 use crate::tokenizer::Tokenizer;
-
-/// Where the reasoning goes in a chat message or delta (`--reasoning-field`).
-/// `reasoning_content` is DeepSeek's and vLLM's name, `reasoning` OpenRouter's
-/// and newer vLLM's; `both` serves clients of either.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum ReasoningField {
-    #[default]
-    ReasoningContent,
-    Reasoning,
-    Both,
-}
-
-impl ReasoningField {
-    /// `(reasoning_content, reasoning)` for a message or delta.
-    pub fn place(self, text: Option<String>) -> (Option<String>, Option<String>) {
-        match self {
-            Self::ReasoningContent => (text, None),
-            Self::Reasoning => (None, text),
-            Self::Both => (text.clone(), text),
-        }
-    }
-}
-
-/// The think fields of a chat request (top level; SDKs send them with
-/// `extra_body`). Budget aliases are the names other servers use.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ThinkFields {
-    /// OpenAI's `none|minimal|low|medium|high|xhigh`.
-    pub reasoning_effort: Option<String>,
-    /// Top-level on/off switch, like `chat_template_kwargs.enable_thinking`.
-    pub thinking: Option<bool>,
-    pub thinking_budget: Option<usize>,
-    pub thinking_token_budget: Option<usize>,
-    pub reasoning_budget_tokens: Option<usize>,
-    pub max_thinking_tokens: Option<usize>,
-    pub min_thinking_tokens: Option<usize>,
-    /// Replaces the model's budget message for this request.
-    pub thinking_budget_message: Option<String>,
-}
-
-impl ThinkFields {
-    /// Budgets the request cannot use are a 400 naming the field and the
-    /// limit: reasoning tokens count toward the completion budget, so no
-    /// thinking budget (any alias) or `min_thinking_tokens` may exceed the
-    /// request's `max_tokens` (`max_param` names the field it came from)
-    /// or, without one, the server's cap. Budgets from `reasoning_effort`
-    /// are the server's own and are clamped by the engine instead, as is
-    /// any budget larger than what the context leaves after the prompt.
-    pub fn check_limits(
-        &self,
-        max_tokens: Option<usize>,
-        max_param: &str,
-        cap: usize,
-    ) -> Result<(), ApiError> {
-        let (limit, limit_name) = match max_tokens {
-            Some(m) => (m, format!("{max_param} = {m}")),
-            None => (cap, format!("the server's max_tokens cap = {cap}")),
-        };
-        for (field, v) in [
-            ("thinking_budget", self.thinking_budget),
-            ("thinking_token_budget", self.thinking_token_budget),
-            ("reasoning_budget_tokens", self.reasoning_budget_tokens),
-            ("max_thinking_tokens", self.max_thinking_tokens),
-            ("min_thinking_tokens", self.min_thinking_tokens),
-        ] {
-            if let Some(v) = v.filter(|&v| v > limit) {
-                return Err(invalid(
-                    field,
-                    format!(
-                        "{field} = {v} exceeds {limit_name}: reasoning tokens count toward the completion budget"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The resolved think mode of one chat request.
 #[derive(Debug, Clone)]
@@ -114,16 +32,6 @@ pub struct ChatThink {
     pub supported: bool,
     /// Where the reasoning goes in responses.
     pub field: ReasoningField,
-}
-
-/// The think configuration of a served model: its own `[server.think.<id>]`
-/// entry, else the `"*"` entry, else the defaults.
-pub fn model_config(cfg: &ServerConfig, model_id: &str) -> ThinkConfig {
-    cfg.think
-        .get(model_id)
-        .or_else(|| cfg.think.get("*"))
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// A 400 naming `param`.
@@ -201,7 +109,7 @@ pub fn prepare(
     model_id: &str,
     tok: &Tokenizer,
 ) -> Result<ChatThink, ApiError> {
-    let cfg = model_config(server, model_id);
+    let cfg = server.think_config(model_id);
     let enable = one_of(&[
         (
             "chat_template_kwargs.enable_thinking",
@@ -266,28 +174,8 @@ impl ChatThink {
 
     /// What the engine enforces per rollout; `None` when not thinking.
     pub fn spec(&self, tok: &Tokenizer) -> Result<Option<ThinkSpec>, ApiError> {
-        if !(self.supported && self.plan.enabled) {
-            return Ok(None);
-        }
-        let continuation = if self.cfg.continuation.is_empty() {
-            ThinkConfig::default().continuation
-        } else {
-            self.cfg.continuation.clone()
-        };
-        let tokens = ThinkTokens::encode(
-            tok,
-            &self.cfg.end_tag,
-            &self.plan.budget_message,
-            &continuation,
-        )
-        .map_err(|e| ApiError::Internal(format!("encoding the think texts: {e}")))?;
-        Ok(Some(ThinkSpec {
-            tokens: Arc::new(tokens),
-            thinking: true,
-            thinking_budget: self.plan.budget,
-            min_thinking_tokens: self.plan.min_thinking_tokens,
-            answer_reserve: self.cfg.answer_reserve,
-        }))
+        think_spec(&self.plan, &self.cfg, self.supported, tok)
+            .map_err(|e| ApiError::Internal(format!("encoding the think texts: {e}")))
     }
 
     /// Whether the output starts inside the think block.
@@ -348,16 +236,26 @@ impl ChatThink {
     }
 }
 
-/// `usage` of a finished request, reasoning tokens summed over every rollout.
-pub fn usage(out: &GenerateOutput) -> Usage {
-    let mut u = Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens);
-    u.completion_tokens_details.reasoning_tokens = out.reasoning_tokens;
-    u
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request-level budget checks (`validate::check_think_limits`).
+    trait Limits {
+        fn check_limits(&self, max: Option<usize>, param: &str, cap: usize)
+            -> Result<(), ApiError>;
+    }
+
+    impl Limits for ThinkFields {
+        fn check_limits(
+            &self,
+            max: Option<usize>,
+            param: &str,
+            cap: usize,
+        ) -> Result<(), ApiError> {
+            crate::server::validate::check_think_limits(self, max, param, cap)
+        }
+    }
 
     #[test]
     fn alias_fields_agree_or_name_both() {
@@ -390,9 +288,9 @@ mod tests {
         .expect("parse");
         let cfg = s.resolve().expect("resolve");
         assert_eq!(cfg.reasoning_field, ReasoningField::Both);
-        let qwen = model_config(&cfg, "qwen");
+        let qwen = cfg.think_config("qwen");
         assert_eq!((qwen.supported, qwen.answer_reserve), (Some(false), 8));
-        assert_eq!(model_config(&cfg, "other"), ThinkConfig::default());
+        assert_eq!(cfg.think_config("other"), ThinkConfig::default());
     }
 
     #[test]

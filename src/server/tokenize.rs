@@ -13,8 +13,7 @@
 //! [`release_after_large_bodies`]), since the serving allocator tuning
 //! otherwise keeps it mapped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
@@ -22,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::error::ApiError;
+use super::prep_pool::Job;
 use super::state::AppState;
 use crate::chat::PromptError;
 use crate::tokenizer::Tokenizer;
@@ -31,79 +31,6 @@ pub const LARGE_INPUT_BYTES: usize = 64 << 10;
 
 /// Requests with a body above this many bytes trim the heap afterwards.
 pub const TRIM_AFTER_BYTES: usize = 1 << 20;
-
-/// A large input's preparation, run on a `quorum-prep` thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The threads that prepare large inputs, and the trim state.
-///
-/// Large inputs are parsed, rendered and tokenized on their own threads —
-/// `max_concurrent_tokenizations` of them, taking jobs in FIFO order — at
-/// a lower CPU priority (nice +10 on Linux), so when cores are short the
-/// engine and small requests win them. At most [`QUEUE_PER_SLOT`] jobs per
-/// thread may wait (each holds its request body); more are refused with
-/// 429 at once.
-#[derive(Debug)]
-pub struct TokenizeLimiter {
-    /// Dropped with the state: the threads then exit.
-    jobs: std::sync::mpsc::Sender<Job>,
-    queue_cap: usize,
-    trim_running: AtomicBool,
-    trim_again: AtomicBool,
-}
-
-/// Waiting large inputs allowed per preparation thread.
-pub const QUEUE_PER_SLOT: usize = 16;
-
-/// CPU priority of the preparation threads (higher is lower priority).
-const PREP_NICE: i32 = 10;
-
-impl TokenizeLimiter {
-    pub fn new(slots: usize) -> Self {
-        let slots = slots.max(1);
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..slots {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("quorum-prep-{i}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        // One thread waits on the queue at a time.
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not start a prompt-preparation thread");
-            }
-        }
-        Self {
-            jobs: tx,
-            queue_cap: slots * QUEUE_PER_SLOT,
-            trim_running: AtomicBool::new(false),
-            trim_again: AtomicBool::new(false),
-        }
-    }
-}
-
-/// Lowers the calling thread's CPU priority (Linux: nice is per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority only read/change this thread's
-    // scheduling priority; failure leaves it unchanged.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, PREP_NICE);
-    }
-}
 
 /// Runs `f` (parsing / rendering / tokenizing an input of `input_bytes`
 /// bytes) off the async workers: small inputs on the blocking pool, large
@@ -151,6 +78,19 @@ where
     }
     rx.await
         .map_err(|_| ApiError::Internal("prompt preparation failed".into()))?
+}
+
+/// Runs `f` on the blocking pool (small work: tokenizing a reward-model
+/// pair, a prompt known to be short): a long tokenization must not stall
+/// the async workers that serve other connections.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
 }
 
 /// 400 `context_length_exceeded` for a prompt of at least `at_least` tokens.

@@ -8,7 +8,10 @@ use serde_json::{Map, Value};
 use super::config::ServerConfig;
 use super::error::ApiError;
 use super::openai::request::{Stop, WireMessage};
-use super::openai::{ChatCompletionRequest, CompletionRequest, SamplingFields, VendorFields};
+use super::openai::{
+    ChatCompletionRequest, CompletionRequest, SamplingFields, SelectionOptions, ThinkFields,
+    VendorFields,
+};
 use crate::chat::ChatMessage;
 use crate::engine::sampler::SamplingError;
 use crate::engine::SamplingParams;
@@ -30,9 +33,9 @@ pub struct ValidRequest {
     pub user: Option<String>,
     /// Think mode the engine enforces (set by the chat route).
     pub think: Option<crate::engine::think::ThinkSpec>,
-    /// Raw `selection` (the request's, else the model's configured default);
-    /// parsed by [`super::selection::plan`].
-    pub selection: Option<Value>,
+    /// `selection` (the request's, else the model's configured default),
+    /// parsed; [`super::selection::plan`] decides whether it runs.
+    pub selection: Option<SelectionOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +45,7 @@ pub struct ValidChatRequest {
     /// Chat template kwargs (`chat_template_kwargs`).
     pub kwargs: Map<String, Value>,
     /// Think-mode fields, resolved once the model is known (`server::think`).
-    pub think: super::think::ThinkFields,
+    pub think: ThinkFields,
 }
 
 /// A completions prompt: text to tokenize, or ids as given.
@@ -110,7 +113,7 @@ pub fn chat(req: ChatCompletionRequest, cfg: &ServerConfig) -> Result<ValidChatR
         None,
         cfg,
     )?;
-    think.check_limits(max_tokens, param, cfg.max_tokens)?;
+    check_think_limits(&think, max_tokens, param, cfg.max_tokens)?;
     let mut kwargs = vendor.chat_template_kwargs.unwrap_or_default();
     if let Some(tools) = req.tools.filter(|t| !t.is_null()) {
         kwargs.entry("tools").or_insert(tools);
@@ -303,7 +306,15 @@ fn common(
             ),
         ));
     }
-    super::selection::options::check_warmup(v.selection.as_ref(), rollouts)?;
+    let own_selection = match v.selection.as_ref().filter(|s| !s.is_null()) {
+        Some(s) => {
+            let o =
+                SelectionOptions::parse(s).map_err(|e| ApiError::invalid(e.param, e.message))?;
+            check_warmup(&o, rollouts)?;
+            Some(o)
+        }
+        None => None,
+    };
     if let Some(m) = max_tokens {
         if m == 0 || m > cfg.max_tokens {
             return Err(ApiError::invalid(
@@ -354,13 +365,68 @@ fn common(
         include_usage: stream && s.stream_options.as_ref().is_some_and(|o| o.include_usage),
         user: s.user.clone(),
         think: None,
-        selection: v
-            .selection
-            .clone()
-            .filter(|s| !s.is_null())
-            .or_else(|| cfg.default_selection(&model)),
+        selection: match own_selection {
+            Some(o) => Some(o),
+            // Checked at start-up (`config::check_defaults`).
+            None => cfg
+                .default_selection(&model)
+                .map(|d| SelectionOptions::parse(&d))
+                .transpose()
+                .map_err(|e| ApiError::invalid(e.param, e.message))?,
+        },
         model,
     })
+}
+
+/// Budgets the request cannot use are a 400 naming the field and the
+/// limit: reasoning tokens count toward the completion budget, so no
+/// thinking budget (any alias) or `min_thinking_tokens` may exceed the
+/// request's `max_tokens` (`max_param` names the field it came from)
+/// or, without one, the server's cap. Budgets from `reasoning_effort`
+/// are the server's own and are clamped by the engine instead, as is
+/// any budget larger than what the context leaves after the prompt.
+pub fn check_think_limits(
+    t: &ThinkFields,
+    max_tokens: Option<usize>,
+    max_param: &str,
+    cap: usize,
+) -> Result<(), ApiError> {
+    let (limit, limit_name) = match max_tokens {
+        Some(m) => (m, format!("{max_param} = {m}")),
+        None => (cap, format!("the server's max_tokens cap = {cap}")),
+    };
+    for (field, v) in [
+        ("thinking_budget", t.thinking_budget),
+        ("thinking_token_budget", t.thinking_token_budget),
+        ("reasoning_budget_tokens", t.reasoning_budget_tokens),
+        ("max_thinking_tokens", t.max_thinking_tokens),
+        ("min_thinking_tokens", t.min_thinking_tokens),
+    ] {
+        if let Some(v) = v.filter(|&v| v > limit) {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "{field} = {v} exceeds {limit_name}: reasoning tokens count toward the completion budget"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A request's own `selection.warmup` must leave rollouts to stop: the
+/// first `warmup` finished rollouts set the confidence threshold for the
+/// rest. (A configured default's warmup is clamped to `rollouts - 1`.)
+fn check_warmup(selection: &SelectionOptions, rollouts: usize) -> Result<(), ApiError> {
+    match selection.warmup {
+        Some(w) if w >= rollouts => Err(ApiError::invalid(
+            "selection.warmup",
+            format!(
+                "selection.warmup must be below rollouts ({rollouts}): the first warmup finished rollouts set the threshold for the others, got {w}"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `stop` as a list, within the configured count and per-string byte limits

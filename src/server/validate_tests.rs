@@ -1,5 +1,5 @@
 use super::*;
-use crate::server::extract::JsonBody;
+use crate::server::openai::decode::JsonBody;
 
 fn chat_req(body: &str) -> Result<ValidChatRequest, ApiError> {
     chat(

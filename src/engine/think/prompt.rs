@@ -234,7 +234,7 @@ mod tests {
         cfg: &ThinkConfig,
     ) -> (Vec<u32>, Option<ThinkSpec>) {
         let (tok, template) = qwen3();
-        let fields = crate::server::think::ThinkFields {
+        let fields = crate::server::openai::ThinkFields {
             reasoning_effort: opts.reasoning_effort.clone(),
             thinking_budget: opts.thinking_budget,
             min_thinking_tokens: opts.min_thinking_tokens,

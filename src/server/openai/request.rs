@@ -13,8 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::server::error::ApiError;
-use crate::server::extract::{parse, parse_part, JsonBody};
+use super::decode::{parse, parse_part, DecodeError, JsonBody};
 
 /// `POST /v1/chat/completions`.
 #[derive(Debug, Clone)]
@@ -23,11 +22,11 @@ pub struct ChatCompletionRequest {
     pub sampling: SamplingFields,
     pub vendor: VendorFields,
     /// Think mode: `reasoning_effort`, `thinking_budget` and friends.
-    pub think: crate::server::think::ThinkFields,
+    pub think: ThinkFields,
 }
 
 impl JsonBody for ChatCompletionRequest {
-    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         let v: Value = parse(bytes)?;
         Ok(Self {
             chat: parse_part(&v)?,
@@ -89,7 +88,7 @@ pub struct CompletionRequest {
 }
 
 impl JsonBody for CompletionRequest {
-    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         let v: Value = parse(bytes)?;
         Ok(Self {
             completion: parse_part(&v)?,
@@ -169,20 +168,38 @@ pub struct VendorFields {
     /// Extra variables for the chat template (`enable_thinking`, `tools`, ...).
     pub chat_template_kwargs: Option<Map<String, Value>>,
     /// Think mode on/off and the thinking budget: typed and acted on in
-    /// `server::think::ThinkFields` (chat only); kept here untyped so the
+    /// [`ThinkFields`] (chat only); kept here untyped so the
     /// completions endpoint accepts and ignores them.
     pub thinking: Option<Value>,
     pub thinking_budget: Option<Value>,
     /// How the returned answer is picked among rollouts:
     /// `{"strategy": "majority", "early_stop": true, "extract": "math", ...}`
-    /// (parsed and checked by `server::selection::options`).
+    /// (parsed and checked by [`super::selection`]).
     pub selection: Option<Value>,
+}
+
+/// The think fields of a chat request (top level; SDKs send them with
+/// `extra_body`). Budget aliases are the names other servers use; they are
+/// reconciled and checked by `server::validate` and `server::think`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ThinkFields {
+    /// OpenAI's `none|minimal|low|medium|high|xhigh`.
+    pub reasoning_effort: Option<String>,
+    /// Top-level on/off switch, like `chat_template_kwargs.enable_thinking`.
+    pub thinking: Option<bool>,
+    pub thinking_budget: Option<usize>,
+    pub thinking_token_budget: Option<usize>,
+    pub reasoning_budget_tokens: Option<usize>,
+    pub max_thinking_tokens: Option<usize>,
+    pub min_thinking_tokens: Option<usize>,
+    /// Replaces the model's budget message for this request.
+    pub thinking_budget_message: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn parse<T: JsonBody>(b: &[u8]) -> Result<T, ApiError> {
+    fn parse<T: JsonBody>(b: &[u8]) -> Result<T, DecodeError> {
         T::from_json(b)
     }
 
@@ -206,19 +223,14 @@ mod tests {
             br#"{"model": "m", "messages": [], "temperature": "hot"}"#,
         )
         .unwrap_err();
-        assert!(
-            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "temperature"),
-            "{e}"
-        );
+        assert_eq!(e.param.as_deref(), Some("temperature"), "{e}");
         let e = parse::<ChatCompletionRequest>(br#"{"model": "m", "messages": "hi"}"#).unwrap_err();
-        assert!(
-            matches!(&e, ApiError::InvalidRequest { param: Some(p), .. } if p == "messages"),
-            "{e}"
-        );
+        assert_eq!(e.param.as_deref(), Some("messages"), "{e}");
         let e = parse::<ChatCompletionRequest>(br#"{"messages": []}"#).unwrap_err();
         assert!(e.to_string().contains("model"), "{e}");
         let e = parse::<CompletionRequest>(br#"[1]"#).unwrap_err();
-        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(e.param, None);
+        assert!(e.message.contains("JSON object"), "{e}");
     }
 
     #[test]

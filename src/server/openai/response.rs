@@ -1,10 +1,29 @@
 //! Response bodies and stream chunks, in OpenAI's shapes (field names and
 //! nesting exactly as the SDKs deserialize them).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde::Serialize;
+
+use super::quorum::QuorumReport;
 
 /// `usage`, summed over every rollout actually decoded (not only the `n`
 /// returned): the client pays for the work.
+/// `system_fingerprint` of every response: the server build.
+pub const FINGERPRINT: &str = concat!("quorum-", env!("CARGO_PKG_VERSION"));
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh response id with an OpenAI-style prefix.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:032x}", rand::random::<u128>())
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: usize,
@@ -48,6 +67,9 @@ pub struct ChatCompletion {
     pub system_fingerprint: &'static str,
     pub choices: Vec<ChatChoice>,
     pub usage: Usage,
+    /// Answer selection's report (only with selection on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +126,9 @@ pub struct ChatChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Answer selection's report (only with selection on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,6 +163,9 @@ pub struct Completion {
     pub choices: Vec<CompletionChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Answer selection's report (only with selection on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 use crate::chat::{prompt, ChatMessage, ChatTemplate, SpecialTokenPolicy};
 use crate::engine::sequence::TokenLogprob;
@@ -12,18 +13,21 @@ use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::generate::{
-    collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord, FINGERPRINT,
+    self, collect, collect_selected, finish_reason, usage, RequestRecord,
 };
 use crate::server::openai::*;
-use crate::server::selection::{self, QuorumWriter};
-use crate::server::sse::{self, ChunkWriter};
+use crate::server::selection;
+use crate::server::sse::{self, ChunkWriter, Source};
 use crate::server::state::AppState;
 use crate::server::think::{self, ChatThink};
 use crate::server::tokenize;
 use crate::server::tokens::chat_logprob;
-use crate::server::validate;
+use crate::server::validate::{self, ValidRequest};
 use crate::tokenizer::Tokenizer;
 
+/// The whole request path, in order: validate → model, think mode and
+/// selection plan → admission → prompt (off the async workers) → engine →
+/// response (JSON or SSE), with answer selection when the plan says so.
 pub async fn chat_completions(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
@@ -31,14 +35,14 @@ pub async fn chat_completions(
     let mut req = validate::chat(body, &state.config)?;
     let entry = state.model(&req.common.model)?;
     let think = Arc::new(think::prepare_chat(&mut req, &state.config, &entry)?);
-    let plan = selection::plan(&state, &entry, &req.common, &req.messages)?;
+    let plan = selection::plan(&entry, &req.common, &req.messages, &state.config)?;
     let context = entry.engine.info().context_length;
     let input_bytes = content_bytes(&req.messages);
     tokenize::check_size(&entry.tokenizer, input_bytes, context)?;
     let permit = state.admit()?;
     let id = new_id("chatcmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "chat", &req.common);
-    let mut common = req.common;
+    let common = req.common;
     let (template, tok) = (entry.template.clone(), entry.tokenizer.clone());
     let (messages, kwargs) = (req.messages, req.kwargs);
     let policy = state.config.special_token_policy(&common.model);
@@ -55,10 +59,8 @@ pub async fn chat_completions(
     .await;
     let cancel = plan.as_ref().map(|p| p.cancel.clone());
     let submitted =
-        prompt.and_then(|ids| submit_cancellable(&state, &entry, &id, ids, &mut common, cancel));
-    let rx = record.check(submitted)?;
-    // With selection on, a driver ranks the rollouts and replays the best `n`.
-    let (rx, quorum) = selection::run::start(plan, rx, common.params.max_tokens.unwrap_or(0));
+        prompt.and_then(|ids| generate::submit(&state, &entry, &id, ids, &common, cancel));
+    let gen = record.check(submitted)?;
     let created = now_secs();
     if common.stream {
         let writer = ChatWriter {
@@ -71,27 +73,29 @@ pub async fn chat_completions(
             splitters: (0..common.n).map(|_| think.splitter()).collect(),
             think,
         };
+        let source = match plan {
+            Some(plan) => Source::Selection(Box::new((plan, gen))),
+            None => Source::Live(gen.events),
+        };
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
-            rx,
-            QuorumWriter::new(writer, quorum, common.n),
+            source,
+            writer,
             record,
             common.include_usage,
             keepalive,
         ));
     }
-    let out = collect(rx, &mut record).await?;
-    let mut body = response(
-        id,
-        created,
-        &common.model,
-        common.n,
-        common.params.logprobs,
-        &entry.tokenizer,
-        out,
-    );
+    let (out, quorum) = match plan {
+        Some(plan) => {
+            let sel = collect_selected(plan, gen, &mut record).await?;
+            (sel.output, Some(sel.report))
+        }
+        None => (collect(gen.events, &mut record).await?, None),
+    };
+    let mut body = response(id, created, &common, &entry.tokenizer, out, quorum);
     think.split_choices(&mut body.choices);
-    Ok(selection::report::json_with_quorum(&body, &quorum))
+    Ok(Json(body).into_response())
 }
 
 /// Bytes of text the client sent in `messages` (what bounds the prompt).
@@ -134,12 +138,12 @@ impl Prompt<'_> {
 fn response(
     id: String,
     created: u64,
-    model: &str,
-    n: usize,
-    logprobs: bool,
+    req: &ValidRequest,
     tok: &Tokenizer,
     out: GenerateOutput,
+    quorum: Option<QuorumReport>,
 ) -> ChatCompletion {
+    let (n, logprobs) = (req.n, req.params.logprobs);
     let mut rollouts: Vec<_> = out.rollouts.iter().filter(|r| r.index < n).collect();
     rollouts.sort_by_key(|r| r.index);
     let choices = rollouts
@@ -161,10 +165,11 @@ fn response(
         id,
         object: "chat.completion",
         created,
-        model: model.to_string(),
+        model: req.model.clone(),
         system_fingerprint: FINGERPRINT,
         choices,
-        usage: think::usage(&out),
+        usage: usage(&out),
+        quorum,
     }
 }
 
@@ -183,7 +188,12 @@ struct ChatWriter {
 }
 
 impl ChatWriter {
-    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> String {
+    fn chunk(
+        &self,
+        choices: Vec<ChunkChoice>,
+        usage: Option<Usage>,
+        quorum: Option<QuorumReport>,
+    ) -> String {
         serde_json::to_string(&ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk",
@@ -192,6 +202,7 @@ impl ChatWriter {
             system_fingerprint: FINGERPRINT,
             choices,
             usage,
+            quorum,
         })
         .unwrap_or_default()
     }
@@ -213,6 +224,7 @@ impl ChunkWriter for ChatWriter {
                         logprobs: None,
                         finish_reason: None,
                     }],
+                    None,
                     None,
                 )
             })
@@ -243,10 +255,16 @@ impl ChunkWriter for ChatWriter {
                 finish_reason: None,
             }],
             None,
+            None,
         ))
     }
 
-    fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String> {
+    fn finish(
+        &mut self,
+        rollout: usize,
+        reason: FinishReason,
+        quorum: Option<QuorumReport>,
+    ) -> Option<String> {
         // Text held back for a possible tag is released with the finish.
         let rest = self.splitters.get_mut(rollout).map(|s| s.finish());
         let delta = rest.and_then(|d| self.think.delta(d)).unwrap_or_default();
@@ -259,11 +277,12 @@ impl ChunkWriter for ChatWriter {
                     finish_reason: Some(finish_reason(reason)),
                 }],
                 None,
+                quorum,
             )
         })
     }
 
     fn usage(&mut self, usage: Usage) -> String {
-        self.chunk(Vec::new(), Some(usage))
+        self.chunk(Vec::new(), Some(usage), None)
     }
 }

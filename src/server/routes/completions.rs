@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde_json::{Map, Value};
 
 use crate::chat::ChatMessage;
@@ -20,18 +21,19 @@ use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::best_of;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::generate::{
-    collect, finish_reason, new_id, now_secs, submit_cancellable, RequestRecord, FINGERPRINT,
-};
+use crate::server::generate::{self, collect, collect_selected, finish_reason, RequestRecord};
 use crate::server::openai::*;
-use crate::server::selection::{self, QuorumWriter};
-use crate::server::sse::{self, ChunkWriter};
+use crate::server::selection;
+use crate::server::sse::{self, ChunkWriter, Source};
 use crate::server::state::AppState;
 use crate::server::tokenize;
 use crate::server::tokens::token_text;
 use crate::server::validate::{self, PromptInput};
 use crate::tokenizer::Tokenizer;
 
+/// The request path, in order: validate → model and selection plan (or
+/// `best_of` ranking) → admission → prompt ids (off the async workers) →
+/// engine → response (JSON or SSE).
 pub async fn completions(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CompletionRequest>,
@@ -42,7 +44,7 @@ pub async fn completions(
     // validator keeps `selection` only when it was asked for explicitly).
     let mut plan = match req.rank_by_logprob {
         true => None,
-        false => selection::plan(&state, &entry, &req.common, &[])?,
+        false => selection::plan(&entry, &req.common, &[], &state.config)?,
     };
     let context = entry.engine.info().context_length;
     let input_bytes = match &req.prompt {
@@ -53,7 +55,7 @@ pub async fn completions(
     let permit = state.admit()?;
     let id = new_id("cmpl");
     let mut record = RequestRecord::new(&state, permit, id.clone(), "completions", &req.common);
-    let mut common = req.common;
+    let common = req.common;
     let tok = entry.tokenizer.clone();
     let (prompt, echo) = (req.prompt, req.echo);
     let prepared = tokenize::prepare(&state, input_bytes, move || {
@@ -70,17 +72,18 @@ pub async fn completions(
     })
     .await;
     let (ids, prompt_text) = record.check(prepared)?;
-    if let Some((_, conversation)) = plan.as_mut().and_then(|p| p.reward.as_mut()) {
-        *conversation = vec![ChatMessage::user(&prompt_text)];
+    if let Some(p) = plan.as_mut() {
+        // The reward model scores each completion as the answer to the
+        // prompt taken as one user message.
+        p.conversation = vec![ChatMessage::user(&prompt_text)];
     }
     let echo = echo.then(|| Echo {
         text: prompt_text,
         ids: ids.clone(),
     });
     let cancel = plan.as_ref().map(|p| p.cancel.clone());
-    let submitted = submit_cancellable(&state, &entry, &id, ids, &mut common, cancel);
-    let rx = record.check(submitted)?;
-    let (rx, quorum) = selection::run::start(plan, rx, common.params.max_tokens.unwrap_or(0));
+    let submitted = generate::submit(&state, &entry, &id, ids, &common, cancel);
+    let gen = record.check(submitted)?;
     let writer = CompletionWriter {
         id,
         created: now_secs(),
@@ -92,23 +95,30 @@ pub async fn completions(
         offsets: vec![0; common.n],
     };
     if common.stream {
+        let source = match plan {
+            Some(plan) => Source::Selection(Box::new((plan, gen))),
+            None => Source::Live(gen.events),
+        };
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
-            rx,
-            QuorumWriter::new(writer, quorum, common.n),
+            source,
+            writer,
             record,
             common.include_usage,
             keepalive,
         ));
     }
-    let mut out = collect(rx, &mut record).await?;
+    let (mut out, quorum) = match plan {
+        Some(plan) => {
+            let sel = collect_selected(plan, gen, &mut record).await?;
+            (sel.output, Some(sel.report))
+        }
+        None => (collect(gen.events, &mut record).await?, None),
+    };
     if req.rank_by_logprob {
         out = best_of::rank(out, common.n);
     }
-    Ok(selection::report::json_with_quorum(
-        &writer.response(out),
-        &quorum,
-    ))
+    Ok(Json(writer.response(out, quorum)).into_response())
 }
 
 /// The prompt to prepend (`echo`).
@@ -130,7 +140,12 @@ struct CompletionWriter {
 }
 
 impl CompletionWriter {
-    fn body(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
+    fn body(
+        &self,
+        choices: Vec<CompletionChoice>,
+        usage: Option<Usage>,
+        quorum: Option<QuorumReport>,
+    ) -> Completion {
         Completion {
             id: self.id.clone(),
             object: "text_completion",
@@ -139,11 +154,18 @@ impl CompletionWriter {
             system_fingerprint: FINGERPRINT,
             choices,
             usage,
+            quorum,
         }
     }
 
-    fn chunk(&self, choice: Option<CompletionChoice>, usage: Option<Usage>) -> String {
-        serde_json::to_string(&self.body(choice.into_iter().collect(), usage)).unwrap_or_default()
+    fn chunk(
+        &self,
+        choice: Option<CompletionChoice>,
+        usage: Option<Usage>,
+        quorum: Option<QuorumReport>,
+    ) -> String {
+        serde_json::to_string(&self.body(choice.into_iter().collect(), usage, quorum))
+            .unwrap_or_default()
     }
 
     /// Appends legacy logprob entries for `lps`, advancing `offset`.
@@ -177,7 +199,7 @@ impl CompletionWriter {
         out
     }
 
-    fn response(&self, out: GenerateOutput) -> Completion {
+    fn response(&self, out: GenerateOutput, quorum: Option<QuorumReport>) -> Completion {
         let mut rollouts: Vec<_> = out.rollouts.iter().filter(|r| r.index < self.n).collect();
         rollouts.sort_by_key(|r| r.index);
         let prefix = self.echo.as_ref().map_or("", |e| e.text.as_str());
@@ -199,7 +221,7 @@ impl CompletionWriter {
             })
             .collect();
         let usage = Usage::new(out.prompt_tokens, out.completion_tokens, out.cached_tokens);
-        self.body(choices, Some(usage))
+        self.body(choices, Some(usage), quorum)
     }
 }
 
@@ -220,7 +242,7 @@ impl ChunkWriter for CompletionWriter {
                     logprobs,
                     finish_reason: None,
                 };
-                self.chunk(Some(choice), None)
+                self.chunk(Some(choice), None, None)
             })
             .collect()
     }
@@ -242,10 +264,15 @@ impl ChunkWriter for CompletionWriter {
             logprobs,
             finish_reason: None,
         };
-        Some(self.chunk(Some(choice), None))
+        Some(self.chunk(Some(choice), None, None))
     }
 
-    fn finish(&mut self, rollout: usize, reason: FinishReason) -> Option<String> {
+    fn finish(
+        &mut self,
+        rollout: usize,
+        reason: FinishReason,
+        quorum: Option<QuorumReport>,
+    ) -> Option<String> {
         (rollout < self.n).then(|| {
             let choice = CompletionChoice {
                 index: rollout,
@@ -253,12 +280,12 @@ impl ChunkWriter for CompletionWriter {
                 logprobs: None,
                 finish_reason: Some(finish_reason(reason)),
             };
-            self.chunk(Some(choice), None)
+            self.chunk(Some(choice), None, quorum)
         })
     }
 
     fn usage(&mut self, usage: Usage) -> String {
-        self.chunk(None, Some(usage))
+        self.chunk(None, Some(usage), None)
     }
 }
 

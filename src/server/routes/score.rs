@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatMessage;
 use crate::server::error::ApiError;
-use crate::server::extract::{parse, ApiJson, JsonBody};
-use crate::server::generate::new_id;
+use crate::server::extract::ApiJson;
+use crate::server::openai::decode::{parse, DecodeError, JsonBody};
+use crate::server::openai::new_id;
 use crate::server::openai::request::WireMessage;
 use crate::server::openai::Usage;
 use crate::server::reward::RewardClient;
@@ -38,7 +39,7 @@ pub struct ScoreRequest {
 }
 
 impl JsonBody for ScoreRequest {
-    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         parse(bytes)
     }
 }
@@ -74,7 +75,7 @@ pub async fn score(
         ));
     }
     let entry = state.model(&req.model)?;
-    let Some(rm) = RewardClient::of(&entry) else {
+    let Some(rm) = RewardClient::of(&entry, state.config.retry_after_secs) else {
         return Err(ApiError::invalid(
             "model",
             format!(
@@ -87,7 +88,7 @@ pub async fn score(
     let job = rm
         .encode(&new_id("score"), conversation, req.completions)
         .await?;
-    let out = rm.score(job, state.config.retry_after_secs).await?;
+    let out = rm.score(job).await?;
     let data = out
         .scores
         .into_iter()

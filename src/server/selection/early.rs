@@ -20,12 +20,13 @@
 //! avoided; rollouts that would have hit EOS sooner save less).
 
 use quorum_scoring::{
-    extract, majority_decided, select::lowest_group_confidence, ExtractConfig, SelectionConfig,
+    after_think, extract, majority_decided, select::lowest_group_confidence, ExtractConfig,
+    RolloutSummary, SelectionConfig,
 };
 
-use super::options::SelectionOptions;
 use crate::engine::sequence::TokenLogprob;
 use crate::engine::{CancelSet, EngineEvent, FinishReason, RolloutOutput};
+use crate::server::openai::SelectionOptions;
 
 /// What the driver keeps of one rollout while it runs.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +76,36 @@ pub fn answer(text: &str, finish: FinishReason, cfg: Option<&ExtractConfig>) -> 
     let mut cfg = cfg.cloned().unwrap_or(default);
     cfg.after_think = true;
     extract(text, &cfg).map(|e| e.answer)
+}
+
+/// What a selector sees of finished rollouts (`outs` in rollout-index
+/// order, `traces` by rollout index): the text after the think block, the
+/// extracted answer (empty = abstain: a stopped rollout has no answer), the
+/// token log-probs. The server's selection and `quorum bench selection`
+/// both build them here.
+pub fn summaries(
+    outs: &[RolloutOutput],
+    traces: &[Trace],
+    extract: Option<&ExtractConfig>,
+) -> Vec<RolloutSummary> {
+    outs.iter()
+        .map(|o| RolloutSummary {
+            index: o.index,
+            text: after_think(&o.text).to_string(),
+            answer: Some(match o.finish_reason {
+                FinishReason::Cancelled => String::new(),
+                r => answer(&o.text, r, extract).unwrap_or_default(),
+            }),
+            mean_logprob: o.mean_logprob,
+            token_logprobs: traces
+                .get(o.index)
+                .map(|t| t.logprobs.clone())
+                .unwrap_or_default(),
+            score: None,
+            finish_reason: o.finish_reason.as_str().to_string(),
+            tokens: o.token_ids.len(),
+        })
+        .collect()
 }
 
 enum Policy {

@@ -1,25 +1,25 @@
 //! Answer selection on the serving side (vendor fields `rollouts` and
 //! `selection`): draw `rollouts` samples, rank them with a
 //! [`quorum_scoring::Selector`], return the best `n` as `choices` and report
-//! every rollout in a top-level `quorum` object.
+//! every rollout in the top-level `quorum` object.
 //!
-//! The request path stays the plain one (validate → template → engine); this
-//! module sits between the engine's event stream and the response writers:
-//! [`run::start`] consumes the engine events (stopping rollouts early through
-//! a [`CancelSet`] when the vote is decided), scores with the reward model
-//! when the strategy needs it (one score job on the same engine, see
-//! [`super::reward`]), selects, and then *replays* the chosen
-//! rollouts' token events, re-indexed in ranking order, on a fresh stream.
-//! Both response paths (JSON and SSE) read that stream exactly as they read
-//! the engine's, so the chat writers need no selection logic of their own.
+//! The request path stays the plain one (validate → template → engine); with
+//! selection on, [`plan`] turns the validated request into a [`Plan`] (an
+//! explicit value: selector, per-rollout cancel flags, reward model), the
+//! route submits with the plan's cancel set, and [`run::run`] consumes the
+//! engine's events (stopping rollouts early through the [`CancelSet`] when
+//! the vote is decided), scores with the reward model when the strategy
+//! needs it (one score job on the same engine, see [`super::reward`]),
+//! selects, and returns a [`run::Selected`]: the chosen rollouts in ranking
+//! order, their streamed pieces, and the `quorum` report. The response
+//! writers turn that value into the JSON body or the SSE chunks.
 //!
-//! Layout: [`options`] (the `selection` field and per-model defaults),
-//! [`run`] (the driver), [`early`] (adaptive stopping), [`report`] (the
-//! `quorum` object and where it rides), [`metrics`].
+//! Layout: [`run`] (consume, score, select), [`early`] (adaptive stopping
+//! and the rollout summaries), [`report`] (the `quorum` object). The
+//! `selection` field itself is parsed with the wire types
+//! ([`crate::server::openai::selection`]).
 
 pub mod early;
-pub mod metrics;
-pub mod options;
 pub mod report;
 pub mod run;
 
@@ -27,28 +27,30 @@ use std::sync::Arc;
 
 use quorum_scoring::{SelectionConfig, Selector, WeightSource};
 
+use super::config::ServerConfig;
 use super::error::ApiError;
 use super::reward::RewardClient;
-use super::state::{AppState, ModelEntry};
+use super::state::ModelEntry;
 use super::validate::ValidRequest;
 use crate::chat::ChatMessage;
 use crate::engine::CancelSet;
+use crate::server::openai::SelectionOptions;
 
-pub use metrics::SelectionMetrics;
-pub use options::{ModelDefaults, SelectionOptions};
-pub use report::{QuorumSlot, QuorumWriter};
+pub use run::Selected;
 
-/// Everything the driver needs for one request with selection on.
+/// Everything selection needs for one request.
 pub struct Plan {
     pub options: SelectionOptions,
     pub selector: Box<dyn Selector>,
     /// Per-rollout cancellation shared with the engine (early stop).
     pub cancel: Arc<CancelSet>,
-    /// The reward model and the conversation it scores completions against.
-    pub reward: Option<(RewardClient, Vec<ChatMessage>)>,
+    /// The reward model, for strategies that read scores.
+    pub reward: Option<RewardClient>,
+    /// The conversation the reward model scores completions against (a
+    /// completions prompt: one user message, set once it is tokenized).
+    pub conversation: Vec<ChatMessage>,
     pub rollouts: usize,
     pub n: usize,
-    pub state: AppState,
 }
 
 /// Whether `cfg` reads reward-model scores.
@@ -62,23 +64,20 @@ pub fn needs_reward(cfg: &SelectionConfig) -> bool {
     )
 }
 
-/// The selection plan of a validated chat request, or `None` for plain
-/// sampling. Selection is on when `selection` is given (by the request or
-/// the model's configured default) or when more rollouts are drawn than
-/// choices returned; without it the `n` rollouts stream token by token.
+/// The selection plan of a validated request, or `None` for plain sampling.
+/// Selection is on when `selection` is given (by the request or the model's
+/// configured default) or when more rollouts are drawn than choices
+/// returned; without it the `n` rollouts stream token by token.
 pub fn plan(
-    state: &AppState,
     entry: &ModelEntry,
     req: &ValidRequest,
     conversation: &[ChatMessage],
+    config: &ServerConfig,
 ) -> Result<Option<Plan>, ApiError> {
     if req.selection.is_none() && req.rollouts <= req.n {
         return Ok(None);
     }
-    let options = match &req.selection {
-        Some(v) => SelectionOptions::parse(v).map_err(|e| ApiError::invalid(e.param, e.message))?,
-        None => SelectionOptions::default(),
-    };
+    let options = req.selection.clone().unwrap_or_default();
     if options.config == SelectionConfig::First && req.rollouts <= req.n {
         // Nothing to rank: keep true token streaming.
         return Ok(None);
@@ -88,7 +87,7 @@ pub fn plan(
         .build()
         .map_err(|e| ApiError::invalid("selection", e.to_string()))?;
     let reward = if needs_reward(&options.config) {
-        let Some(rm) = RewardClient::of(entry) else {
+        let Some(rm) = RewardClient::of(entry, config.retry_after_secs) else {
             return Err(ApiError::invalid(
                 "selection.strategy",
                 format!(
@@ -98,7 +97,7 @@ pub fn plan(
                 ),
             ));
         };
-        Some((rm, conversation.to_vec()))
+        Some(rm)
     } else {
         None
     };
@@ -107,8 +106,8 @@ pub fn plan(
         selector,
         cancel: Arc::new(CancelSet::new(req.rollouts)),
         reward,
+        conversation: conversation.to_vec(),
         rollouts: req.rollouts,
         n: req.n,
-        state: state.clone(),
     }))
 }

@@ -1,120 +1,77 @@
-//! The selection driver: a task between the engine's event stream and the
-//! response writer.
-//!
-//! While rollouts run it forwards `Started` (so a stream opens at once and
-//! keep-alive comments flow), buffers every token, and applies early
-//! stopping. When the engine reports the request finished it scores with
-//! the reward model (strategies that need it), selects, fills the `quorum`
-//! slot, and replays the best `n` rollouts' tokens as rollouts `0..n` in
-//! ranking order, then `Finished` with those rollouts (usage still counts
-//! every rollout decoded). If the consumer goes away, the task ends and
-//! drops the engine stream, which cancels the request.
+//! Selection over one request's engine events: buffer every rollout's
+//! tokens while they run (stopping rollouts early as the policy says), and
+//! when the engine reports the request finished, score with the reward
+//! model (strategies that need it), select, and return the chosen rollouts
+//! in ranking order with the `quorum` report. Failures keep their kind: a
+//! reward-model 400 or 429 reaches the client as that status.
 
-use quorum_scoring::{after_think, RolloutSummary};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::early::{answer, Watch};
-use super::report::{self, QuorumSlot};
-use super::Plan;
+use super::early::{summaries, Watch};
+use super::{report, Plan};
+use crate::engine::sequence::TokenLogprob;
 use crate::engine::{EngineEvent, FinishReason, GenerateOutput};
-use crate::server::generate::new_id;
+use crate::server::error::ApiError;
+use crate::server::openai::{new_id, QuorumReport};
 
-/// Starts the driver when `plan` is set; otherwise hands `rx` back as is.
-/// `max_tokens` is the request's final completion budget.
-pub fn start(
-    plan: Option<Plan>,
-    rx: UnboundedReceiver<EngineEvent>,
-    max_tokens: usize,
-) -> (UnboundedReceiver<EngineEvent>, QuorumSlot) {
-    let slot = QuorumSlot::default();
-    let Some(plan) = plan else {
-        return (rx, slot);
-    };
-    let (tx, out) = unbounded_channel();
-    let s = slot.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tx.closed() => {}
-            _ = drive(plan, rx, &tx, max_tokens, &s) => {}
-        }
-    });
-    (out, slot)
+/// The outcome of selection, ready for the response writers.
+#[derive(Debug)]
+pub struct Selected {
+    /// The best `n` rollouts, renumbered `0..n` in ranking order; token
+    /// counts (usage) are those of every rollout decoded.
+    pub output: GenerateOutput,
+    /// Per chosen rollout, in the same order: its streamed text pieces with
+    /// their log-probs (what a stream sends as deltas).
+    pub pieces: Vec<Vec<(String, TokenLogprob)>>,
+    /// The `quorum` object.
+    pub report: QuorumReport,
 }
 
-async fn drive(
+impl Selected {
+    /// Rollouts early stopping cancelled.
+    pub fn stopped_early(&self) -> usize {
+        self.report
+            .rollouts
+            .iter()
+            .filter(|r| r.stopped_early)
+            .count()
+    }
+}
+
+/// Consumes `events` to the end of the request and selects. `max_tokens`
+/// is the request's final completion budget (early stopping's window cap
+/// and the tokens-saved measure). Dropping the future drops nothing of the
+/// engine's: the caller owns `events`, whose drop cancels the request.
+pub async fn run(
     plan: Plan,
-    mut rx: UnboundedReceiver<EngineEvent>,
-    tx: &UnboundedSender<EngineEvent>,
+    events: &mut UnboundedReceiver<EngineEvent>,
     max_tokens: usize,
-    slot: &QuorumSlot,
-) {
+) -> Result<Selected, ApiError> {
     let mut watch = Watch::new(&plan.options, plan.rollouts, max_tokens);
-    while let Some(ev) = rx.recv().await {
-        let Some(ev) = watch.observe(ev, &plan.cancel) else {
-            continue;
-        };
-        match ev {
-            EngineEvent::Finished(out) => {
-                let events = match select(&plan, &mut watch, out, max_tokens).await {
-                    Ok((events, quorum)) => {
-                        if let Ok(mut g) = slot.lock() {
-                            *g = Some(quorum);
-                        }
-                        events
-                    }
-                    Err(msg) => vec![EngineEvent::Error(msg)],
-                };
-                for e in events {
-                    let _ = tx.send(e);
-                }
-                return;
-            }
-            EngineEvent::Error(_) => {
-                let _ = tx.send(ev);
-                return;
-            }
-            // Started (and anything the watch passes on) goes to the client.
-            other => {
-                let _ = tx.send(other);
-            }
+    while let Some(ev) = events.recv().await {
+        match watch.observe(ev, &plan.cancel) {
+            Some(EngineEvent::Finished(out)) => return select(plan, watch, out, max_tokens).await,
+            Some(EngineEvent::Error(e)) => return Err(ApiError::from_engine(e)),
+            // `Started` (the caller may have taken it already) and events
+            // the watch consumed.
+            _ => {}
         }
     }
-    // The engine went away: dropping `tx` tells the consumer.
+    Err(ApiError::engine_gone())
 }
 
-/// Scores, selects, and builds the replay events and the `quorum` object.
+/// Scores, selects, and builds the chosen rollouts and the report.
 async fn select(
-    plan: &Plan,
-    watch: &mut Watch,
+    plan: Plan,
+    mut watch: Watch,
     out: GenerateOutput,
     max_tokens: usize,
-) -> Result<(Vec<EngineEvent>, serde_json::Value), String> {
+) -> Result<Selected, ApiError> {
     let mut outs = out.rollouts.clone();
     outs.sort_by_key(|o| o.index);
     watch.settle(&outs);
-    let (traces, early) = (&watch.traces, &watch.early);
-    let extract = plan.options.extract.as_ref();
-    let mut summaries: Vec<RolloutSummary> = outs
-        .iter()
-        .map(|o| RolloutSummary {
-            index: o.index,
-            text: after_think(&o.text).to_string(),
-            // Empty = abstain: a stopped rollout has no answer.
-            answer: Some(match o.finish_reason {
-                FinishReason::Cancelled => String::new(),
-                r => answer(&o.text, r, extract).unwrap_or_default(),
-            }),
-            mean_logprob: o.mean_logprob,
-            token_logprobs: traces
-                .get(o.index)
-                .map(|t| t.logprobs.clone())
-                .unwrap_or_default(),
-            score: None,
-            finish_reason: o.finish_reason.as_str().to_string(),
-            tokens: o.token_ids.len(),
-        })
-        .collect();
-    if let Some((rm, conversation)) = &plan.reward {
+    let mut summaries = summaries(&outs, &watch.traces, plan.options.extract.as_ref());
+    if let Some(rm) = &plan.reward {
         let scored: Vec<usize> = (0..outs.len())
             .filter(|&k| outs[k].finish_reason != FinishReason::Cancelled)
             .collect();
@@ -122,55 +79,48 @@ async fn select(
         // template renders it as the assistant turn (its think block as the
         // turn's reasoning), exactly as `quorum train rm` trains on it.
         let completions = scored.iter().map(|&k| outs[k].text.clone()).collect();
-        let failed = |e: crate::server::ApiError| format!("reward model scoring failed: {e}");
+        let scoring = |e: ApiError| e.context("reward model scoring failed");
         let job = rm
-            .encode(&new_id("score"), conversation.clone(), completions)
+            .encode(&new_id("score"), plan.conversation.clone(), completions)
             .await
-            .map_err(failed)?;
-        let res = rm.score_patiently(job).await.map_err(failed)?;
+            .map_err(scoring)?;
+        let res = rm.score_patiently(job).await.map_err(scoring)?;
         for (&k, s) in scored.iter().zip(res.scores) {
             summaries[k].score = Some(s);
         }
     }
     let sel = plan.selector.select(&summaries);
+    let early = &watch.early;
     let tokens_saved: usize = outs
         .iter()
         .filter(|o| early.stopped.contains(&o.index))
         .map(|o| max_tokens.saturating_sub(o.token_ids.len()))
         .sum();
     let strategy = plan.options.strategy_name();
-    plan.state
-        .metrics
-        .selection
-        .record(strategy, early.stopped.len(), tokens_saved);
-    let quorum = report::build(strategy, &sel, &outs, &summaries, early, tokens_saved);
-    let quorum = serde_json::to_value(&quorum).map_err(|e| e.to_string())?;
-
-    let mut events = Vec::new();
+    let report = report::build(strategy, &sel, &outs, &summaries, early, tokens_saved);
     let mut chosen = Vec::with_capacity(plan.n);
+    let mut pieces = Vec::with_capacity(plan.n);
     for (k, &idx) in sel.ranking.iter().take(plan.n).enumerate() {
         let Some(o) = outs.iter().find(|o| o.index == idx) else {
             continue;
         };
-        for (text, lp) in traces.get(idx).map_or(&[][..], |t| &t.pieces[..]) {
-            events.push(EngineEvent::Token {
-                rollout: k,
-                token: lp.token,
-                text: text.clone(),
-                logprob: lp.clone(),
-            });
-        }
-        events.push(EngineEvent::RolloutFinished {
-            rollout: k,
-            finish_reason: o.finish_reason,
-        });
         let mut r = o.clone();
         r.index = k;
         chosen.push(r);
+        pieces.push(
+            watch
+                .traces
+                .get_mut(idx)
+                .map(|t| std::mem::take(&mut t.pieces))
+                .unwrap_or_default(),
+        );
     }
-    events.push(EngineEvent::Finished(GenerateOutput {
-        rollouts: chosen,
-        ..out
-    }));
-    Ok((events, quorum))
+    Ok(Selected {
+        output: GenerateOutput {
+            rollouts: chosen,
+            ..out
+        },
+        pieces,
+        report,
+    })
 }

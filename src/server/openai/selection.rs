@@ -1,5 +1,6 @@
-//! The `selection` request field and the per-model defaults of the server
-//! configuration.
+//! The `selection` vendor field, typed: the strategy, its parameters and
+//! Quorum's serving keys (the same parser checks `[server.defaults.ID]`
+//! selections at start-up).
 //!
 //! `selection` is a [`SelectionConfig`] (`{"strategy": "majority", ...}`,
 //! strategy parameters alongside) plus Quorum's serving keys, taken out
@@ -9,7 +10,7 @@
 //!   [`ExtractConfig`] object (`{"extractors": ["boxed", ...], "after_think": true,
 //!   "regex": "ANSWER: (\\S+)"}`); `regex` is compiled here, so a bad pattern is
 //!   an error naming `selection.extract.regex`;
-//! - `early_stop` (bool, default false): adaptive stopping, see [`super::early`];
+//! - `early_stop` (bool, default false): adaptive stopping (`server::selection::early`);
 //! - `warmup` (int): for `confidence` early stop, how many finished
 //!   rollouts set the threshold (default `ceil(rollouts / 4)`).
 //!
@@ -20,16 +21,10 @@
 //! take) is an error naming its path. Errors are [`SelectionError`]s whose
 //! `param` is the key to blame.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use quorum_scoring::{AnswerPattern, ExtractConfig, SelectionConfig};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::server::config::ServerConfig;
-use crate::server::error::ApiError;
-use crate::server::serde_message::plain;
+use super::serde_message::plain;
 
 /// A parsed `selection` field.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -283,96 +278,6 @@ fn extract_preset(name: &str) -> Result<ExtractConfig, SelectionError> {
     })
 }
 
-/// A request's own `selection.warmup` must leave rollouts to stop: the
-/// first `warmup` finished rollouts set the confidence threshold for the
-/// rest. (A configured default's warmup is clamped to `rollouts - 1`.)
-pub fn check_warmup(selection: Option<&Value>, rollouts: usize) -> Result<(), ApiError> {
-    let warmup = selection
-        .and_then(|s| s.get("warmup"))
-        .and_then(Value::as_u64);
-    match warmup {
-        Some(w) if w >= rollouts as u64 => Err(ApiError::invalid(
-            "selection.warmup",
-            format!(
-                "selection.warmup must be below rollouts ({rollouts}): the first warmup finished rollouts set the threshold for the others, got {w}"
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Per-model serving defaults, `[server.defaults.ID]` in the TOML file
-/// (`"*"` applies to every model without its own entry).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelDefaults {
-    /// Rollouts drawn when a request does not say (at least `n`).
-    pub rollouts: Option<usize>,
-    /// `selection` used when a request does not give one.
-    pub selection: Option<Value>,
-    /// Reward model of this model (overrides `--reward-model`).
-    pub reward_model: Option<PathBuf>,
-    /// Special-token text in user / tool contents acts as control tokens
-    /// (overrides `--allow-special-tokens-in-content`).
-    pub allow_special_tokens_in_content: Option<bool>,
-}
-
-/// Checks every configured default `selection` at start-up.
-pub fn check_defaults(defaults: &BTreeMap<String, ModelDefaults>) -> Result<(), String> {
-    for (id, d) in defaults {
-        if let Some(v) = &d.selection {
-            let o = SelectionOptions::parse(v).map_err(|e| format!("defaults.{id}: {e}"))?;
-            if let (Some(w), Some(r)) = (o.warmup, d.rollouts) {
-                if w >= r {
-                    return Err(format!(
-                        "defaults.{id}: selection.warmup ({w}) must be below rollouts ({r})"
-                    ));
-                }
-            }
-        }
-        if d.rollouts == Some(0) {
-            return Err(format!("defaults.{id}.rollouts must be at least 1"));
-        }
-    }
-    Ok(())
-}
-
-impl ServerConfig {
-    /// The defaults that apply to `model` (its own entry, else `"*"`).
-    pub fn model_defaults(&self, model: &str) -> Option<&ModelDefaults> {
-        self.defaults.get(model).or_else(|| self.defaults.get("*"))
-    }
-
-    /// Rollouts drawn when the request gives neither `rollouts` nor `best_of`.
-    pub fn default_rollouts(&self, model: &str) -> usize {
-        self.model_defaults(model)
-            .and_then(|d| d.rollouts)
-            .unwrap_or(1)
-    }
-
-    /// `selection` used when the request gives none.
-    pub fn default_selection(&self, model: &str) -> Option<Value> {
-        self.model_defaults(model).and_then(|d| d.selection.clone())
-    }
-
-    /// How special-token text in `model`'s message contents is tokenized.
-    pub fn special_token_policy(&self, model: &str) -> crate::chat::SpecialTokenPolicy {
-        crate::chat::SpecialTokenPolicy {
-            allow_in_content: self
-                .model_defaults(model)
-                .and_then(|d| d.allow_special_tokens_in_content)
-                .unwrap_or(self.allow_special_tokens_in_content),
-        }
-    }
-
-    /// The reward model directory of `model`, if any.
-    pub fn reward_model_dir(&self, model: &str) -> Option<PathBuf> {
-        self.model_defaults(model)
-            .and_then(|d| d.reward_model.clone())
-            .or_else(|| self.reward_model.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,37 +410,5 @@ mod tests {
             assert_eq!(e.param, param, "{v}: {e}");
             assert!(e.message.contains(words), "{v}: {e}");
         }
-    }
-
-    #[test]
-    fn a_request_warmup_must_leave_rollouts_to_stop() {
-        let sel = json!({"strategy": "confidence", "early_stop": true, "warmup": 4});
-        assert!(check_warmup(Some(&sel), 5).is_ok());
-        for rollouts in [1, 4] {
-            let e = check_warmup(Some(&sel), rollouts).unwrap_err();
-            let text = e.to_string();
-            assert!(
-                text.contains(&format!("below rollouts ({rollouts})")) && text.contains("got 4"),
-                "{text}"
-            );
-            assert!(
-                matches!(e, ApiError::InvalidRequest { param: Some(p), .. } if p == "selection.warmup")
-            );
-        }
-        assert!(check_warmup(None, 1).is_ok());
-        let mut defaults = BTreeMap::new();
-        defaults.insert(
-            "*".to_string(),
-            ModelDefaults {
-                rollouts: Some(3),
-                selection: Some(sel),
-                ..ModelDefaults::default()
-            },
-        );
-        let e = check_defaults(&defaults).unwrap_err();
-        assert!(
-            e.contains("selection.warmup (4) must be below rollouts (3)"),
-            "{e}"
-        );
     }
 }
