@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Sleep};
 
-use super::connection::Conn;
+use super::phase::Conn;
 use super::Limits;
 use crate::server::error::ApiError;
 

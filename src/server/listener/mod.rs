@@ -15,6 +15,7 @@
 mod backoff;
 mod connection;
 mod io;
+mod phase;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
