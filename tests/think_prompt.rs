@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use quorum::chat::ChatTemplate;
+use quorum::chat::{ChatTemplate, SpecialTokenPolicy};
+use quorum::engine::think::prompt::render_prompt;
 use quorum::server::openai::decode::JsonBody;
 use quorum::server::openai::ChatCompletionRequest;
 use quorum::server::think::prepare;
@@ -35,12 +36,16 @@ fn render(body: Value) -> Result<(String, Vec<u32>), String> {
     let cfg = ServerConfig::default();
     let think = prepare(&req.think, &mut req.kwargs, &req.messages, &cfg, "m", tok)
         .map_err(|e| e.to_string())?;
-    let text = tmpl
-        .render(&req.messages, true, &req.kwargs)
-        .map_err(|e| e.to_string())?;
-    let text = think.apply_to_prompt(&text);
-    let ids = tok.encode(&text, false).map_err(|e| e.to_string())?;
-    Ok((text, ids))
+    render_prompt(
+        &tmpl,
+        tok,
+        &req.messages,
+        &req.kwargs,
+        &think.prompt_think(),
+        SpecialTokenPolicy::default(),
+        None,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn body(messages: Value, extra: Value) -> Value {

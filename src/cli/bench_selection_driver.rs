@@ -13,6 +13,7 @@ use serde_json::Map;
 use super::input::Task;
 use super::report::Outcome;
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::engine::think::prompt::render_prompt;
 use crate::engine::think::ThinkSpec;
 use crate::engine::{
     CancelSet, EngineEvent, EngineHandle, GenerateRequest, RolloutOutput, SamplingParams,
@@ -50,16 +51,15 @@ pub fn render(
     let server = ServerConfig::default();
     let think = prepare(think, &mut kwargs, &messages, &server, "bench", tok)
         .map_err(|e| anyhow!("think mode: {e}"))?;
-    let rendered = crate::chat::prompt::render(
+    let (_, ids) = render_prompt(
         template,
         tok,
         &messages,
-        true,
         &kwargs,
+        &think.prompt_think(),
         crate::chat::SpecialTokenPolicy::default(),
+        None,
     )?;
-    let text = think.apply_to_prompt(&rendered.text);
-    let ids = rendered.with_text(text).encode(tok, None)?;
     let think = think.spec(tok).map_err(|e| anyhow!("think mode: {e}"))?;
     Ok(Prompt { ids, think })
 }

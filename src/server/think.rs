@@ -15,8 +15,7 @@ use super::openai::{AssistantMessage, ChatChoice, Delta, ThinkFields};
 use super::state::ModelEntry;
 use super::validate::ValidChatRequest;
 use crate::chat::ChatMessage;
-use crate::engine::think::prompt::think_spec;
-use crate::engine::think::resolve::apply_to_prompt;
+use crate::engine::think::prompt::{think_spec, PromptThink};
 use crate::engine::think::{
     budget_in_prompt, resolve, split_all, tokenizer_supports_think, ReasoningSplitter, SplitDelta,
     ThinkConfig, ThinkPlan, ThinkRequest, ThinkSpec,
@@ -166,10 +165,14 @@ impl ChatThink {
         budget_in_prompt(messages, &self.plan, &self.cfg, self.supported)
     }
 
-    /// The rendered prompt with the think block opened (thinking on) or
-    /// closed empty (thinking off), whatever the template did.
-    pub fn apply_to_prompt(&self, text: &str) -> String {
-        apply_to_prompt(text, &self.plan, &self.cfg, self.supported)
+    /// The think mode as the prompt tail needs it
+    /// ([`crate::engine::think::prompt::render_prompt`]).
+    pub fn prompt_think(&self) -> PromptThink<'_> {
+        PromptThink {
+            plan: &self.plan,
+            cfg: &self.cfg,
+            supported: self.supported,
+        }
     }
 
     /// What the engine enforces per rollout; `None` when not thinking.

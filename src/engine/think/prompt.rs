@@ -112,13 +112,15 @@ pub fn build_chat_prompt(
     // With `budget_in_prompt`, the budget is stated in the prompt too.
     let stated = super::budget_in_prompt(messages, &plan, cfg, supported);
     let messages = stated.as_deref().unwrap_or(messages);
-    let rendered = crate::chat::prompt::render(template, tok, messages, true, &kwargs, policy)?;
-    let text = super::resolve::apply_to_prompt(&rendered.text, &plan, cfg, supported);
-    let rendered = rendered.with_text(text);
-    let ids = rendered.encode(tok, None)?;
+    let think_mode = PromptThink {
+        plan: &plan,
+        cfg,
+        supported,
+    };
+    let (text, ids) = render_prompt(template, tok, messages, &kwargs, &think_mode, policy, None)?;
     let think = think_spec(&plan, cfg, supported, tok)?;
     Ok(ChatPrompt {
-        text: rendered.text,
+        text,
         ids,
         plan,
         supported,
@@ -126,6 +128,35 @@ pub fn build_chat_prompt(
         start_tag: cfg.start_tag.clone(),
         end_tag: cfg.end_tag.clone(),
     })
+}
+
+/// A resolved think mode, as the prompt tail needs it.
+pub struct PromptThink<'a> {
+    pub plan: &'a ThinkPlan,
+    pub cfg: &'a ThinkConfig,
+    pub supported: bool,
+}
+
+/// The one prompt tail: renders `messages` with the generation prompt
+/// (`kwargs` already agreeing with the think plan), opens or closes the
+/// think block to match it, and tokenizes, refusing a prompt over `limit`
+/// tokens early. Used by [`build_chat_prompt`] and the server's chat route
+/// (which resolves think mode itself, to name request fields in errors).
+pub fn render_prompt(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[ChatMessage],
+    kwargs: &Map<String, Value>,
+    think: &PromptThink<'_>,
+    policy: SpecialTokenPolicy,
+    limit: Option<usize>,
+) -> Result<(String, Vec<u32>), PromptError> {
+    let rendered = crate::chat::prompt::render(template, tok, messages, true, kwargs, policy)?;
+    let text =
+        super::resolve::apply_to_prompt(&rendered.text, think.plan, think.cfg, think.supported);
+    let rendered = rendered.with_text(text);
+    let ids = rendered.encode(tok, limit)?;
+    Ok((rendered.text, ids))
 }
 
 /// What the engine enforces for `plan` (as the server's chat route does);
@@ -251,17 +282,16 @@ mod tests {
             crate::server::think::prepare(&fields, &mut kwargs, messages, &server, "m", tok)
                 .unwrap();
         let stated = think.prompt_messages(messages);
-        let rendered = crate::chat::prompt::render(
+        let (_, ids) = render_prompt(
             template,
             tok,
             stated.as_deref().unwrap_or(messages),
-            true,
             &kwargs,
+            &think.prompt_think(),
             SpecialTokenPolicy::default(),
+            None,
         )
         .unwrap();
-        let text = think.apply_to_prompt(&rendered.text);
-        let ids = rendered.with_text(text).encode(tok, None).unwrap();
         (ids, think.spec(tok).unwrap())
     }
 

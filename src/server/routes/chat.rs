@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::chat::{prompt, ChatMessage, ChatTemplate, SpecialTokenPolicy};
+use crate::chat::{ChatMessage, ChatTemplate, SpecialTokenPolicy};
 use crate::engine::sequence::TokenLogprob;
+use crate::engine::think::prompt::render_prompt;
 use crate::engine::think::ReasoningSplitter;
 use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::error::ApiError;
@@ -115,23 +116,27 @@ struct Prompt<'a> {
 }
 
 impl Prompt<'_> {
-    /// Renders the conversation, opens or closes the think block to match
-    /// the think plan, and tokenizes it (as `ModelBundle::chat_prompt`),
-    /// refusing early a prompt that cannot fit the context.
+    /// The conversation as the model's prompt ids, with the think block
+    /// opened or closed as planned (the one prompt tail,
+    /// [`crate::engine::think::prompt::render_prompt`]), refusing early a
+    /// prompt that cannot fit the context.
     fn encode(
         &self,
         messages: &[ChatMessage],
         kwargs: &serde_json::Map<String, serde_json::Value>,
         think: &ChatThink,
     ) -> Result<Vec<u32>, ApiError> {
-        let fail = |e| tokenize::prompt_error(e, self.context);
-        let rendered = prompt::render(self.template, self.tok, messages, true, kwargs, self.policy)
-            .map_err(fail)?;
-        let text = think.apply_to_prompt(&rendered.text);
-        rendered
-            .with_text(text)
-            .encode(self.tok, Some(self.context))
-            .map_err(fail)
+        render_prompt(
+            self.template,
+            self.tok,
+            messages,
+            kwargs,
+            &think.prompt_think(),
+            self.policy,
+            Some(self.context),
+        )
+        .map(|(_, ids)| ids)
+        .map_err(|e| tokenize::prompt_error(e, self.context))
     }
 }
 
