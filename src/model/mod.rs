@@ -13,10 +13,11 @@ pub mod linear;
 pub mod loader;
 pub mod presets;
 pub mod rope;
+pub mod tensor_plan;
 pub mod train_ops;
 pub mod transformer;
 
-pub use checkpoint::{write_checkpoint, write_model_dir, CheckpointDType, WriteOptions};
+pub use checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 pub use config::{Architecture, ModelConfig};
 pub use kv_cache::{KvCache, KvView, PrefixView, SharedKv};
 pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};
