@@ -28,9 +28,10 @@ use super::checkpoint::{write_model_dir, TensorData, WriteOptions};
 use super::tensor_plan::{hf_architecture_name, tensor_plan, InitKind, TensorSpec};
 use super::{ModelConfig, ModelError};
 
+use super::checkpoint::max_token_id;
+
 pub use super::checkpoint::{
-    max_token_id, CheckpointDType as InitDType, WriteProgress as InitProgress,
-    WriteReport as InitReport, DEFAULT_SHARD_MAX_BYTES, TOKENIZER_FILES,
+    CheckpointDType as InitDType, WriteProgress as InitProgress, WriteReport as InitReport,
 };
 
 /// Standard deviation of weight matrices, embeddings and biases (HF `initializer_range`).
@@ -73,7 +74,8 @@ pub struct InitOptions {
     pub out: PathBuf,
     pub seed: u64,
     pub dtype: InitDType,
-    /// Largest tensor-data size of one safetensors file; `None` = `DEFAULT_SHARD_MAX_BYTES`.
+    /// Largest tensor-data size of one safetensors file; `None` =
+    /// [`super::checkpoint::DEFAULT_SHARD_MAX_BYTES`].
     pub shard_max_bytes: Option<u64>,
     pub tokenizer: TokenizerSource,
     /// Write a sequence-classification (reward model) head `score.weight` of shape
@@ -310,11 +312,20 @@ fn fill<const N: usize>(
     }
 }
 
+/// Number of weight elements [`init_model`] writes for `cfg` (for the tests' parameter
+/// counts).
+#[cfg(test)]
+fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelError> {
+    Ok(tensor_plan(cfg, reward_head)?
+        .iter()
+        .map(|s| s.shape.iter().map(|&d| d as u64).product::<u64>())
+        .sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::presets::preset;
-    use crate::model::tensor_plan::param_count;
     use candle_core::{DType, Device, Tensor};
     use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 //! The tensor layout of a Hugging Face checkpoint: which tensors a config has, with
 //! their HF names and shapes ([`tensor_plan`]), and the check that a set of named tensors
-//! is exactly that layout ([`check_tensors`]).
+//! is exactly that layout ([`plan_order`]).
 //!
 //! A leaf shared by the random initialiser ([`super::init`], which draws values for the
 //! plan) and the checkpoint writer ([`super::checkpoint`], which writes files in plan
@@ -27,12 +27,6 @@ pub struct TensorSpec {
     pub name: String,
     pub shape: Vec<usize>,
     pub kind: InitKind,
-}
-
-impl TensorSpec {
-    pub fn numel(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
-    }
 }
 
 /// The HF `architectures` entry for `arch`, with a sequence-classification head when
@@ -126,14 +120,6 @@ pub fn tensor_plan(cfg: &ModelConfig, reward_head: bool) -> Result<Vec<TensorSpe
     Ok(out)
 }
 
-/// Number of weight elements [`super::init::init_model`] would write (for size estimates before writing).
-pub fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelError> {
-    Ok(tensor_plan(cfg, reward_head)?
-        .iter()
-        .map(TensorSpec::numel)
-        .sum())
-}
-
 /// Whether `cfg` describes a sequence-classification (reward) model.
 pub fn is_reward_model(cfg: &ModelConfig) -> bool {
     cfg.architectures
@@ -141,17 +127,9 @@ pub fn is_reward_model(cfg: &ModelConfig) -> bool {
         .any(|a| a.ends_with("ForSequenceClassification"))
 }
 
-/// Check that `tensors` (name, shape) are exactly the checkpoint of `cfg`: every tensor of
-/// [`tensor_plan`] once, with its shape, and nothing else. Errors name the tensor. A trainer
-/// can call this at start-up so a naming mistake never waits for the first checkpoint.
-pub fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
-    cfg: &ModelConfig,
-    tensors: impl IntoIterator<Item = (&'a str, S)>,
-) -> Result<(), ModelError> {
-    plan_order(cfg, tensors).map(|_| ())
-}
-
-/// [`check_tensors`], returning the tensors' indices in [`tensor_plan`] order.
+/// Checks that `tensors` (name, shape) are exactly the checkpoint of `cfg`: every tensor
+/// of [`tensor_plan`] once, with its shape, and nothing else; errors name the tensor.
+/// Returns the tensors' indices in [`tensor_plan`] order.
 pub(super) fn plan_order<'a, S: AsRef<[usize]> + 'a>(
     cfg: &ModelConfig,
     tensors: impl IntoIterator<Item = (&'a str, S)>,

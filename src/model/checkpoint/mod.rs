@@ -42,7 +42,6 @@ use files::{retarget, write_json, written_config};
 use shards::{plan_shards, write_weights, WriteCtx};
 use staging::{out_state, sync_dir, OutState, StagingDir};
 
-pub use super::tensor_plan::{check_tensors, is_reward_model};
 pub use files::{max_token_id, OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES};
 pub use options::{ExtraFiles, WriteOptions, WriteProgress, WriteReport, DEFAULT_SHARD_MAX_BYTES};
 pub use tensors::{CheckpointDType, TensorData};

@@ -3,9 +3,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use super::*;
-use crate::model::init::{init_model, InitOptions, TokenizerSource};
+use crate::model::init::TokenizerSource;
 use crate::model::presets::preset;
-use crate::model::tensor_plan::tensor_plan;
+use crate::model::tensor_plan::{plan_order, tensor_plan};
+use crate::model::test_fixtures::write_model;
 use crate::model::{load_model, load_trainable, Mode, Positions, SeqInput};
 
 /// Write a training checkpoint: `tensors` in `dtype`, the tokenizer files of
@@ -40,6 +41,15 @@ fn varmap_tensors(varmap: &candle_nn::VarMap) -> Result<Vec<(String, Tensor)>, M
         .collect())
 }
 
+/// Checks that `tensors` (name, shape) are exactly the checkpoint of `cfg` (what the
+/// writer checks before writing anything).
+fn check_tensors<'a, S: AsRef<[usize]> + 'a>(
+    cfg: &ModelConfig,
+    tensors: impl IntoIterator<Item = (&'a str, S)>,
+) -> Result<(), ModelError> {
+    plan_order(cfg, tensors).map(|_| ())
+}
+
 /// The tensors of a trainable model, in HF checkpoint order (embedding first, final norm
 /// or head last), as a trainer hands them to the writer.
 fn named_weights(vars: &candle_nn::VarMap, cfg: &ModelConfig) -> Vec<(String, Tensor)> {
@@ -69,9 +79,10 @@ fn trained_model(
     tied: bool,
 ) -> (crate::model::Transformer, candle_nn::VarMap, ModelConfig) {
     let src = dir.join(if tied { "init-tied" } else { "init-untied" });
-    let mut o = InitOptions::new(small_config(tied), &src);
-    o.tokenizer = TokenizerSource::None;
-    init_model(&o, &|_| {}).unwrap();
+    write_model("tiny", &src, |o| {
+        o.config = small_config(tied);
+        o.tokenizer = TokenizerSource::None;
+    });
     let (model, varmap, cfg) = load_trainable(&src, DType::F32, &Device::Cpu).unwrap();
     for var in varmap.all_vars() {
         let shifted = ((var.as_tensor() * 1.5).unwrap() + 0.01).unwrap();
@@ -151,7 +162,7 @@ fn a_checkpoint_reloads_with_identical_tensors_and_logits() {
 #[test]
 fn half_precision_checkpoints_round_each_value_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, vars, cfg) = trained_model(dir.path(), true);
+    let (_model, vars, cfg) = trained_model(dir.path(), true);
     let weights = named_weights(&vars, &cfg);
     for dtype in [CheckpointDType::Bf16, CheckpointDType::F16] {
         let out = dir.path().join(dtype.torch_name());
@@ -292,7 +303,7 @@ fn replacing_keeps_the_old_checkpoint_until_the_new_one_is_complete() {
 #[test]
 fn tensors_that_do_not_match_the_config_are_refused_before_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, vars, cfg) = trained_model(dir.path(), true);
+    let (_model, vars, cfg) = trained_model(dir.path(), true);
     let out = dir.path().join("bad");
     let mut weights = named_weights(&vars, &cfg);
     let embed = weights[0].1.clone();
@@ -339,7 +350,7 @@ fn tensors_that_do_not_match_the_config_are_refused_before_writing() {
 #[test]
 fn an_existing_directory_is_kept_without_replace() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, vars, cfg) = trained_model(dir.path(), true);
+    let (_model, vars, cfg) = trained_model(dir.path(), true);
     let out = dir.path().join("m");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "x").unwrap();
