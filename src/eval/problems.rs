@@ -43,16 +43,6 @@ impl Problem {
             task,
         }
     }
-
-    /// The last user message (what a record's `prompt` would hold).
-    pub fn user_text(&self) -> String {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .map(|m| m.content.clone())
-            .unwrap_or_default()
-    }
 }
 
 /// The problems of `path` (first `limit` only) and a hash of the whole
