@@ -8,8 +8,10 @@ use std::time::Duration;
 use quorum::server::config::ModelSpec;
 use quorum::server::{RunningServer, ServerConfig};
 
+/// The shared helpers of `tests/common` (the model fixture), for a test binary that
+/// needs both: `use server_common::common;`, since a file can be `mod`ded only once.
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 
 /// The `tiny` preset (seed 0) under the cargo target tmp dir, written once
 /// ([`common::shared_model_dir`]).
