@@ -98,7 +98,7 @@ impl Tokenizer {
     }
 
     /// Wraps an already-built fast tokenizer with a config.
-    pub fn from_parts(inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Self {
+    pub(crate) fn from_parts(inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Self {
         Self {
             inner,
             config,

@@ -2,9 +2,10 @@
 //! bf16 model, and a sequence's logits don't depend on the batch it decodes
 //! in. Skipped (with a note) on CPUs/OSes without AMX.
 
+mod common;
+
 use candle_core::{Device, Tensor};
-use quorum::model::init::{init_model, InitDType, InitOptions};
-use quorum::model::presets::preset;
+use quorum::model::init::InitDType;
 use quorum::model::{load_model, LoadedModel, Mode, Positions, SeqInput};
 
 fn amx() -> bool {
@@ -16,9 +17,7 @@ fn amx() -> bool {
 }
 
 fn bf16_model(dir: &std::path::Path) {
-    let mut opts = InitOptions::new(preset("tiny").unwrap(), dir);
-    opts.dtype = InitDType::Bf16;
-    init_model(&opts, &|_| {}).unwrap();
+    common::write_model("tiny", dir, |o| o.dtype = InitDType::Bf16);
 }
 
 fn prompt(seed: u32, n: usize) -> Vec<u32> {

@@ -2,16 +2,14 @@
 //! differentiable forward equals the inference forward, and analytic
 //! gradients match finite differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var, D};
-use quorum::model::init::{init_model, InitOptions};
-use quorum::model::presets::preset;
 use quorum::model::{load_model, load_trainable, Mode, Positions, SeqInput, Transformer};
 
 fn tiny_dir(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let mut opts = InitOptions::new(preset(name).unwrap(), tmp.path().join("m"));
-    opts.seed = 3;
-    init_model(&opts, &|_| {}).unwrap();
+    common::write_model(name, &tmp.path().join("m"), |o| o.seed = 3);
     tmp
 }
 

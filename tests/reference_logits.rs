@@ -2,14 +2,13 @@
 //! (qwen3, qwen2, llama) on the same random weights: prefill + 24 decode
 //! steps, batch of 3 sequences, logits within 1e-4.
 
+mod common;
 #[path = "common/reference.rs"]
 mod reference;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models as ref_models;
-use quorum::model::init::{init_model, InitOptions};
-use quorum::model::presets::preset;
 use quorum::model::{load_model, Mode, ModelConfig, Positions, SeqInput};
 
 const BATCH: usize = 3;
@@ -17,10 +16,7 @@ const PROMPT: usize = 7;
 const DECODE_STEPS: usize = 24;
 
 fn write_model(name: &str, dir: &std::path::Path) -> ModelConfig {
-    let mut opts = InitOptions::new(preset(name).expect("preset"), dir.join("m"));
-    opts.seed = 7;
-    init_model(&opts, &|_| {}).expect("init");
-    ModelConfig::from_file(&dir.join("m/config.json")).expect("config")
+    common::write_model(name, &dir.join("m"), |o| o.seed = 7)
 }
 
 fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
@@ -225,9 +221,9 @@ fn packed_f32_weights_match_candle_transformers_for_prefill_and_decode() {
 #[test]
 fn bf16_checkpoint_keeps_bf16_weights_and_matches_f32_upcast() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut opts = InitOptions::new(preset("tiny").unwrap(), tmp.path().join("m"));
-    opts.dtype = quorum::model::init::InitDType::Bf16;
-    init_model(&opts, &|_| {}).unwrap();
+    common::write_model("tiny", &tmp.path().join("m"), |o| {
+        o.dtype = quorum::model::init::InitDType::Bf16;
+    });
     let dir = tmp.path().join("m");
     let dev = Device::Cpu;
     let native = load_model(&dir, None, &dev).unwrap();

@@ -1,18 +1,18 @@
 //! Reward-model scoring on a tiny random `Qwen3ForSequenceClassification`.
 
+mod common;
+
 use candle_core::Device;
 use quorum::chat::ChatMessage;
 use quorum::engine::reward::RewardModel;
-use quorum::model::init::{init_model, InitOptions};
-use quorum::model::presets::preset;
 use quorum_scoring::{RewardScorer, RolloutSummary, SelectionConfig};
 
 fn reward_model(seed: u64) -> (tempfile::TempDir, RewardModel) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut opts = InitOptions::new(preset("tiny").unwrap(), tmp.path().join("rm"));
-    opts.seed = seed;
-    opts.reward_head = true;
-    init_model(&opts, &|_| {}).unwrap();
+    common::write_model("tiny", &tmp.path().join("rm"), |o| {
+        o.seed = seed;
+        o.reward_head = true;
+    });
     let rm = RewardModel::load(&tmp.path().join("rm"), None, &Device::Cpu).unwrap();
     (tmp, rm)
 }
@@ -98,11 +98,7 @@ fn best_of_n_with_reward_scores_picks_the_argmax() {
 #[test]
 fn a_policy_model_is_not_a_reward_model() {
     let tmp = tempfile::tempdir().unwrap();
-    init_model(
-        &InitOptions::new(preset("tiny").unwrap(), tmp.path().join("m")),
-        &|_| {},
-    )
-    .unwrap();
+    common::write_model("tiny", &tmp.path().join("m"), |_| {});
     let err = RewardModel::load(&tmp.path().join("m"), None, &Device::Cpu)
         .err()
         .unwrap();

@@ -3,8 +3,9 @@
 //! uninterrupted one, SIGTERM checkpoints and exits cleanly, and a
 //! checkpoint serves unchanged.
 
-mod common;
 mod server_common;
+
+use server_common::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -291,11 +291,7 @@ mod tests {
     fn tiny() -> (tempfile::TempDir, std::path::PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("model");
-        let opts = crate::model::init::InitOptions::new(
-            crate::model::presets::preset("tiny").unwrap(),
-            &dir,
-        );
-        crate::model::init::init_model(&opts, &|_| {}).unwrap();
+        crate::model::test_fixtures::write_model("tiny", &dir, |_| {});
         (tmp, dir)
     }
 

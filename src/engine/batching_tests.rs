@@ -14,8 +14,7 @@ use super::group::GroupSink;
 use super::rollout::{GroupOutput, GroupRequest, TokenEvent};
 use super::scheduler::SchedulerConfig;
 use super::{generate_group, EngineMetrics, ModelBundle, SamplingParams};
-use crate::model::init::{init_model, InitOptions};
-use crate::model::presets::preset;
+use crate::model::test_fixtures::write_model;
 
 pub(super) struct Fixture {
     _tmp: tempfile::TempDir,
@@ -25,9 +24,7 @@ pub(super) struct Fixture {
 pub(super) fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("model");
-    let mut opts = InitOptions::new(preset("tiny").expect("preset"), &dir);
-    opts.seed = 3;
-    init_model(&opts, &|_| {}).expect("init model");
+    write_model("tiny", &dir, |o| o.seed = 3);
     Fixture { _tmp: tmp, dir }
 }
 

@@ -14,17 +14,16 @@ use crate::engine::{
     EngineConfig, EngineEvent, EngineHandle, GenerateRequest, ModelBundle, RewardModel, ScoreError,
     ScoreRequest, SubmitError,
 };
-use crate::model::init::{init_model, InitOptions};
-use crate::model::presets::preset;
+use crate::model::test_fixtures::write_model;
 
 /// A tiny random reward model next to the fixture's policy.
 fn reward_dir(f: &Fixture) -> std::path::PathBuf {
     let dir = f.dir.with_file_name("rm");
     if !dir.join("config.json").is_file() {
-        let mut opts = InitOptions::new(preset("tiny").expect("preset"), &dir);
-        opts.seed = 9;
-        opts.reward_head = true;
-        init_model(&opts, &|_| {}).expect("init reward model");
+        write_model("tiny", &dir, |o| {
+            o.seed = 9;
+            o.reward_head = true;
+        });
     }
     dir
 }

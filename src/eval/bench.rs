@@ -17,7 +17,7 @@ use quorum_train::data::LoadOptions;
 use super::at_n::{at_n, Judged};
 use super::cache::{Cache, CachedProblem, Fingerprint};
 use super::problems::{load_problems, problem_seed, Judge, Problem};
-use super::report::{ConfigResult, EvalResults};
+use super::results::{ConfigResult, EvalResults};
 use super::source::{RewardSource, Sample, SampleRequest, SampleSource, ThinkSetting};
 
 /// How `quorum bench eval` was invoked.

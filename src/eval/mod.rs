@@ -7,6 +7,7 @@
 //! - [`problems`]: the task file (the `train` crate's loaders), verdicts, seeds;
 //! - [`bench`]: draw the largest N once per problem and configuration,
 //!   judge, score, cache ([`cache`]); every smaller N from that pool ([`at_n`]);
+//! - [`results`]: what a run found, per configuration and N;
 //! - [`report`], [`plots`]: the table, `results.json`, `results.csv`, PNGs;
 //! - [`distill`]: keep the verifier-correct answers as SFT conversations.
 
@@ -19,5 +20,6 @@ pub mod plots;
 pub mod problems;
 pub mod remote;
 pub mod report;
+pub mod results;
 pub mod reward;
 pub mod source;

@@ -6,7 +6,7 @@
 
 use crate::plot::{render_png, Chart, Mark, Series, PLOT_SIZE};
 
-use super::report::{accuracy, EvalResults};
+use super::results::{accuracy, EvalResults};
 
 /// The strategy `accuracy_vs_tokens.png` shows: majority when it was run,
 /// else the first strategy given.

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::matmul::{check_chunk, MB};
+use super::tile::{check_chunk, MB};
 
 /// Rows of `W` per tile on this path (register budget: 16 ymm).
 const NB_AVX2: usize = 2;

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::matmul::{check_chunk, MB, NB};
+use super::tile::{check_chunk, MB, NB};
 
 /// Software-prefetch distance along each weight row (bf16 path only; the
 /// f32 path instead prefetches the rows of the tile after next when the
@@ -43,7 +43,7 @@ pub(super) fn supported_bf16() -> bool {
 }
 
 /// f32 weights. See [`check_chunk`] for the argument contract.
-/// `xs` is the row stride of `x` (≥ k; see `matmul::XStride`).
+/// `xs` is the row stride of `x` (≥ k; see `matmul::padded_rows`).
 pub(super) fn chunk_f32(
     x: &[f32],
     xs: usize,

@@ -143,12 +143,6 @@ impl Gemm {
         self.run_with(a, b, c, true)
     }
 
-    /// Run on the calling thread only (for callers that are already one
-    /// task among many).
-    pub fn run_serial(&self, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<(), KernelError> {
-        self.run_with(a, b, c, false)
-    }
-
     fn run_with(
         &self,
         a: &[f32],
@@ -213,7 +207,7 @@ impl Gemm {
         Ok(())
     }
 
-    /// [`Gemm::run_serial`] with B taken from `packed` (the first `k` rows
+    /// [`Gemm::run`] on the calling thread only, with B taken from `packed` (the first `k` rows
     /// and `n` columns of it; `self.b` is ignored), for several products
     /// that share one B.
     pub fn run_packed_serial(

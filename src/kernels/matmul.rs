@@ -28,10 +28,7 @@ use rayon::prelude::*;
 
 use super::portable;
 
-/// Rows of `x` per register tile.
-pub const MB: usize = 4;
-/// Rows of `W` per register tile.
-pub const NB: usize = 4;
+pub use super::tile::{MB, NB};
 /// Minimum number of weight elements per parallel task (≈ 256 KiB of f32):
 /// below this, rayon's per-task cost (a few µs) is comparable to the work.
 pub const MIN_CHUNK_ELEMS: usize = 64 * 1024;
@@ -378,19 +375,6 @@ fn run_split<T: Sync>(
         .into_par_iter()
         .zip(w.par_chunks(chunk * k))
         .for_each(|(mut rows, wc)| kernel(wc, &mut rows));
-}
-
-/// Shared argument checks for the per-ISA chunk kernels: `x` holds `m × k`,
-/// `out` has `m` rows of equal length `rows`, and `w` holds `rows × k`.
-/// Returns `rows`. Panics on mismatch (the public entry points validate
-/// first, so a panic here is a bug in this module).
-pub(super) fn check_chunk<X, W>(x: &[X], m: usize, k: usize, w: &[W], out: &[&mut [f32]]) -> usize {
-    assert_eq!(out.len(), m, "one output slice per row of x");
-    let rows = out.first().map_or(0, |r| r.len());
-    assert!(out.iter().all(|r| r.len() == rows), "ragged output rows");
-    assert!(x.len() >= m * k, "x too short");
-    assert_eq!(w.len(), rows * k, "weight chunk / output width mismatch");
-    rows
 }
 
 #[cfg(test)]

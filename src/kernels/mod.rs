@@ -17,6 +17,11 @@
 //!   Intel AMX tile order, `packed_f32` (f32 in AVX-512 GEMM panels); each is
 //!   reordered once at load and serves every m, prefill included.
 //! * [`attention`]: the tile kernels of fused decode attention.
+//!
+//! Module layering of the small-m kernel: `matmul` (validation, ISA
+//! dispatch, rayon split) calls the ISA modules `avx512`, `avx2` and
+//! `portable`, which share only the tile shape and chunk contract of the
+//! leaf `tile`.
 
 /// Expands to a `match` over the runtime tile shape `(mb, nb)` that calls the
 /// monomorphized `$tile::<MB, NB>(args..)`; each ISA module uses it so the
@@ -62,6 +67,7 @@ pub mod matmul;
 #[cfg(target_arch = "x86_64")]
 pub mod packed_f32;
 mod portable;
+mod tile;
 
 pub use linear::{linear, linear_with, LinearOp};
 #[cfg(target_arch = "x86_64")]

@@ -8,7 +8,7 @@
 
 use half::bf16;
 
-use super::matmul::{check_chunk, MB};
+use super::tile::{check_chunk, MB};
 
 /// Lanes of partial sums per dot product.
 const L: usize = 8;

@@ -422,14 +422,11 @@ pub fn export_gguf(dir: &Path, out: &Path, dtype: GgufDType) -> Result<GgufRepor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::init::{init_model, InitOptions};
-    use crate::model::presets::preset;
+    use crate::model::test_fixtures::write_model;
     use candle_core::quantized::gguf_file::Content;
 
     fn tiny(dir: &Path, reward_head: bool) {
-        let mut opts = InitOptions::new(preset("tiny").unwrap(), dir);
-        opts.reward_head = reward_head;
-        init_model(&opts, &|_| {}).unwrap();
+        write_model("tiny", dir, |o| o.reward_head = reward_head);
     }
 
     fn read(path: &Path) -> (Content, std::fs::File) {
@@ -630,8 +627,7 @@ mod tests {
         assert!(!tmp.path().join("rm.gguf").exists());
 
         let llama = tmp.path().join("llama");
-        let opts = InitOptions::new(preset("tiny-llama").unwrap(), &llama);
-        init_model(&opts, &|_| {}).unwrap();
+        write_model("tiny-llama", &llama, |_| {});
         let err = export_gguf(&llama, &tmp.path().join("l.gguf"), GgufDType::F32)
             .unwrap_err()
             .to_string();

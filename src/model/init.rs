@@ -2,7 +2,7 @@
 //!
 //! Tests and benchmarks need real architectures (real tensor names, shapes, dtypes,
 //! sharding) without downloading checkpoints. This module decides *what* is written: the
-//! tensor layout of a config ([`tensor_plan`]) and deterministic random values for it; the
+//! tensor layout of a config ([`super::tensor_plan`]) and deterministic random values for it; the
 //! directory itself — `config.json`, `generation_config.json`, `model.safetensors` (or
 //! `model-0000X-of-0000Y.safetensors` + `model.safetensors.index.json`), the tokenizer files,
 //! written atomically — comes from [`super::checkpoint`], the same writer training uses, so
@@ -25,11 +25,13 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::checkpoint::{write_model_dir, TensorData, WriteOptions};
-use super::{Architecture, ModelConfig, ModelError};
+use super::tensor_plan::{hf_architecture_name, tensor_plan, InitKind, TensorSpec};
+use super::{ModelConfig, ModelError};
+
+use super::checkpoint::max_token_id;
 
 pub use super::checkpoint::{
-    max_token_id, CheckpointDType as InitDType, WriteProgress as InitProgress,
-    WriteReport as InitReport, DEFAULT_SHARD_MAX_BYTES, TOKENIZER_FILES,
+    CheckpointDType as InitDType, WriteProgress as InitProgress, WriteReport as InitReport,
 };
 
 /// Standard deviation of weight matrices, embeddings and biases (HF `initializer_range`).
@@ -72,7 +74,8 @@ pub struct InitOptions {
     pub out: PathBuf,
     pub seed: u64,
     pub dtype: InitDType,
-    /// Largest tensor-data size of one safetensors file; `None` = `DEFAULT_SHARD_MAX_BYTES`.
+    /// Largest tensor-data size of one safetensors file; `None` =
+    /// [`super::checkpoint::DEFAULT_SHARD_MAX_BYTES`].
     pub shard_max_bytes: Option<u64>,
     pub tokenizer: TokenizerSource,
     /// Write a sequence-classification (reward model) head `score.weight` of shape
@@ -98,137 +101,12 @@ impl InitOptions {
     }
 }
 
-/// How a tensor's values are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitKind {
-    /// `N(0, 0.02)`: projections, embeddings, heads.
-    Matrix,
-    /// `1 + N(0, 0.02)`: RMSNorm scales.
-    Norm,
-    /// `N(0, 0.02)`: projection biases.
-    Bias,
-}
-
-impl InitKind {
-    fn mean_std(self) -> (f32, f32) {
-        match self {
-            Self::Matrix | Self::Bias => (0.0, INIT_STD),
-            Self::Norm => (1.0, NORM_NOISE_STD),
-        }
+/// The normal distribution `(mean, std)` a tensor of this kind is drawn from.
+fn mean_std(kind: InitKind) -> (f32, f32) {
+    match kind {
+        InitKind::Matrix | InitKind::Bias => (0.0, INIT_STD),
+        InitKind::Norm => (1.0, NORM_NOISE_STD),
     }
-}
-
-/// One tensor of the checkpoint, named and shaped exactly as in HF checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub kind: InitKind,
-}
-
-impl TensorSpec {
-    pub fn numel(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
-    }
-}
-
-/// The HF `architectures` entry for `arch`, with a sequence-classification head when
-/// `reward_head` (what HF reward models such as `*ForSequenceClassification` declare).
-pub fn hf_architecture_name(arch: Architecture, reward_head: bool) -> String {
-    if reward_head {
-        arch.hf_name()
-            .replace("ForCausalLM", "ForSequenceClassification")
-    } else {
-        arch.hf_name().to_string()
-    }
-}
-
-/// Every tensor of a checkpoint for `cfg`, in HF order (embedding, layers, final norm, head).
-///
-/// Public so loaders can test that they consume exactly this set.
-pub fn tensor_plan(cfg: &ModelConfig, reward_head: bool) -> Result<Vec<TensorSpec>, ModelError> {
-    let arch = cfg.architecture()?;
-    let (h, inter, vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let (hd, q_out, kv_out) = (
-        cfg.head_dim(),
-        cfg.num_attention_heads * cfg.head_dim(),
-        cfg.num_kv_heads() * cfg.head_dim(),
-    );
-    let spec = |name: String, shape: Vec<usize>, kind| TensorSpec { name, shape, kind };
-    let mut out = vec![spec(
-        "model.embed_tokens.weight".into(),
-        vec![vocab, h],
-        InitKind::Matrix,
-    )];
-    for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        let attn = format!("{p}.self_attn");
-        for (proj, rows) in [("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)] {
-            out.push(spec(
-                format!("{attn}.{proj}.weight"),
-                vec![rows, h],
-                InitKind::Matrix,
-            ));
-            if cfg.qkv_bias() {
-                out.push(spec(
-                    format!("{attn}.{proj}.bias"),
-                    vec![rows],
-                    InitKind::Bias,
-                ));
-            }
-        }
-        out.push(spec(
-            format!("{attn}.o_proj.weight"),
-            vec![h, q_out],
-            InitKind::Matrix,
-        ));
-        if arch == Architecture::Qwen3 {
-            out.push(spec(
-                format!("{attn}.q_norm.weight"),
-                vec![hd],
-                InitKind::Norm,
-            ));
-            out.push(spec(
-                format!("{attn}.k_norm.weight"),
-                vec![hd],
-                InitKind::Norm,
-            ));
-        }
-        for proj in ["gate_proj", "up_proj"] {
-            out.push(spec(
-                format!("{p}.mlp.{proj}.weight"),
-                vec![inter, h],
-                InitKind::Matrix,
-            ));
-        }
-        out.push(spec(
-            format!("{p}.mlp.down_proj.weight"),
-            vec![h, inter],
-            InitKind::Matrix,
-        ));
-        for norm in ["input_layernorm", "post_attention_layernorm"] {
-            out.push(spec(format!("{p}.{norm}.weight"), vec![h], InitKind::Norm));
-        }
-    }
-    out.push(spec("model.norm.weight".into(), vec![h], InitKind::Norm));
-    if reward_head {
-        out.push(spec("score.weight".into(), vec![1, h], InitKind::Matrix));
-    } else if !cfg.tie_word_embeddings {
-        out.push(spec(
-            "lm_head.weight".into(),
-            vec![vocab, h],
-            InitKind::Matrix,
-        ));
-    }
-    Ok(out)
-}
-
-/// Number of weight elements `init_model` would write (for size estimates before writing).
-pub fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelError> {
-    Ok(tensor_plan(cfg, reward_head)?
-        .iter()
-        .map(TensorSpec::numel)
-        .sum())
 }
 
 /// Reads a model config file for `model init --config`. With `tokenizer_dir`, the fields a
@@ -380,7 +258,7 @@ fn generate(spec: &TensorSpec, seed: u64, dtype: InitDType) -> Vec<u8> {
     let n = spec.shape.iter().product::<usize>();
     let esize = dtype.size();
     let key = tensor_key(seed, &spec.name);
-    let (mean, std) = spec.kind.mean_std();
+    let (mean, std) = mean_std(spec.kind);
     let mut out = vec![0u8; n * esize];
     out.par_chunks_mut(CHUNK * esize)
         .enumerate()
@@ -432,6 +310,16 @@ fn fill<const N: usize>(
         let (z0, _) = box_muller(rng.next_u32(), rng.next_u32());
         rest.copy_from_slice(&enc(mean + std * z0));
     }
+}
+
+/// Number of weight elements [`init_model`] writes for `cfg` (for the tests' parameter
+/// counts).
+#[cfg(test)]
+fn param_count(cfg: &ModelConfig, reward_head: bool) -> Result<u64, ModelError> {
+    Ok(tensor_plan(cfg, reward_head)?
+        .iter()
+        .map(|s| s.shape.iter().map(|&d| d as u64).product::<u64>())
+        .sum())
 }
 
 #[cfg(test)]

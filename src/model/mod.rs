@@ -1,6 +1,18 @@
 //! The decoder-only transformer shared by serving and training, its
 //! `config.json`, weight loading from HF model directories, and the
 //! random-weight model writer used for tests and benchmarks.
+//!
+//! - [`transformer`]: the model and its forward; `serving_weights`: the
+//!   serving-only conversions of its weights (quantization, AMX and f32
+//!   packing, huge pages), applied once at load;
+//! - [`config`], [`presets`], [`loader`]: `config.json`, built-in shapes,
+//!   loading a model directory;
+//! - [`tensor_plan`]: the HF tensor layout of a config, shared by
+//!   [`init`] (random values for it) and [`checkpoint`] (the writer of model
+//!   directories, for init and for training checkpoints);
+//! - [`gguf_export`], [`gguf_vocab`]: GGUF files for llama.cpp;
+//! - [`kv_cache`], `decode_attention`, [`rope`], [`linear`],
+//!   [`train_ops`]: the forward's parts.
 
 pub mod checkpoint;
 pub mod config;
@@ -13,10 +25,14 @@ pub mod linear;
 pub mod loader;
 pub mod presets;
 pub mod rope;
+mod serving_weights;
+pub mod tensor_plan;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 pub mod train_ops;
 pub mod transformer;
 
-pub use checkpoint::{write_checkpoint, write_model_dir, CheckpointDType, WriteOptions};
+pub use checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 pub use config::{Architecture, ModelConfig};
 pub use kv_cache::{KvCache, KvView, PrefixView, SharedKv};
 pub use loader::{load_model, load_trainable, GenerationConfig, LoadedModel, WeightDType};
@@ -131,13 +147,6 @@ pub enum Mode {
     /// ([`train_ops::composed`]): the reference [`Mode::Train`] is checked
     /// against.
     TrainComposed,
-}
-
-impl Mode {
-    /// Whether the forward records gradients (either training variant).
-    pub fn is_train(self) -> bool {
-        !matches!(self, Mode::Inference)
-    }
 }
 
 use std::path::PathBuf;

@@ -150,11 +150,6 @@ impl TrainedTokenizer {
             .map_err(|e| TokenizerTrainError::Train(e.to_string()))
     }
 
-    /// The `tokenizer_config.json` value.
-    pub fn tokenizer_config_json(&self) -> &Value {
-        &self.config
-    }
-
     /// The trained tokenizer as Quorum loads it (fast tokenizer + config).
     pub fn tokenizer(&self) -> Result<Tokenizer, TokenizerTrainError> {
         let path = PathBuf::from("<trained>/tokenizer_config.json");

@@ -23,13 +23,14 @@ use quorum_train::rm::{rm_step, score_all, RmBatch, RmTarget};
 use quorum_train::rm_config::{RmConfig, RmLoss};
 
 use crate::engine::RewardCodec;
+use crate::model::tensor_plan::is_reward_model;
 use crate::model::ModelConfig;
 use crate::tokenizer::Tokenizer;
 
 use super::data::load_rm_records;
 use super::eval::EvalTask;
 use super::policy::TransformerPolicy;
-use super::rm_backbone::{is_reward_model, reward_backbone};
+use super::rm_backbone::reward_backbone;
 use super::rm_eval::{labelled_report, pairs_report};
 use super::rm_samples::{examples, sample_rollouts, CachedRollout, RmExamples, Sampling};
 use super::run::{

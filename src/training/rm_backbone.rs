@@ -13,16 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
-use crate::model::init::hf_architecture_name;
 use crate::model::loader::weight_files;
+use crate::model::tensor_plan::{hf_architecture_name, is_reward_model};
 use crate::model::ModelConfig;
-
-/// Whether `cfg` declares a sequence-classification (reward) head.
-pub fn is_reward_model(cfg: &ModelConfig) -> bool {
-    cfg.architectures
-        .iter()
-        .any(|a| a.ends_with("ForSequenceClassification"))
-}
 
 /// `init` when it is a reward model; otherwise `RUN/rm-init/`, written once
 /// from the policy `init` (a resumed run finds it there).

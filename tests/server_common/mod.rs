@@ -3,58 +3,28 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use quorum::model::init::{init_model, InitOptions};
-use quorum::model::presets::preset;
 use quorum::server::config::ModelSpec;
 use quorum::server::{RunningServer, ServerConfig};
 
-/// The `tiny` preset (seed 0) under the cargo target tmp dir. Written to a
-/// private dir then renamed, so concurrent test binaries never see half a model.
+/// The shared helpers of `tests/common` (the model fixture), for a test binary that
+/// needs both: `use server_common::common;`, since a file can be `mod`ded only once.
+#[path = "../common/mod.rs"]
+pub mod common;
+
+/// The `tiny` preset (seed 0) under the cargo target tmp dir, written once
+/// ([`common::shared_model_dir`]).
 pub fn tiny_model_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join("server-tiny-model-v1");
-        if dir.join("config.json").is_file() {
-            return dir;
-        }
-        let tmp = root.join(format!("server-tiny-model-v1.tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let opts = InitOptions::new(preset("tiny").expect("preset"), &tmp);
-        init_model(&opts, &|_| {}).expect("init tiny model");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Another binary won the race; use its copy.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        dir
-    })
-    .clone()
+    common::shared_model_dir("server-tiny-model-v1", "tiny", |_| {})
 }
 
 /// A tiny reward model (`Qwen3ForSequenceClassification`), written once.
 pub fn reward_model_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join("server-tiny-rm-v1");
-        if dir.join("config.json").is_file() {
-            return dir;
-        }
-        let tmp = root.join(format!("server-tiny-rm-v1.tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let mut opts = InitOptions::new(preset("tiny").expect("preset"), &tmp);
-        opts.seed = 5;
-        opts.reward_head = true;
-        init_model(&opts, &|_| {}).expect("init reward model");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        dir
+    common::shared_model_dir("server-tiny-rm-v1", "tiny", |o| {
+        o.seed = 5;
+        o.reward_head = true;
     })
-    .clone()
 }
 
 /// A test config: the tiny model as `tiny`, port 0, short timings.

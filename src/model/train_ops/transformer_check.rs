@@ -6,11 +6,18 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::testing::{rel_diff, F32_TOL};
-use crate::model::init::{init_model, InitOptions, TokenizerSource};
-use crate::model::presets::preset;
+use crate::model::init::{InitOptions, TokenizerSource};
+use crate::model::test_fixtures::write_model;
 use crate::model::{load_trainable, Mode, Positions, SeqInput, Transformer};
 
 const VOCAB: usize = 300;
+
+/// The preset with a [`VOCAB`]-token vocabulary, no EOS and no tokenizer files.
+fn small_vocab(o: &mut InitOptions) {
+    o.config.vocab_size = VOCAB;
+    o.config.eos_token_id = None;
+    o.tokenizer = TokenizerSource::None;
+}
 
 /// Sequence lengths around the attention query block (64), plus a single token.
 const LENS: [usize; 5] = [1, 7, 64, 70, 3];
@@ -72,13 +79,10 @@ fn values(t: &Tensor) -> Vec<f64> {
 fn fused_equals_composed(preset_name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    let mut cfg = preset(preset_name).unwrap();
-    cfg.vocab_size = VOCAB;
-    cfg.eos_token_id = None;
-    let mut opts = InitOptions::new(cfg, &dir);
-    opts.seed = 11;
-    opts.tokenizer = TokenizerSource::None;
-    init_model(&opts, &|_| {}).unwrap();
+    write_model(preset_name, &dir, |o| {
+        small_vocab(o);
+        o.seed = 11;
+    });
     let (model, varmap, _) = load_trainable(&dir, DType::F32, &Device::Cpu).unwrap();
 
     let fused = loss(&model, Mode::Train);
@@ -136,12 +140,7 @@ fn llama_fused_training_step_equals_composed() {
 fn fused_path_falls_back_to_composed_ops_for_other_dtypes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    let mut cfg = preset("tiny").unwrap();
-    cfg.vocab_size = VOCAB;
-    cfg.eos_token_id = None;
-    let mut opts = InitOptions::new(cfg, &dir);
-    opts.tokenizer = TokenizerSource::None;
-    init_model(&opts, &|_| {}).unwrap();
+    write_model("tiny", &dir, small_vocab);
     let (model, varmap, _) = load_trainable(&dir, DType::F16, &Device::Cpu).unwrap();
     let fused = loss(&model, Mode::Train);
     let composed = loss(&model, Mode::TrainComposed);

@@ -4,42 +4,46 @@
 //! the current step trains), verifier rewards, group advantages, optional
 //! dynamic sampling, the clipped-surrogate update; metrics, held-out
 //! pass@1, checkpoints, exact `--resume`, a checkpoint on Ctrl-C / SIGTERM.
+//!
+//! Layout: [`run`] (here) is the loop; `batch` draws prompts and samples a
+//! step's batch, `step` trains on it and builds the step's metrics and eval
+//! records.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod batch;
+mod step;
+
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
-use quorum_train::batch::epoch_order;
-use quorum_train::checkpoint::{self, TrainerState};
+use quorum_train::checkpoint;
 use quorum_train::config::load_with_overrides;
 use quorum_train::filter::curriculum_order;
-use quorum_train::grpo::advantage::{advantages, zero_variance};
-use quorum_train::grpo::dynamic::{fill, Filled};
-use quorum_train::grpo::update::{grpo_update, sequence_logprobs, UpdateConfig, UpdateStats};
+use quorum_train::grpo::update::UpdateConfig;
 use quorum_train::grpo_config::GrpoConfig;
 use quorum_train::metrics::MetricsLog;
 use quorum_train::optim::AdamW;
 use quorum_train::policy::Policy;
-use quorum_train::rewards::Reward;
 
 use crate::chat::ChatTemplate;
 use crate::engine::think::resolve::ThinkConfig;
 use crate::engine::weights_view::snapshot;
-use crate::model::Transformer;
 use crate::tokenizer::Tokenizer;
 
 use super::data::load_eval_tasks_with;
-use super::eval::{accuracy, EvalContext, EvalTask};
+use super::eval::{EvalContext, EvalTask};
 use super::policy::TransformerPolicy;
-use super::rollouts::{sample_groups, training_sequences, RolloutContext, ScoredGroup};
+use super::rollouts::RolloutContext;
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
     stopping_early,
 };
 use super::signals::StopFlag;
+use batch::{sample_batch, Batch, Prompts};
+use step::{evaluate, step_record, train_on};
 
 /// The rollouts of the next step, saved with a checkpoint in async mode
 /// (they were sampled from weights that no checkpoint holds).
@@ -63,147 +67,6 @@ pub struct GrpoSummary {
     pub stopped_early: bool,
     pub last_checkpoint: Option<PathBuf>,
     pub final_eval: Option<serde_json::Value>,
-}
-
-/// A step's sampled batch and what it took.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Batch {
-    groups: Vec<ScoredGroup>,
-    rounds: usize,
-    sampled: usize,
-    zero_variance: usize,
-    first_round_zero_variance: usize,
-    /// Groups of the first round (the configured batch).
-    first_round: usize,
-    /// Every sampled rollout's reward, kept groups or not (the step's
-    /// reward and accuracy are over what the policy produced).
-    all_rewards: Vec<f64>,
-    all_correct: usize,
-    all_rollouts: usize,
-    completion_tokens: Vec<usize>,
-    truncated: usize,
-    /// Sums of each reward term over every sampled rollout.
-    terms: Reward,
-    /// Rollouts excluded from the loss (overlong filtering).
-    masked: usize,
-    rollout_s: f64,
-    /// The data position after this batch was drawn.
-    epoch: u64,
-    cursor: usize,
-}
-
-/// The prompt stream: a seeded order per epoch (or the curriculum order),
-/// a cursor into it.
-struct Prompts<'a> {
-    tasks: &'a [EvalTask],
-    order: Option<&'a [usize]>,
-    seed: u64,
-    epoch: u64,
-    cursor: usize,
-}
-
-impl Prompts<'_> {
-    fn take(&mut self, n: usize) -> Vec<usize> {
-        let mut out = Vec::with_capacity(n);
-        let mut perm = self.perm();
-        while out.len() < n {
-            if self.cursor == perm.len() {
-                self.cursor = 0;
-                self.epoch += 1;
-                perm = self.perm();
-            }
-            out.push(perm[self.cursor]);
-            self.cursor += 1;
-        }
-        out
-    }
-
-    fn perm(&self) -> Vec<usize> {
-        match self.order {
-            Some(o) => o.to_vec(),
-            None => epoch_order(self.tasks.len(), self.seed, self.epoch),
-        }
-    }
-}
-
-/// Sample the batch of step `step` (1-based) on `model`.
-fn sample_batch(
-    model: &Transformer,
-    ctx: &RolloutContext,
-    prompts: &mut Prompts,
-    cfg: &GrpoConfig,
-    step: u64,
-) -> anyhow::Result<Batch> {
-    let t0 = Instant::now();
-    let mut all_rewards = Vec::new();
-    let mut all_correct = 0;
-    let mut completion_tokens = Vec::new();
-    let mut truncated = 0;
-    let mut terms = Reward::default();
-    let mut masked = 0;
-    let progress = (step - 1) as f64 / cfg.train.steps.max(1) as f64;
-    let filled: Filled<ScoredGroup> = fill(
-        cfg.rollout.prompts_per_step,
-        cfg.sampling.dynamic,
-        cfg.sampling.max_refill_rounds,
-        |n, round| {
-            let idx = prompts.take(n);
-            let tasks: Vec<(usize, &EvalTask)> =
-                idx.iter().map(|&i| (i, &prompts.tasks[i])).collect();
-            let groups = sample_groups(model, ctx, &tasks, (step << 8) | round as u64, progress)
-                .map_err(|e| quorum_train::TrainError::Batch(format!("{e:#}")))?;
-            for g in &groups {
-                for r in &g.rollouts {
-                    all_rewards.push(r.reward.total);
-                    all_correct += usize::from(r.correct);
-                    add_terms(&mut terms, &r.reward);
-                    masked += usize::from(r.reward.masked);
-                    completion_tokens.push(r.token_ids.len());
-                    truncated += usize::from(r.truncated);
-                }
-            }
-            Ok(groups)
-        },
-        |g| !zero_variance(&g.rewards()),
-    )?;
-    Ok(Batch {
-        all_rollouts: all_rewards.len(),
-        groups: filled.groups,
-        rounds: filled.rounds,
-        sampled: filled.sampled,
-        zero_variance: filled.dropped,
-        first_round_zero_variance: filled.first_round_dropped,
-        first_round: cfg.rollout.prompts_per_step,
-        all_rewards,
-        all_correct,
-        completion_tokens,
-        truncated,
-        terms,
-        masked,
-        rollout_s: t0.elapsed().as_secs_f64(),
-        epoch: prompts.epoch,
-        cursor: prompts.cursor,
-    })
-}
-
-fn add_terms(sum: &mut Reward, r: &Reward) {
-    sum.total += r.total;
-    sum.correct += r.correct;
-    sum.format += r.format;
-    sum.overlong += r.overlong;
-    sum.length += r.length;
-    sum.kimi_length += r.kimi_length;
-    sum.language += r.language;
-    sum.length_control += r.length_control;
-}
-
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (0.0, 0.0);
-    }
-    let m = xs.iter().sum::<f64>() / xs.len() as f64;
-    let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64;
-    (m, v.sqrt())
 }
 
 pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
@@ -489,132 +352,4 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         last_checkpoint,
         final_eval,
     })
-}
-
-/// The update of one batch; `None` when dynamic sampling kept no group.
-#[allow(clippy::too_many_arguments)] // the loop's parts, borrowed for one call
-fn train_on(
-    policy: &TransformerPolicy,
-    params: &[(String, candle_core::Var)],
-    opt: &mut AdamW,
-    reference: Option<&TransformerPolicy>,
-    batch: &Batch,
-    cfg: &GrpoConfig,
-    update_cfg: &UpdateConfig,
-    lr: f64,
-) -> anyhow::Result<Option<UpdateStats>> {
-    if batch.groups.is_empty() {
-        return Ok(None);
-    }
-    let rewards: Vec<Vec<f64>> = batch.groups.iter().map(ScoredGroup::rewards).collect();
-    let adv = advantages(&rewards, cfg.advantage.std, cfg.advantage.eps);
-    let seqs = training_sequences(&batch.groups, &adv)?;
-    if seqs.iter().all(|s| s.example.trained_tokens() == 0.0) {
-        return Ok(None);
-    }
-    let refs = match reference {
-        Some(r) => Some(sequence_logprobs(
-            r,
-            &seqs,
-            update_cfg.temperature,
-            update_cfg.micro_batch_tokens,
-        )?),
-        None => None,
-    };
-    Ok(Some(grpo_update(
-        policy,
-        params,
-        opt,
-        &seqs,
-        refs.as_deref(),
-        update_cfg,
-        lr,
-    )?))
-}
-
-/// The step's metrics line.
-fn step_record(
-    batch: &Batch,
-    update: Option<&UpdateStats>,
-    lr: f64,
-    step_s: f64,
-    update_s: f64,
-    state: &TrainerState,
-    async_rollouts: bool,
-) -> serde_json::Value {
-    let (reward_mean, reward_std) = mean_std(&batch.all_rewards);
-    let lens: Vec<f64> = batch.completion_tokens.iter().map(|&n| n as f64).collect();
-    let (len_mean, _) = mean_std(&lens);
-    let rollout_tokens: usize = batch.completion_tokens.iter().sum();
-    let n = batch.all_rollouts.max(1) as f64;
-    let mut r = json!({
-        "kind": "step",
-        "step": state.step,
-        "lr": lr,
-        "reward_mean": reward_mean,
-        "reward_std": reward_std,
-        "accuracy": batch.all_correct as f64 / n,
-        "groups": batch.groups.len(),
-        "groups_sampled": batch.sampled,
-        "refill_rounds": batch.rounds.saturating_sub(1),
-        // Of the first round's groups (the policy's state, comparable
-        // with and without dynamic sampling), and of every sampled group.
-        "zero_variance_fraction": batch.first_round_zero_variance as f64 / batch.first_round.max(1) as f64,
-        "zero_variance_all": batch.zero_variance as f64 / batch.sampled.max(1) as f64,
-        "completion_tokens_mean": len_mean,
-        "completion_tokens_max": batch.completion_tokens.iter().max().copied().unwrap_or(0),
-        "completion_tokens_min": batch.completion_tokens.iter().min().copied().unwrap_or(0),
-        "truncated_fraction": batch.truncated as f64 / n,
-        "masked_fraction": batch.masked as f64 / n,
-        "reward_terms": {
-            "correct": batch.terms.correct / n,
-            "format": batch.terms.format / n,
-            "overlong": batch.terms.overlong / n,
-            "length": batch.terms.length / n,
-            "kimi_length": batch.terms.kimi_length / n,
-            "language": batch.terms.language / n,
-            "length_control": batch.terms.length_control / n,
-        },
-        "rollout_tokens": rollout_tokens,
-        "rollout_s": batch.rollout_s,
-        "rollout_tokens_per_s": rollout_tokens as f64 / batch.rollout_s.max(1e-9),
-        "update_s": update_s,
-        "step_s": step_s,
-        "async_rollouts": async_rollouts,
-        "elapsed_s": state.elapsed_s,
-    });
-    if let Some(u) = update {
-        let t = u.first.tokens.max(1.0);
-        let ta = u.all.tokens.max(1.0);
-        r["loss"] = json!(u.loss);
-        r["grad_norm"] = json!(u.grad_norm);
-        r["trained_tokens"] = json!(u.first.tokens);
-        r["tokens"] = json!(u.tokens);
-        r["tokens_per_s"] = json!(u.tokens as f64 / update_s.max(1e-9));
-        r["entropy"] = json!(u.first.neg_logprob / t);
-        r["kl"] = json!(u.first.kl / t);
-        r["clip_fraction"] = json!((u.all.clipped_low + u.all.clipped_high) / ta);
-        r["clip_low_fraction"] = json!(u.all.clipped_low / ta);
-        r["clip_high_fraction"] = json!(u.all.clipped_high / ta);
-        r["ratio_dev"] = json!(u.first.ratio_dev / t);
-    }
-    r
-}
-
-/// Held-out pass@1 (greedy) per think mode.
-fn evaluate(
-    model: &Transformer,
-    ctx: &EvalContext,
-    tasks: &[EvalTask],
-    modes: &[String],
-    step: u64,
-) -> anyhow::Result<serde_json::Value> {
-    let mut acc = serde_json::Map::new();
-    let mut detail = serde_json::Map::new();
-    for mode in modes {
-        let a = accuracy(model, ctx, tasks, mode == "think")?;
-        acc.insert(mode.clone(), json!(a.accuracy));
-        detail.insert(mode.clone(), serde_json::to_value(&a)?);
-    }
-    Ok(json!({"kind": "eval", "step": step, "accuracy": acc, "generation": detail}))
 }
