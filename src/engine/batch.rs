@@ -184,10 +184,7 @@ impl<'a> Batcher<'a> {
                 let msg = e.to_string();
                 for w in &plan.work {
                     let (Work::Prefill { group, .. } | Work::Decode { group, .. }) = *w;
-                    self.fail(
-                        group,
-                        EngineError::Invalid(format!("forward failed: {msg}")),
-                    );
+                    self.fail(group, EngineError::Forward(msg.clone()));
                 }
             }
             self.metrics

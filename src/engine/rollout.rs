@@ -138,7 +138,7 @@ pub fn generate_group(
             return done.result;
         }
     }
-    Err(EngineError::Invalid(
+    Err(EngineError::Internal(
         "the group left the engine without a result".into(),
     ))
 }
@@ -294,7 +294,7 @@ pub fn generate_groups(
         .map(|(group, o)| {
             o.ok_or_else(|| RolloutError {
                 group,
-                source: EngineError::Invalid("the group left the engine without a result".into()),
+                source: EngineError::Internal("the group left the engine without a result".into()),
             })
         })
         .collect()

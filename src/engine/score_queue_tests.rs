@@ -33,10 +33,9 @@ fn spawn(f: &Fixture, cfg: EngineConfig) -> EngineHandle {
     let (dir, rm) = (f.dir.clone(), reward_dir(f));
     EngineHandle::spawn(
         move || {
-            let mut b = ModelBundle::load(&dir, None, &Device::Cpu).map_err(|e| e.to_string())?;
-            b.load_reward(&rm, None, &Device::Cpu)
-                .map_err(|e| e.to_string())?;
-            Ok(b)
+            let mut b = ModelBundle::load(&dir, None, &Device::Cpu)?;
+            b.load_reward(&rm, None, &Device::Cpu)?;
+            Ok::<_, crate::engine::BundleError>(b)
         },
         cfg,
     )
@@ -199,7 +198,7 @@ fn an_engine_without_a_reward_model_refuses_score_jobs() {
     let f = fixture();
     let dir = f.dir.clone();
     let engine = EngineHandle::spawn(
-        move || ModelBundle::load(&dir, None, &Device::Cpu).map_err(|e| e.to_string()),
+        move || ModelBundle::load(&dir, None, &Device::Cpu),
         EngineConfig::default(),
     )
     .expect("engine");

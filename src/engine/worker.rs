@@ -84,6 +84,20 @@ enum Job {
     Score(ScoreJob),
 }
 
+/// Why [`EngineHandle::spawn`] gave no engine.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The load closure failed (for the server, a
+    /// [`super::BundleError`]); its error is kept as the source.
+    #[error(transparent)]
+    Load(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot start engine thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The engine thread ended (panicked) before reporting its model.
+    #[error("engine thread died while loading")]
+    Died,
+}
+
 /// Cloneable handle to the engine thread.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -114,10 +128,12 @@ pub struct RewardInfo {
 }
 
 impl EngineHandle {
-    /// Start the engine thread; `load` runs on it and builds the model.
-    pub fn spawn<F>(load: F, cfg: EngineConfig) -> Result<Self, String>
+    /// Start the engine thread; `load` runs on it and builds the model. A
+    /// load that fails is [`SpawnError::Load`] with its error kept.
+    pub fn spawn<F, E>(load: F, cfg: EngineConfig) -> Result<Self, SpawnError>
     where
-        F: FnOnce() -> Result<ModelBundle, String> + Send + 'static,
+        F: FnOnce() -> Result<ModelBundle, E> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (tx, rx) = sync_channel::<Job>(cfg.queue_capacity);
         let capacity = cfg.queue_capacity;
@@ -134,13 +150,11 @@ impl EngineHandle {
                     super::in_engine_pool(move || run(bundle, batch_cfg, chunk, rx, m));
                 }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+                    let _ = ready_tx.send(Err(SpawnError::Load(e.into())));
                 }
             })
-            .map_err(|e| format!("cannot start engine thread: {e}"))?;
-        let info = ready_rx
-            .recv()
-            .map_err(|_| "engine thread died while loading".to_string())??;
+            .map_err(SpawnError::Thread)?;
+        let info = ready_rx.recv().map_err(|_| SpawnError::Died)??;
         Ok(Self {
             tx,
             capacity,
@@ -356,7 +370,7 @@ fn accept(
             senders.insert(id, job.events);
         }
         Err(e) => {
-            let _ = job.events.send(EngineEvent::Error(e.to_string()));
+            let _ = job.events.send(EngineEvent::Error(e.into()));
         }
     }
 }
@@ -374,7 +388,7 @@ fn finish(senders: &mut HashMap<GroupId, UnboundedSender<EngineEvent>>, done: Co
             rollouts: out.rollouts,
             timings: out.timings,
         }),
-        Err(e) => EngineEvent::Error(e.to_string()),
+        Err(e) => EngineEvent::Error(e.into()),
     };
     let _ = events.send(event);
 }

@@ -12,7 +12,7 @@ use super::config::{ModelSpec, ServerConfig};
 use super::generate::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
-use crate::engine::{EngineConfig, EngineHandle, ModelBundle, RewardCodec};
+use crate::engine::{BundleError, EngineConfig, EngineHandle, ModelBundle, RewardCodec};
 
 /// Errors bringing models up.
 #[derive(Debug, thiserror::Error)]
@@ -96,27 +96,22 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let engine = EngineHandle::spawn(
         move || {
-            let mut bundle =
-                ModelBundle::load(&dir, dtype, &Device::Cpu).map_err(|e| e.to_string())?;
+            let mut bundle = ModelBundle::load(&dir, dtype, &Device::Cpu)?;
             if let Some(rm) = &reward_dir {
-                bundle
-                    .load_reward(rm, dtype, &Device::Cpu)
-                    .map_err(|e| format!("reward model {}: {e}", rm.display()))?;
+                bundle.load_reward(rm, dtype, &Device::Cpu)?;
             }
-            bundle
-                .prepare_for_serving(quantize, amx)
-                .map_err(|e| e.to_string())?;
+            bundle.prepare_for_serving(quantize, amx)?;
             bundle.set_kv_dtype(kv);
             bundle.back_with_huge_pages();
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
             let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());
             let _ = tok_tx.send((bundle.tokenizer.clone(), rm_tok));
-            Ok(bundle)
+            Ok::<_, BundleError>(bundle)
         },
         engine_cfg,
     )
-    .map_err(err)?;
+    .map_err(|e| err(e.to_string()))?;
     let (tokenizer, rm_tokenizer) = tok_rx
         .recv()
         .map_err(|_| err("the engine did not hand back its tokenizer".into()))?;

@@ -144,10 +144,10 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
             v.push("[DONE]".to_string());
             v
         }
-        EngineEvent::Error(msg) => {
+        EngineEvent::Error(failure) => {
             st.done = true;
-            tracing::warn!(id = %st.record.id, error = %msg, "engine error mid-stream");
-            let e = ApiError::Internal(msg);
+            tracing::warn!(id = %st.record.id, error = %failure, "engine error mid-stream");
+            let e = ApiError::from(failure);
             st.record.fail(&e);
             vec![e.to_json()]
         }
@@ -232,7 +232,7 @@ mod tests {
                 cached_tokens: 0,
             },
             token("a"),
-            EngineEvent::Error("boom".into()),
+            EngineEvent::Error(crate::engine::RequestFailure::internal("boom")),
             token("never sent"),
         ])
         .await;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::early::{answer, Watch};
 use super::report::{self, QuorumSlot};
 use super::Plan;
-use crate::engine::{EngineEvent, FinishReason, GenerateOutput};
+use crate::engine::{EngineEvent, FinishReason, GenerateOutput, RequestFailure};
 use crate::server::generate::new_id;
 
 /// Starts the driver when `plan` is set; otherwise hands `rx` back as is.
@@ -62,7 +62,7 @@ async fn drive(
                         }
                         events
                     }
-                    Err(msg) => vec![EngineEvent::Error(msg)],
+                    Err(msg) => vec![EngineEvent::Error(RequestFailure::internal(msg))],
                 };
                 for e in events {
                     let _ = tx.send(e);
