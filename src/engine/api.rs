@@ -15,7 +15,7 @@
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::rollout::{GroupTimings, RolloutOutput};
+use super::output::{GroupTimings, RolloutOutput};
 use super::sampler::SamplingParams;
 use super::sequence::{FinishReason, TokenLogprob};
 use super::EngineError;

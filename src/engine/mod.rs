@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod group;
 pub mod memory;
 pub mod metrics;
+pub mod output;
 pub mod prefix_cache;
 pub mod reward;
 pub mod rollout;
@@ -43,9 +44,9 @@ pub use bundle::{BundleError, ModelBundle};
 pub use cancel::CancelSet;
 pub use metrics::EngineMetrics;
 pub use reward::{RewardCodec, RewardModel};
+pub use output::{GroupOutput, RolloutOutput};
 pub use rollout::{
-    generate_group, generate_groups, GroupOutput, GroupRequest, RolloutConfig, RolloutError,
-    RolloutOutput, RolloutProgress,
+    generate_group, generate_groups, GroupRequest, RolloutConfig, RolloutError, RolloutProgress,
 };
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};

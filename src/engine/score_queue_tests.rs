@@ -208,3 +208,57 @@ fn an_engine_without_a_reward_model_refuses_score_jobs() {
         Some(SubmitError::NoRewardModel)
     );
 }
+
+#[tokio::test]
+async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
+    let f = fixture();
+    let engine = spawn(
+        &f,
+        EngineConfig {
+            queue_capacity: 1,
+            kv_budget_tokens: Some(3000),
+            ..EngineConfig::default()
+        },
+    );
+    // As above: the engine stops taking work, one score job fills the queue.
+    let running = engine.submit(generation(20, 1, 2900)).unwrap();
+    let waiting = engine.submit(generation(20, 2, 1000)).unwrap();
+    let m = engine.metrics();
+    let t = Instant::now();
+    while m.waiting.load(Ordering::Relaxed) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never waited");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let queued = engine.submit_score(score_job(&[5])).unwrap();
+    let rejected = m.requests_rejected.load(Ordering::Relaxed);
+    // No room within the patience: one refusal, after the patience.
+    let t = Instant::now();
+    let late = engine
+        .submit_score_waiting(score_job(&[3]), Duration::from_millis(80))
+        .await
+        .err();
+    assert_eq!(late, Some(SubmitError::QueueFull { capacity: 1 }));
+    assert!(t.elapsed() >= Duration::from_millis(80));
+    assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
+    // A patient job waits while the queue stays full...
+    let waiter = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit_score_waiting(score_job(&[4]), Duration::from_secs(60))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "no room yet");
+    // ...and gets in once the engine takes the queued job.
+    drop((running, waiting));
+    let t = Instant::now();
+    let rx = waiter.await.unwrap().expect("room was made");
+    assert!(t.elapsed() < Duration::from_secs(30), "woken, not timed out");
+    let out = rx.await.expect("scores");
+    assert_eq!((out.scores.len(), out.tokens), (1, 4));
+    assert_eq!(queued.await.expect("scores").tokens, 5);
+    // Waiting is not retrying: the patient job was never refused.
+    assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
+}
