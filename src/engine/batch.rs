@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::group::{ActiveGroup, GroupSink};
 use super::metrics::EngineMetrics;
-use super::prefix_cache::PrefixCache;
 use super::output::GroupOutput;
+use super::prefix_cache::PrefixCache;
 use super::sampler::SamplingParams;
 use super::scheduler::{GroupId, GroupShape, ScheduleError, Scheduler, SchedulerConfig, Work};
 use super::think::ThinkSpec;

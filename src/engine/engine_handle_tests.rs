@@ -14,11 +14,7 @@ use super::{
 
 fn spawn(f: &Fixture, cfg: EngineConfig) -> EngineHandle {
     let dir = f.dir.clone();
-    EngineHandle::spawn(
-        move || ModelBundle::load(&dir, None, &Device::Cpu),
-        cfg,
-    )
-    .expect("engine")
+    EngineHandle::spawn(move || ModelBundle::load(&dir, None, &Device::Cpu), cfg).expect("engine")
 }
 
 fn request(len: usize, salt: u32, n: usize, max_tokens: usize) -> GenerateRequest {

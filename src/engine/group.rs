@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::prefix_cache::PrefixCache;
 use super::output::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
+use super::prefix_cache::PrefixCache;
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::GroupId;
 use super::sequence::{FinishReason, Sequence, Stops};

@@ -36,15 +36,15 @@ mod rollout_tests;
 mod think_tests;
 
 pub use api::{
-    EngineEvent, FailureKind, GenerateOutput, GenerateRequest, RequestFailure, ScoreError, ScoreFailure, ScoreOutput,
-    ScoreReceiver, ScoreRequest, SubmitError,
+    EngineEvent, FailureKind, GenerateOutput, GenerateRequest, RequestFailure, ScoreError,
+    ScoreFailure, ScoreOutput, ScoreReceiver, ScoreRequest, SubmitError,
 };
 pub use batch::{BatchConfig, Batcher};
 pub use bundle::{BundleError, ModelBundle};
 pub use cancel::CancelSet;
 pub use metrics::EngineMetrics;
-pub use reward::{RewardCodec, RewardModel};
 pub use output::{GroupOutput, RolloutOutput};
+pub use reward::{RewardCodec, RewardModel};
 pub use rollout::{
     generate_group, generate_groups, GroupRequest, RolloutConfig, RolloutError, RolloutProgress,
 };

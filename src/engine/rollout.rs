@@ -89,21 +89,6 @@ impl Default for RolloutConfig {
     }
 }
 
-impl RolloutConfig {
-    /// A KV budget of `kv_bytes` for `model` (its KV storage dtype), other
-    /// limits at their defaults.
-    pub fn with_kv_bytes(model: &Transformer, kv_bytes: usize) -> Self {
-        let per_token = model
-            .config()
-            .kv_bytes_per_token(model.kv_dtype().size_in_bytes())
-            .max(1);
-        Self {
-            kv_budget_tokens: kv_bytes / per_token,
-            ..Self::default()
-        }
-    }
-}
-
 /// Where a [`generate_groups`] call stands; passed to its callback after
 /// every forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

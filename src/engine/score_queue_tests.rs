@@ -255,7 +255,10 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
     drop((running, waiting));
     let t = Instant::now();
     let rx = waiter.await.unwrap().expect("room was made");
-    assert!(t.elapsed() < Duration::from_secs(30), "woken, not timed out");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "woken, not timed out"
+    );
     let out = rx.await.expect("scores");
     assert_eq!((out.scores.len(), out.tokens), (1, 4));
     assert_eq!(queued.await.expect("scores").tokens, 5);
