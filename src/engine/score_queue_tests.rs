@@ -215,12 +215,12 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
     let engine = spawn(
         &f,
         EngineConfig {
-            queue_capacity: 1,
+            queue_capacity: 2,
             kv_budget_tokens: Some(3000),
             ..EngineConfig::default()
         },
     );
-    // As above: the engine stops taking work, one score job fills the queue.
+    // As above: the engine stops taking work, two score jobs fill the queue.
     let running = engine.submit(generation(20, 1, 2900)).unwrap();
     let waiting = engine.submit(generation(20, 2, 1000)).unwrap();
     let m = engine.metrics();
@@ -229,7 +229,10 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
         assert!(t.elapsed() < Duration::from_secs(10), "never waited");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let queued = engine.submit_score(score_job(&[5])).unwrap();
+    let queued = [
+        engine.submit_score(score_job(&[5])).unwrap(),
+        engine.submit_score(score_job(&[6])).unwrap(),
+    ];
     let rejected = m.requests_rejected.load(Ordering::Relaxed);
     // No room within the patience: one refusal, after the patience.
     let t = Instant::now();
@@ -237,7 +240,7 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
         .submit_score_waiting(score_job(&[3]), Duration::from_millis(80))
         .await
         .err();
-    assert_eq!(late, Some(SubmitError::QueueFull { capacity: 1 }));
+    assert_eq!(late, Some(SubmitError::QueueFull { capacity: 2 }));
     assert!(t.elapsed() >= Duration::from_millis(80));
     assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
     // A patient job waits while the queue stays full...
@@ -251,7 +254,7 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished(), "no room yet");
-    // ...and gets in once the engine takes the queued job.
+    // ...and gets in once the engine takes a queued job.
     drop((running, waiting));
     let t = Instant::now();
     let rx = waiter.await.unwrap().expect("room was made");
@@ -261,7 +264,9 @@ async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
     );
     let out = rx.await.expect("scores");
     assert_eq!((out.scores.len(), out.tokens), (1, 4));
-    assert_eq!(queued.await.expect("scores").tokens, 5);
+    for (rx, tokens) in queued.into_iter().zip([5, 6]) {
+        assert_eq!(rx.await.expect("scores").tokens, tokens);
+    }
     // Waiting is not retrying: the patient job was never refused.
     assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
 }
