@@ -9,7 +9,7 @@
 
 use crate::extract::{extract, ExtractConfig};
 use crate::math::number::Rational;
-use crate::verifier::{Verdict, Verifier};
+use crate::verdict::{Verdict, Verifier};
 
 /// Deepest parenthesis nesting accepted (the parser is recursive).
 const MAX_DEPTH: usize = 32;

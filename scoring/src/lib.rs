@@ -42,6 +42,7 @@ pub mod math;
 pub mod math_spans;
 pub mod reward;
 pub mod select;
+pub mod verdict;
 pub mod verifier;
 
 pub use compare::{compare, compare_with, Comparison};

@@ -1,4 +1,7 @@
-//! Verifiers: decide whether a completion is correct for a reference.
+//! Verifiers: decide whether a completion is correct for a reference. The
+//! built-in ones (math, exact, numeric, choice, regex, the code hook) and
+//! [`verifier_by_name`], which also knows [`crate::countdown`]'s; the
+//! [`Verifier`] trait and its [`Verdict`] live in [`crate::verdict`].
 
 use crate::compare::{answer_from, too_long};
 use crate::equivalence::answers_equivalent;
@@ -6,52 +9,9 @@ use crate::error::ScoringError;
 use crate::extract::{extract, ExtractConfig};
 use crate::math::answer::Answer;
 use crate::math::number::Tolerance;
+pub use crate::verdict::{Verdict, Verifier};
 use regex::Regex;
 use serde::Serialize;
-
-/// A verifier's decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub correct: bool,
-    /// The answer extracted from the completion, if any.
-    pub extracted: Option<String>,
-    pub reason: String,
-}
-
-impl Verdict {
-    fn missing() -> Self {
-        Verdict {
-            correct: false,
-            extracted: None,
-            reason: "no answer extracted".into(),
-        }
-    }
-}
-
-/// Checks a completion against a reference answer.
-pub trait Verifier: Send + Sync {
-    fn verify(&self, completion: &str, reference: &str) -> Verdict;
-
-    /// Checks that a reference answer is usable by this verifier (before
-    /// training or evaluation starts), with the reason when it is not.
-    /// Default: non-empty, and a completion answering `\boxed{reference}`
-    /// is judged correct.
-    fn check_reference(&self, reference: &str) -> Result<(), String> {
-        let r = reference.trim();
-        if r.is_empty() {
-            return Err("empty reference".into());
-        }
-        let v = self.verify(&format!("\\boxed{{{r}}}"), reference);
-        if v.correct {
-            Ok(())
-        } else {
-            Err(format!(
-                "`\\boxed{{{r}}}` is not judged correct: {}",
-                v.reason
-            ))
-        }
-    }
-}
 
 /// Words in a math reference that mark it as a worked solution, not an answer.
 const PROSE_REFERENCE_WORDS: usize = 6;

@@ -205,13 +205,12 @@ fn setup(args: &SelectionArgs) -> anyhow::Result<Bench> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let model = args.model.clone();
     let engine = EngineHandle::spawn(
-        move || model.load().map_err(|e| format!("{e:#}")),
+        move || model.load(),
         EngineConfig {
             prefix_cache_bytes: Some(0),
             ..EngineConfig::default()
         },
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let info = engine.info();
     let params = SamplingParams {
         temperature: args.temperature,

@@ -80,7 +80,7 @@ struct Sample {
 pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     let model = args.model.clone();
     let engine = EngineHandle::spawn(
-        move || model.load().map_err(|e| format!("{e:#}")),
+        move || model.load(),
         EngineConfig {
             queue_capacity: 1024,
             kv_budget_tokens: args.kv_budget_tokens,
@@ -88,8 +88,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             prefix_cache_bytes: Some(0),
             ..EngineConfig::default()
         },
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let salt = AtomicUsize::new(0);
     // Warm-up: page the weights in, size the pools.
     run_requests(&engine, &args, 1, 4, 1, 1, &salt)?;

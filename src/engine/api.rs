@@ -6,13 +6,19 @@
 //! Two kinds of work share the one queue: generation ([`GenerateRequest`],
 //! answered by a stream of [`EngineEvent`]s) and reward-model scoring
 //! ([`ScoreRequest`], answered once with a [`ScoreOutput`]).
+//!
+//! A generation request that fails ends its stream with
+//! [`EngineEvent::Error`], a [`RequestFailure`] that keeps the failure's
+//! [`FailureKind`] (the client's fault, the engine's, or a stopped engine)
+//! next to its message; the HTTP layer picks the status from the kind.
 
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::rollout::{GroupTimings, RolloutOutput};
+use super::output::{GroupTimings, RolloutOutput};
 use super::sampler::SamplingParams;
 use super::sequence::{FinishReason, TokenLogprob};
+use super::EngineError;
 
 /// One generation request: `n` rollouts of one tokenized prompt.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +59,88 @@ pub enum EngineEvent {
     },
     /// All rollouts are done.
     Finished(GenerateOutput),
-    Error(String),
+    /// The request failed; nothing follows.
+    Error(RequestFailure),
+}
+
+/// Whose fault a failed generation request is, as the engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request itself is invalid (an empty prompt, `n = 0`, sampling
+    /// parameters or stop strings the engine refuses): the client's fault.
+    InvalidRequest,
+    /// Prompt plus completion budget exceed the model's context: the
+    /// client's fault.
+    ContextLength,
+    /// The request can never fit the engine's KV budget: the client's fault.
+    KvBudget,
+    /// A model forward or another failure inside the engine.
+    Internal,
+    /// The engine stopped before finishing the request.
+    Stopped,
+}
+
+impl FailureKind {
+    /// Whether the request, not the engine, is at fault.
+    pub fn is_client_error(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidRequest | Self::ContextLength | Self::KvBudget
+        )
+    }
+}
+
+/// Why a generation request failed: its kind and a message safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl RequestFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A failure inside the engine.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Internal, message)
+    }
+
+    /// The engine stopped before finishing the request.
+    pub fn stopped() -> Self {
+        Self::new(
+            FailureKind::Stopped,
+            "the engine stopped before finishing the request",
+        )
+    }
+}
+
+impl From<EngineError> for RequestFailure {
+    fn from(e: EngineError) -> Self {
+        use super::sampler::SamplingError;
+        let kind = match &e {
+            EngineError::EmptyPrompt | EngineError::Invalid(_) | EngineError::StopStrings(_) => {
+                FailureKind::InvalidRequest
+            }
+            EngineError::ContextLength { .. } => FailureKind::ContextLength,
+            EngineError::KvBudget { .. } => FailureKind::KvBudget,
+            // A logits buffer of the wrong shape is the engine's bug; every
+            // other sampling error comes from the request's parameters
+            // (a logit bias outside the vocabulary, every token banned).
+            EngineError::Sampling(SamplingError::LogitsShape { .. }) => FailureKind::Internal,
+            EngineError::Sampling(_) => FailureKind::InvalidRequest,
+            EngineError::Tokenizer(_)
+            | EngineError::Model(_)
+            | EngineError::Forward(_)
+            | EngineError::Internal(_) => FailureKind::Internal,
+        };
+        Self::new(kind, e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,4 +252,58 @@ pub enum ScoreFailure {
     Submit(#[from] SubmitError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sampler::SamplingError;
+    use super::*;
+
+    fn kind(e: EngineError) -> FailureKind {
+        RequestFailure::from(e).kind
+    }
+
+    #[test]
+    fn engine_errors_keep_their_kind_and_message() {
+        let f = RequestFailure::from(EngineError::KvBudget {
+            needed: 10,
+            budget: 4,
+        });
+        assert_eq!(
+            f,
+            RequestFailure::new(
+                FailureKind::KvBudget,
+                "request needs 10 KV tokens but the engine budget is 4"
+            )
+        );
+        assert_eq!(kind(EngineError::EmptyPrompt), FailureKind::InvalidRequest);
+        assert_eq!(
+            kind(EngineError::ContextLength {
+                prompt: 5,
+                max_tokens: 4,
+                context: 8
+            }),
+            FailureKind::ContextLength
+        );
+        assert_eq!(
+            kind(EngineError::Sampling(SamplingError::NoViableToken)),
+            FailureKind::InvalidRequest
+        );
+        assert_eq!(
+            kind(EngineError::Sampling(SamplingError::LogitsShape {
+                len: 1,
+                rows: 1,
+                vocab: 2
+            })),
+            FailureKind::Internal
+        );
+        let forward = RequestFailure::from(EngineError::Forward("oom".into()));
+        assert_eq!(
+            forward,
+            RequestFailure::new(FailureKind::Internal, "forward failed: oom")
+        );
+        assert!(!forward.kind.is_client_error());
+        assert_eq!(RequestFailure::stopped().kind, FailureKind::Stopped);
+        assert!(!FailureKind::Stopped.is_client_error());
+    }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::group::{ActiveGroup, GroupSink};
 use super::metrics::EngineMetrics;
+use super::output::GroupOutput;
 use super::prefix_cache::PrefixCache;
-use super::rollout::GroupOutput;
 use super::sampler::SamplingParams;
 use super::scheduler::{GroupId, GroupShape, ScheduleError, Scheduler, SchedulerConfig, Work};
 use super::think::ThinkSpec;
@@ -184,10 +184,7 @@ impl<'a> Batcher<'a> {
                 let msg = e.to_string();
                 for w in &plan.work {
                     let (Work::Prefill { group, .. } | Work::Decode { group, .. }) = *w;
-                    self.fail(
-                        group,
-                        EngineError::Invalid(format!("forward failed: {msg}")),
-                    );
+                    self.fail(group, EngineError::Forward(msg.clone()));
                 }
             }
             self.metrics

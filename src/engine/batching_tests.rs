@@ -11,7 +11,8 @@ use candle_core::Device;
 
 use super::batch::{BatchConfig, Batcher};
 use super::group::GroupSink;
-use super::rollout::{GroupOutput, GroupRequest, TokenEvent};
+use super::output::{GroupOutput, TokenEvent};
+use super::rollout::GroupRequest;
 use super::scheduler::SchedulerConfig;
 use super::{generate_group, EngineMetrics, ModelBundle, SamplingParams};
 use crate::model::test_fixtures::write_model;

@@ -2,7 +2,7 @@
 //! loaded together from one HF model directory, plus the reward model that
 //! scores its completions (if any), which runs on the same engine thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
@@ -31,6 +31,13 @@ pub enum BundleError {
     Template(#[from] crate::chat::ChatTemplateError),
     #[error(transparent)]
     Prompt(#[from] crate::chat::PromptError),
+    /// The reward model at `dir` ([`ModelBundle::load_reward`]) failed to load.
+    #[error("reward model {}: {source}", dir.display())]
+    Reward {
+        dir: PathBuf,
+        #[source]
+        source: super::reward::RewardError,
+    },
 }
 
 /// `ids` (from config.json and generation_config.json) followed by the
@@ -95,8 +102,14 @@ impl ModelBundle {
         dir: &Path,
         dtype: Option<WeightDType>,
         device: &Device,
-    ) -> Result<(), super::reward::RewardError> {
-        self.reward = Some(super::reward::RewardModel::load(dir, dtype, device)?);
+    ) -> Result<(), BundleError> {
+        let rm = super::reward::RewardModel::load(dir, dtype, device).map_err(|source| {
+            BundleError::Reward {
+                dir: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        self.reward = Some(rm);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use super::batch::{BatchConfig, Batcher};
 use super::batching_tests::{fixture, params, prompt};
 use super::cancel::CancelSet;
 use super::group::GroupSink;
-use super::rollout::TokenEvent;
+use super::output::TokenEvent;
 use super::scheduler::SchedulerConfig;
 use super::{EngineMetrics, FinishReason, ModelBundle};
 

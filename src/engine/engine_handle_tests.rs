@@ -7,15 +7,14 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 
 use super::batching_tests::{fixture, params, prompt, Fixture};
-use super::{EngineConfig, EngineEvent, EngineHandle, GenerateRequest, ModelBundle, SubmitError};
+use super::{
+    EngineConfig, EngineEvent, EngineHandle, FailureKind, GenerateRequest, ModelBundle,
+    RequestFailure, SubmitError,
+};
 
 fn spawn(f: &Fixture, cfg: EngineConfig) -> EngineHandle {
     let dir = f.dir.clone();
-    EngineHandle::spawn(
-        move || ModelBundle::load(&dir, None, &Device::Cpu).map_err(|e| e.to_string()),
-        cfg,
-    )
-    .expect("engine")
+    EngineHandle::spawn(move || ModelBundle::load(&dir, None, &Device::Cpu), cfg).expect("engine")
 }
 
 fn request(len: usize, salt: u32, n: usize, max_tokens: usize) -> GenerateRequest {
@@ -136,4 +135,49 @@ fn full_queue_rejects_fast_and_dropped_stream_frees_kv() {
     // The engine still serves.
     let mut rx = engine.submit(request(10, 9, 2, 5)).unwrap();
     assert_eq!(wait_finished(&mut rx).completion_tokens, 10);
+}
+
+/// The first event of a request the worker refuses.
+fn refusal(rx: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>) -> RequestFailure {
+    match rx.blocking_recv() {
+        Some(EngineEvent::Error(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn requests_the_worker_refuses_fail_with_a_client_kind() {
+    let f = fixture();
+    let engine = spawn(
+        &f,
+        EngineConfig {
+            kv_budget_tokens: Some(100_000),
+            prefix_cache_bytes: Some(0),
+            ..EngineConfig::default()
+        },
+    );
+    // n = 0 reserves nothing, so the handle lets it through; the worker's
+    // validation refuses it.
+    let mut rx = engine.submit(request(10, 1, 0, 5)).unwrap();
+    let failure = refusal(&mut rx);
+    assert_eq!(
+        failure,
+        RequestFailure::new(FailureKind::InvalidRequest, "n must be at least 1")
+    );
+    assert!(failure.kind.is_client_error());
+    assert!(rx.blocking_recv().is_none(), "nothing follows an error");
+    // A prompt that fills the whole context.
+    let context = engine.info().context_length;
+    let mut rx = engine.submit(request(context, 2, 1, 1)).unwrap();
+    let failure = refusal(&mut rx);
+    assert_eq!(failure.kind, FailureKind::ContextLength);
+    assert_eq!(
+        failure.message,
+        format!(
+            "this model's maximum context length is {context} tokens; the prompt has {context} tokens and max_tokens is 1"
+        )
+    );
+    // The engine still serves.
+    let mut rx = engine.submit(request(10, 3, 1, 3)).unwrap();
+    assert_eq!(wait_finished(&mut rx).completion_tokens, 3);
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::output::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
 use super::prefix_cache::PrefixCache;
-use super::rollout::{GroupOutput, GroupTimings, RolloutOutput, TokenEvent};
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::GroupId;
 use super::sequence::{FinishReason, Sequence, Stops};

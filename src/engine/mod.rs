@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod group;
 pub mod memory;
 pub mod metrics;
+pub mod output;
 pub mod prefix_cache;
 pub mod reward;
 pub mod rollout;
@@ -36,22 +37,22 @@ mod rollout_tests;
 mod think_tests;
 
 pub use api::{
-    EngineEvent, GenerateOutput, GenerateRequest, ScoreError, ScoreFailure, ScoreOutput,
-    ScoreReceiver, ScoreRequest, SubmitError,
+    EngineEvent, FailureKind, GenerateOutput, GenerateRequest, RequestFailure, ScoreError,
+    ScoreFailure, ScoreOutput, ScoreReceiver, ScoreRequest, SubmitError,
 };
 pub use batch::{BatchConfig, Batcher};
 pub use bundle::{BundleError, ModelBundle};
 pub use cancel::CancelSet;
 pub use metrics::EngineMetrics;
+pub use output::{GroupOutput, RolloutOutput};
 pub use reward::{RewardCodec, RewardModel};
 pub use rollout::{
-    generate_group, generate_groups, GroupOutput, GroupRequest, RolloutConfig, RolloutError,
-    RolloutOutput, RolloutProgress,
+    generate_group, generate_groups, GroupRequest, RolloutConfig, RolloutError, RolloutProgress,
 };
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use sequence::{FinishReason, Sequence};
-pub use worker::{EngineConfig, EngineHandle, ModelInfo, RewardInfo};
+pub use worker::{EngineConfig, EngineHandle, ModelInfo, RewardInfo, SpawnError};
 
 /// Failures of a generation request.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,7 @@ pub enum EngineError {
         max_tokens: usize,
         context: usize,
     },
+    /// The request is invalid (e.g. `n = 0`).
     #[error("{0}")]
     Invalid(String),
     /// The group's KV reservation exceeds the engine's whole budget.
@@ -79,6 +81,12 @@ pub enum EngineError {
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
+    /// A batched forward failed; every group in it fails with this.
+    #[error("forward failed: {0}")]
+    Forward(String),
+    /// The engine lost track of a request (a bug).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Run `f` as a worker of a rayon pool sized to the machine, so the thread

@@ -13,8 +13,7 @@
 
 use candle_core::Device;
 
-use super::bundle::BundleError;
-use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::chat::{ChatMessage, ChatTemplate, ChatTemplateError, PromptError};
 use crate::model::{load_model, LoadedModel, Mode, SeqInput, Transformer, WeightDType};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -43,7 +42,7 @@ impl RewardCodec {
         conversation: &[ChatMessage],
         completion: &str,
         limit: Option<usize>,
-    ) -> Result<Vec<u32>, BundleError> {
+    ) -> Result<Vec<u32>, PromptError> {
         let mut msgs = conversation.to_vec();
         msgs.push(ChatMessage::assistant(completion));
         let rendered = crate::chat::prompt::render(
@@ -54,7 +53,7 @@ impl RewardCodec {
             &serde_json::Map::new(),
             crate::chat::SpecialTokenPolicy::default(),
         )?;
-        Ok(rendered.encode(&self.tokenizer, limit)?)
+        rendered.encode(&self.tokenizer, limit)
     }
 }
 
@@ -65,10 +64,18 @@ pub struct RewardModel {
     pub max_batch: usize,
 }
 
+/// Failures of loading a reward model or scoring with it.
 #[derive(Debug, thiserror::Error)]
 pub enum RewardError {
     #[error(transparent)]
-    Load(#[from] BundleError),
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Template(#[from] ChatTemplateError),
+    /// A (conversation, completion) pair could not be rendered or tokenized.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     #[error("{0} is not a reward model: it has no `score` head (architectures must end in ForSequenceClassification)")]
     NoScoreHead(String),
     #[error("scoring: {0}")]
@@ -79,24 +86,6 @@ pub enum RewardError {
         tokens: usize,
         context: usize,
     },
-}
-
-impl From<crate::model::ModelError> for RewardError {
-    fn from(e: crate::model::ModelError) -> Self {
-        Self::Load(BundleError::Model(e))
-    }
-}
-
-impl From<TokenizerError> for RewardError {
-    fn from(e: TokenizerError) -> Self {
-        Self::Load(BundleError::Tokenizer(e))
-    }
-}
-
-impl From<ChatTemplateError> for RewardError {
-    fn from(e: ChatTemplateError) -> Self {
-        Self::Load(BundleError::Template(e))
-    }
 }
 
 impl RewardModel {
@@ -129,7 +118,7 @@ impl RewardModel {
         conversation: &[ChatMessage],
         completion: &str,
         limit: Option<usize>,
-    ) -> Result<Vec<u32>, BundleError> {
+    ) -> Result<Vec<u32>, PromptError> {
         self.codec.encode_pair(conversation, completion, limit)
     }
 

@@ -6,13 +6,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::batch::{BatchConfig, Batcher};
 use super::group::GroupSink;
 use super::metrics::EngineMetrics;
+use super::output::{GroupOutput, TokenEvent};
 use super::sampler::SamplingParams;
-use super::sequence::{FinishReason, TokenLogprob};
 use super::think::ThinkSpec;
 use super::EngineError;
 use crate::model::Transformer;
@@ -31,85 +29,9 @@ pub struct GroupRequest {
     pub think: Option<ThinkSpec>,
 }
 
-/// One finished rollout.
-#[derive(Debug, Clone, Serialize)]
-pub struct RolloutOutput {
-    pub index: usize,
-    pub text: String,
-    pub token_ids: Vec<u32>,
-    /// Per token of `token_ids`: `true` if the model sampled it, `false` if
-    /// the engine forced it (the think-budget message and its `</think>`,
-    /// the continuation word that replaces an early `</think>` under
-    /// `min_thinking_tokens`). Forced tokens must never be trained on.
-    pub sampled: Vec<bool>,
-    /// Per token of `token_ids`, only when the request set
-    /// [`SamplingParams::raw_logprobs`] (empty otherwise): the
-    /// sampling-distribution log-prob `log_softmax(logits / T)[token]` of the
-    /// model's logits (no bias, penalties or truncation; T = 1 when greedy),
-    /// what a training forward recomputes. `None` for forced tokens: their
-    /// probability is not the model's. `logprobs` keeps the OpenAI semantics.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub raw_logprobs: Vec<Option<f32>>,
-    pub finish_reason: FinishReason,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub logprobs: Vec<TokenLogprob>,
-    pub mean_logprob: Option<f64>,
-    /// Tokens spent thinking (0 without think mode); see
-    /// [`super::think::ThinkControl::reasoning_tokens`].
-    pub reasoning_tokens: usize,
-    /// Thinking was ended by the budget (or the answer reserve).
-    pub thinking_budget_cut: bool,
-    /// Milliseconds from submission to this rollout's first token.
-    pub ttft_ms: f64,
-    /// Milliseconds from submission to this rollout's last token.
-    pub total_ms: f64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GroupTimings {
-    /// Waiting for KV budget before admission.
-    pub queue_ms: f64,
-    /// From admission to the end of the prompt prefill (chunks of a long
-    /// prompt share steps with other requests' decodes).
-    pub prefill_ms: f64,
-    /// From submission to the first token of every rollout.
-    pub ttft_ms: f64,
-    pub decode_ms: f64,
-    /// Decode steps (batched forwards after the prefill).
-    pub decode_steps: usize,
-    /// Prompt tokens computed (cache hits excluded) per second of prefill.
-    pub prefill_tokens_per_s: f64,
-    /// Generated tokens (all rollouts) per second of decode.
-    pub decode_tokens_per_s: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupOutput {
-    pub rollouts: Vec<RolloutOutput>,
-    pub prompt_tokens: usize,
-    /// Prompt tokens whose KV came from the prefix cache.
-    pub cached_tokens: usize,
-    pub completion_tokens: usize,
-    pub timings: GroupTimings,
-}
-
-/// Per-token event for streaming callers.
-pub struct TokenEvent<'a> {
-    pub rollout: usize,
-    pub token: u32,
-    pub logprob: f32,
-    pub top_logprobs: &'a [(u32, f32)],
-    /// The model sampled this token (`false`: think control forced it).
-    pub sampled: bool,
-    /// See [`RolloutOutput::raw_logprobs`]; `None` unless requested, or forced.
-    pub raw_logprob: Option<f32>,
-    pub text: &'a str,
-    pub finish: Option<FinishReason>,
-}
-
 /// Run a rollout group to completion on the calling thread. `on_token` sees
 /// every token; returning `false` cancels the group (the client left): the
-/// unfinished rollouts end with [`FinishReason::Cancelled`] and free their KV.
+/// unfinished rollouts end with [`super::FinishReason::Cancelled`] and free their KV.
 ///
 /// A thin wrapper over the engine's [`Batcher`] with one group and no limits,
 /// so the CLI, the benchmarks and the server share one decode loop.
@@ -138,7 +60,7 @@ pub fn generate_group(
             return done.result;
         }
     }
-    Err(EngineError::Invalid(
+    Err(EngineError::Internal(
         "the group left the engine without a result".into(),
     ))
 }
@@ -163,21 +85,6 @@ impl Default for RolloutConfig {
             kv_budget_tokens: s.kv_budget_tokens,
             max_batch_seqs: s.max_decode_seqs,
             prefill_chunk: s.prefill_chunk,
-        }
-    }
-}
-
-impl RolloutConfig {
-    /// A KV budget of `kv_bytes` for `model` (its KV storage dtype), other
-    /// limits at their defaults.
-    pub fn with_kv_bytes(model: &Transformer, kv_bytes: usize) -> Self {
-        let per_token = model
-            .config()
-            .kv_bytes_per_token(model.kv_dtype().size_in_bytes())
-            .max(1);
-        Self {
-            kv_budget_tokens: kv_bytes / per_token,
-            ..Self::default()
         }
     }
 }
@@ -222,11 +129,11 @@ pub struct RolloutError {
 /// Deterministic given seeds: a request's rollout `i` draws from stream `i`
 /// of its `params.seed` (give each group its own seed; `None` draws one from
 /// the OS), and the schedule depends only on the requests and `cfg`. Set
-/// `params.raw_logprobs` to get [`RolloutOutput::raw_logprobs`]; every
-/// rollout reports [`RolloutOutput::sampled`].
+/// `params.raw_logprobs` to get [`super::RolloutOutput::raw_logprobs`]; every
+/// rollout reports [`super::RolloutOutput::sampled`].
 ///
 /// `on_progress` runs after every forward; returning `false` stops the call:
-/// unfinished rollouts end [`FinishReason::Cancelled`] (groups never started
+/// unfinished rollouts end [`super::FinishReason::Cancelled`] (groups never started
 /// have no rollouts). For speed, call it inside [`super::in_engine_pool`].
 /// Errors: a request that can never run (empty prompt, over the context or
 /// the KV budget, `n = 0`) fails the call before anything runs; a failed
@@ -294,7 +201,7 @@ pub fn generate_groups(
         .map(|(group, o)| {
             o.ok_or_else(|| RolloutError {
                 group,
-                source: EngineError::Invalid("the group left the engine without a result".into()),
+                source: EngineError::Internal("the group left the engine without a result".into()),
             })
         })
         .collect()

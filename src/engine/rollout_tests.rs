@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{DType, Device, Tensor, D};
 
 use super::batching_tests::{fixture, Fixture};
-use super::rollout::{generate_groups, GroupOutput, GroupRequest, RolloutConfig, RolloutError};
+use super::output::GroupOutput;
+use super::rollout::{generate_groups, GroupRequest, RolloutConfig, RolloutError};
 use super::think::{ThinkSpec, ThinkTokens};
 use super::{generate_group, EngineError, FinishReason, SamplingParams};
 use crate::model::{load_model, load_trainable, Mode, Positions, SeqInput, Transformer};

@@ -298,18 +298,6 @@ impl Scheduler {
         self.reserved
     }
 
-    pub fn waiting_len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    pub fn waiting_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.waiting.iter().map(|(id, _)| *id)
-    }
-
-    pub fn running_len(&self) -> usize {
-        self.running.len()
-    }
-
     /// Unfinished rollouts of decoding groups.
     pub fn live_sequences(&self) -> usize {
         self.running.iter().map(|g| g.live).sum()

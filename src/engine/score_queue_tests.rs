@@ -32,10 +32,9 @@ fn spawn(f: &Fixture, cfg: EngineConfig) -> EngineHandle {
     let (dir, rm) = (f.dir.clone(), reward_dir(f));
     EngineHandle::spawn(
         move || {
-            let mut b = ModelBundle::load(&dir, None, &Device::Cpu).map_err(|e| e.to_string())?;
-            b.load_reward(&rm, None, &Device::Cpu)
-                .map_err(|e| e.to_string())?;
-            Ok(b)
+            let mut b = ModelBundle::load(&dir, None, &Device::Cpu)?;
+            b.load_reward(&rm, None, &Device::Cpu)?;
+            Ok::<_, crate::engine::BundleError>(b)
         },
         cfg,
     )
@@ -198,7 +197,7 @@ fn an_engine_without_a_reward_model_refuses_score_jobs() {
     let f = fixture();
     let dir = f.dir.clone();
     let engine = EngineHandle::spawn(
-        move || ModelBundle::load(&dir, None, &Device::Cpu).map_err(|e| e.to_string()),
+        move || ModelBundle::load(&dir, None, &Device::Cpu),
         EngineConfig::default(),
     )
     .expect("engine");
@@ -207,4 +206,66 @@ fn an_engine_without_a_reward_model_refuses_score_jobs() {
         engine.submit_score(score_job(&[3])).err(),
         Some(SubmitError::NoRewardModel)
     );
+}
+
+#[tokio::test]
+async fn a_waiting_score_job_gets_in_once_the_engine_makes_room() {
+    let f = fixture();
+    let engine = spawn(
+        &f,
+        EngineConfig {
+            queue_capacity: 2,
+            kv_budget_tokens: Some(3000),
+            ..EngineConfig::default()
+        },
+    );
+    // As above: the engine stops taking work, two score jobs fill the queue.
+    let running = engine.submit(generation(20, 1, 2900)).unwrap();
+    let waiting = engine.submit(generation(20, 2, 1000)).unwrap();
+    let m = engine.metrics();
+    let t = Instant::now();
+    while m.waiting.load(Ordering::Relaxed) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never waited");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let queued = [
+        engine.submit_score(score_job(&[5])).unwrap(),
+        engine.submit_score(score_job(&[6])).unwrap(),
+    ];
+    let rejected = m.requests_rejected.load(Ordering::Relaxed);
+    // No room within the patience: one refusal, after the patience.
+    let t = Instant::now();
+    let late = engine
+        .submit_score_waiting(score_job(&[3]), Duration::from_millis(80))
+        .await
+        .err();
+    assert_eq!(late, Some(SubmitError::QueueFull { capacity: 2 }));
+    assert!(t.elapsed() >= Duration::from_millis(80));
+    assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
+    // A patient job waits while the queue stays full...
+    let waiter = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .submit_score_waiting(score_job(&[4]), Duration::from_secs(60))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "no room yet");
+    // ...and gets in once the engine takes a queued job.
+    drop((running, waiting));
+    let t = Instant::now();
+    let rx = waiter.await.unwrap().expect("room was made");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "woken, not timed out"
+    );
+    let out = rx.await.expect("scores");
+    assert_eq!((out.scores.len(), out.tokens), (1, 4));
+    for (rx, tokens) in queued.into_iter().zip([5, 6]) {
+        assert_eq!(rx.await.expect("scores").tokens, tokens);
+    }
+    // Waiting is not retrying: the patient job was never refused.
+    assert_eq!(m.requests_rejected.load(Ordering::Relaxed), rejected + 1);
 }

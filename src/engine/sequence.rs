@@ -129,17 +129,6 @@ impl Sequence {
         self.finish.is_some()
     }
 
-    /// Sample from this sequence's logits row and take the token.
-    /// Returns the newly emitted text of each appended token.
-    pub fn sample_and_accept(
-        &mut self,
-        logits: &mut [f32],
-        tok: &Tokenizer,
-    ) -> Result<Vec<String>, EngineError> {
-        let sampled = self.sampler.sample(logits)?;
-        self.accept(sampled, tok)
-    }
-
     /// Take a sampled token: think control decides whether it is appended as
     /// is or replaced by forced tokens. Returns the newly emitted text of
     /// each appended token (one entry per token; fewer than forced when the

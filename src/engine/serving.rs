@@ -91,11 +91,9 @@ pub enum ServingError {
     Device(String),
     #[error("loading model from {dir}: {source}")]
     Load { dir: PathBuf, source: BundleError },
-    #[error("reward model {dir}: {source}")]
-    Reward {
-        dir: PathBuf,
-        source: super::reward::RewardError,
-    },
+    /// The reward model failed to load (the error names its directory).
+    #[error(transparent)]
+    Reward(BundleError),
     #[error("preparing the weights of {dir} for serving: {source}")]
     Prepare { dir: PathBuf, source: BundleError },
 }
@@ -118,10 +116,7 @@ pub fn load_for_serving(
     if let Some(rm) = reward {
         bundle
             .load_reward(rm, args.dtype, &device)
-            .map_err(|source| ServingError::Reward {
-                dir: rm.to_path_buf(),
-                source,
-            })?;
+            .map_err(ServingError::Reward)?;
     }
     let packed = bundle
         .prepare_for_serving(

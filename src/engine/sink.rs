@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::api::EngineEvent;
 use super::cancel::CancelSet;
 use super::group::GroupSink;
-use super::rollout::TokenEvent;
+use super::output::TokenEvent;
 use super::sequence::FinishReason;
 
 /// Streams a group's events to its request's channel.

@@ -153,6 +153,7 @@ impl StopMatcher {
 
     /// The stop string that ended generation (vLLM reports it as
     /// `stop_reason`).
+    #[cfg(test)]
     pub fn matched_stop(&self) -> Option<&str> {
         self.matched
             .and_then(|i| self.strings.stops.get(i))
@@ -160,6 +161,7 @@ impl StopMatcher {
     }
 
     /// Number of bytes currently held back.
+    #[cfg(test)]
     pub fn held_len(&self) -> usize {
         self.pending.len()
     }

@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::Device;
 
 use super::batching_tests::{fixture, Fixture};
-use super::rollout::{GroupOutput, GroupRequest};
+use super::output::GroupOutput;
+use super::rollout::GroupRequest;
 use super::think::{ThinkSpec, ThinkTokens};
 use super::{generate_group, FinishReason, ModelBundle, SamplingParams};
 

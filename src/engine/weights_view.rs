@@ -84,7 +84,8 @@ fn map_norm(n: &mut RmsNorm, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Re
 
 /// Whether every tensor of `model` is a plain tensor (no `Var`, no graph):
 /// what [`inference_view`] guarantees.
-pub fn is_detached(model: &Transformer) -> bool {
+#[cfg(test)]
+fn is_detached(model: &Transformer) -> bool {
     let mut all = true;
     let _ = map_weights(model, &mut |t| {
         all &= !t.is_variable() && !t.track_op();

@@ -13,14 +13,20 @@
 //! the reward model, at most `score_chunk` tokens per step (see
 //! [`super::score_queue`]). The queue is FIFO: a score job queued behind a
 //! generation that waits for KV budget waits with it.
+//!
+//! A submitter that would rather wait for room than be refused
+//! ([`EngineHandle::submit_score_waiting`]) waits on a [`Notify`] that the
+//! engine thread signals whenever it takes a job off the queue, and once
+//! more when it stops; nothing polls.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::api::{
     EngineEvent, GenerateOutput, GenerateRequest, ScoreFailure, ScoreOutput, ScoreReceiver,
@@ -84,10 +90,27 @@ enum Job {
     Score(ScoreJob),
 }
 
+/// Why [`EngineHandle::spawn`] gave no engine.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The load closure failed (for the server, a
+    /// [`super::BundleError`]); its error is kept as the source.
+    #[error(transparent)]
+    Load(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot start engine thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The engine thread ended (panicked) before reporting its model.
+    #[error("engine thread died while loading")]
+    Died,
+}
+
 /// Cloneable handle to the engine thread.
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: SyncSender<Job>,
+    /// Signalled when the engine thread takes a job off the queue (there is
+    /// room again) and when it stops (see [`QueueRx`]).
+    room: Arc<Notify>,
     capacity: usize,
     metrics: Arc<EngineMetrics>,
     info: Arc<ModelInfo>,
@@ -114,12 +137,19 @@ pub struct RewardInfo {
 }
 
 impl EngineHandle {
-    /// Start the engine thread; `load` runs on it and builds the model.
-    pub fn spawn<F>(load: F, cfg: EngineConfig) -> Result<Self, String>
+    /// Start the engine thread; `load` runs on it and builds the model. A
+    /// load that fails is [`SpawnError::Load`] with its error kept.
+    pub fn spawn<F, E>(load: F, cfg: EngineConfig) -> Result<Self, SpawnError>
     where
-        F: FnOnce() -> Result<ModelBundle, String> + Send + 'static,
+        F: FnOnce() -> Result<ModelBundle, E> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (tx, rx) = sync_channel::<Job>(cfg.queue_capacity);
+        let room = Arc::new(Notify::new());
+        let rx = QueueRx {
+            rx: Some(rx),
+            room: room.clone(),
+        };
         let capacity = cfg.queue_capacity;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let metrics = Arc::new(EngineMetrics::default());
@@ -134,15 +164,14 @@ impl EngineHandle {
                     super::in_engine_pool(move || run(bundle, batch_cfg, chunk, rx, m));
                 }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+                    let _ = ready_tx.send(Err(SpawnError::Load(e.into())));
                 }
             })
-            .map_err(|e| format!("cannot start engine thread: {e}"))?;
-        let info = ready_rx
-            .recv()
-            .map_err(|_| "engine thread died while loading".to_string())??;
+            .map_err(SpawnError::Thread)?;
+        let info = ready_rx.recv().map_err(|_| SpawnError::Died)??;
         Ok(Self {
             tx,
+            room,
             capacity,
             metrics,
             info: Arc::new(info),
@@ -204,6 +233,40 @@ impl EngineHandle {
         Ok(ScoreReceiver::new(rx))
     }
 
+    /// [`Self::submit_score`], but while the queue is full it waits for room
+    /// (woken when the engine takes a job off the queue, never polling) for
+    /// up to `patience`: [`SubmitError::QueueFull`] only once `patience` has
+    /// passed without room, [`SubmitError::ShuttingDown`] as soon as the
+    /// engine stops. For callers whose work is already spent (answer
+    /// selection's decoded rollouts) and who would rather wait than fail.
+    pub async fn submit_score_waiting(
+        &self,
+        req: ScoreRequest,
+        patience: Duration,
+    ) -> Result<ScoreReceiver, SubmitError> {
+        if self.info.reward.is_none() {
+            return Err(SubmitError::NoRewardModel);
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        let (reply, rx) = oneshot::channel();
+        let mut job = Job::Score(ScoreJob { req, reply });
+        loop {
+            // Registered before the attempt, so room made between a full
+            // queue and the wait below is not missed.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.try_enqueue(job) {
+                Ok(()) => return Ok(ScoreReceiver::new(rx)),
+                Err(TrySendError::Full(j)) => job = j,
+                Err(TrySendError::Disconnected(_)) => return Err(SubmitError::ShuttingDown),
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(self.queue_full());
+            }
+        }
+    }
+
     /// [`Self::submit_score`], then wait for the scores.
     pub async fn score(&self, req: ScoreRequest) -> Result<ScoreOutput, ScoreFailure> {
         let rx = self.submit_score(req)?;
@@ -211,21 +274,62 @@ impl EngineHandle {
     }
 
     fn enqueue(&self, job: Job) -> Result<(), SubmitError> {
-        match self.tx.try_send(job) {
-            Ok(()) => {
-                self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => {
-                self.metrics
-                    .requests_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(SubmitError::QueueFull {
-                    capacity: self.capacity,
-                })
-            }
+        match self.try_enqueue(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(self.queue_full()),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::ShuttingDown),
         }
+    }
+
+    /// Queue `job` if there is room; a refused job comes back.
+    fn try_enqueue(&self, job: Job) -> Result<(), TrySendError<Job>> {
+        self.tx.try_send(job)?;
+        self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A refusal for a full queue, counted.
+    fn queue_full(&self) -> SubmitError {
+        self.metrics
+            .requests_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        SubmitError::QueueFull {
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// The engine thread's end of the queue. Taking a job wakes the submitters
+/// waiting for room; dropping it (the engine stopped, or its thread
+/// panicked) disconnects the queue first and then wakes them, so they see
+/// [`SubmitError::ShuttingDown`] instead of waiting out their patience.
+struct QueueRx {
+    /// `Some` until dropped.
+    rx: Option<Receiver<Job>>,
+    room: Arc<Notify>,
+}
+
+impl QueueRx {
+    /// The next job: waits for one when `block`, else
+    /// [`TryRecvError::Empty`] when there is none.
+    fn next(&self, block: bool) -> Result<Job, TryRecvError> {
+        let Some(rx) = &self.rx else {
+            return Err(TryRecvError::Disconnected);
+        };
+        let job = if block {
+            rx.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            rx.try_recv()
+        }?;
+        self.room.notify_waiters();
+        Ok(job)
+    }
+}
+
+impl Drop for QueueRx {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.room.notify_waiters();
     }
 }
 
@@ -284,7 +388,7 @@ fn run(
     bundle: ModelBundle,
     cfg: BatchConfig,
     score_chunk: usize,
-    rx: Receiver<Job>,
+    rx: QueueRx,
     metrics: Arc<EngineMetrics>,
 ) {
     let eos: Arc<[u32]> = bundle.eos_token_ids.clone().into();
@@ -301,12 +405,7 @@ fn run(
     while open || !batcher.is_idle() || !scores.is_idle() {
         // Take requests while nothing waits for KV budget; block only when idle.
         while open && batcher.accepting() {
-            let job = if batcher.is_idle() && scores.is_idle() {
-                rx.recv().map_err(|_| TryRecvError::Disconnected)
-            } else {
-                rx.try_recv()
-            };
-            match job {
+            match rx.next(batcher.is_idle() && scores.is_idle()) {
                 Ok(Job::Generate(job)) => {
                     metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     if job.events.is_closed() {
@@ -356,7 +455,7 @@ fn accept(
             senders.insert(id, job.events);
         }
         Err(e) => {
-            let _ = job.events.send(EngineEvent::Error(e.to_string()));
+            let _ = job.events.send(EngineEvent::Error(e.into()));
         }
     }
 }
@@ -374,7 +473,7 @@ fn finish(senders: &mut HashMap<GroupId, UnboundedSender<EngineEvent>>, done: Co
             rollouts: out.rollouts,
             timings: out.timings,
         }),
-        Err(e) => EngineEvent::Error(e.to_string()),
+        Err(e) => EngineEvent::Error(e.into()),
     };
     let _ = events.send(event);
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::openai::decode::DecodeError;
-use crate::engine::SubmitError;
+use crate::engine::{FailureKind, RequestFailure, SubmitError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -217,11 +217,6 @@ impl ApiError {
         .unwrap_or_else(|_| r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#.into())
     }
 
-    /// The engine's failure of an accepted request, as the client sees it.
-    pub fn from_engine(message: String) -> Self {
-        Self::Internal(message)
-    }
-
     /// The engine went away before finishing a request.
     pub fn engine_gone() -> Self {
         Self::Unavailable("the engine stopped before finishing the request".into())
@@ -237,6 +232,23 @@ impl ApiError {
             SubmitError::ShuttingDown => Self::Unavailable(e.to_string()),
             SubmitError::TooLarge { .. } => Self::ContextLength(e.to_string()),
             SubmitError::NoRewardModel => Self::invalid("model", e.to_string()),
+        }
+    }
+}
+
+/// A failed engine request: the client's faults are 400s (context and KV
+/// budget ones as `context_length_exceeded`), the engine's a 500, a stopped
+/// engine a 503.
+impl From<RequestFailure> for ApiError {
+    fn from(f: RequestFailure) -> Self {
+        match f.kind {
+            FailureKind::InvalidRequest => Self::InvalidRequest {
+                message: f.message,
+                param: None,
+            },
+            FailureKind::ContextLength | FailureKind::KvBudget => Self::ContextLength(f.message),
+            FailureKind::Internal => Self::Internal(f.message),
+            FailureKind::Stopped => Self::Unavailable(f.message),
         }
     }
 }
@@ -340,6 +352,32 @@ mod tests {
         let res = ApiError::from_submit(SubmitError::QueueFull { capacity: 2 }, 3).into_response();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn engine_failures_map_to_the_status_of_their_kind() {
+        use crate::engine::EngineError;
+        // What the worker sends for a request its validation refuses.
+        let refused = ApiError::from(RequestFailure::from(EngineError::Invalid(
+            "n must be at least 1".into(),
+        )));
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let v: serde_json::Value = serde_json::from_str(&refused.to_json()).unwrap();
+        assert_eq!(v["error"]["message"], "n must be at least 1");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let status = |kind| ApiError::from(RequestFailure::new(kind, "m")).status();
+        assert_eq!(status(FailureKind::ContextLength), StatusCode::BAD_REQUEST);
+        assert_eq!(status(FailureKind::KvBudget), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(FailureKind::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let stopped = ApiError::from(RequestFailure::stopped());
+        assert_eq!(stopped.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            stopped.to_string(),
+            "the engine stopped before finishing the request"
+        );
     }
 
     #[tokio::test]

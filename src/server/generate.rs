@@ -262,8 +262,8 @@ pub async fn collect(
                 record.finished(&out);
                 return Ok(out);
             }
-            EngineEvent::Error(msg) => {
-                let e = ApiError::from_engine(msg);
+            EngineEvent::Error(failure) => {
+                let e = ApiError::from(failure);
                 record.fail(&e);
                 return Err(e);
             }

@@ -10,7 +10,7 @@ use super::config::{ModelSpec, ServerConfig};
 use super::openai::now_secs;
 use super::state::ModelEntry;
 use crate::chat::ChatTemplate;
-use crate::engine::serving::load_for_serving;
+use crate::engine::serving::{load_for_serving, ServingError};
 use crate::engine::{EngineConfig, EngineHandle, RewardCodec};
 
 /// Errors bringing models up.
@@ -95,17 +95,16 @@ pub fn load_model(spec: &ModelSpec, cfg: &ServerConfig) -> Result<ModelEntry, Lo
     };
     let engine = EngineHandle::spawn(
         move || {
-            let bundle = load_for_serving(&dir, reward_dir.as_deref(), &serving)
-                .map_err(|e| e.to_string())?;
+            let bundle = load_for_serving(&dir, reward_dir.as_deref(), &serving)?;
             // The HTTP layer tokenizes prompts (and reward-model pairs)
             // itself, off the engine thread.
             let rm_tok = bundle.reward.as_ref().map(|r| r.codec.tokenizer.clone());
             let _ = tok_tx.send((bundle.tokenizer.clone(), rm_tok));
-            Ok(bundle)
+            Ok::<_, ServingError>(bundle)
         },
         engine_cfg,
     )
-    .map_err(err)?;
+    .map_err(|e| err(e.to_string()))?;
     let (tokenizer, rm_tokenizer) = tok_rx
         .recv()
         .map_err(|_| err("the engine did not hand back its tokenizer".into()))?;

@@ -5,21 +5,20 @@
 //! against its context, and submits the job to the engine's queue.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::ApiError;
 use super::state::ModelEntry;
 use super::tokenize::blocking;
 use crate::chat::ChatMessage;
 use crate::engine::{
-    EngineHandle, RewardCodec, ScoreError, ScoreFailure, ScoreOutput, ScoreRequest, SubmitError,
+    EngineHandle, RewardCodec, ScoreError, ScoreFailure, ScoreOutput, ScoreRequest,
 };
 
 /// How long answer selection waits for room in a full engine queue before
 /// giving up on scoring: its rollouts are already decoded, so a short wait
 /// is better than throwing them away with a 429.
 const SELECTION_PATIENCE: Duration = Duration::from_secs(30);
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Scores completions with one model's reward model.
 #[derive(Clone)]
@@ -92,22 +91,14 @@ impl RewardClient {
     }
 
     /// [`Self::score`] for answer selection: while the engine queue is full
-    /// it retries for a while instead of failing at once.
+    /// it waits for room for a while instead of failing at once.
     pub async fn score_patiently(&self, req: ScoreRequest) -> Result<ScoreOutput, ApiError> {
-        let start = Instant::now();
-        loop {
-            match self.engine.submit_score(req.clone()) {
-                Ok(rx) => {
-                    return rx
-                        .await
-                        .map_err(|e| api_error(e.into(), self.retry_after_secs))
-                }
-                Err(SubmitError::QueueFull { .. }) if start.elapsed() < SELECTION_PATIENCE => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                Err(e) => return Err(api_error(e.into(), self.retry_after_secs)),
-            }
-        }
+        let rx = self
+            .engine
+            .submit_score_waiting(req, SELECTION_PATIENCE)
+            .await
+            .map_err(|e| api_error(e.into(), self.retry_after_secs))?;
+        rx.await.map_err(|e| api_error(e.into(), self.retry_after_secs))
     }
 }
 

@@ -135,7 +135,7 @@ fn events<W: ChunkWriter>(
                 match before_deadline(&mut st.grace_over, sel.1.events.recv()).await {
                     None => grace_over(&mut st),
                     Some(None) => fail(&mut st, ApiError::engine_gone()),
-                    Some(Some(EngineEvent::Error(e))) => fail(&mut st, ApiError::from_engine(e)),
+                    Some(Some(EngineEvent::Error(e))) => fail(&mut st, ApiError::from(e)),
                     Some(Some(EngineEvent::Started { prompt_tokens, .. })) => {
                         st.record.prompt_tokens = prompt_tokens;
                         st.phase = Phase::Selecting(sel);
@@ -222,7 +222,7 @@ fn step<W: ChunkWriter>(st: &mut StreamState<W>, ev: EngineEvent) -> Vec<String>
         }
         EngineEvent::Error(e) => {
             st.phase = Phase::Done;
-            fail(st, ApiError::from_engine(e))
+            fail(st, ApiError::from(e))
         }
     }
 }
@@ -335,7 +335,7 @@ mod tests {
                 cached_tokens: 0,
             },
             token("a"),
-            EngineEvent::Error("boom".into()),
+            EngineEvent::Error(crate::engine::RequestFailure::internal("boom")),
             token("never sent"),
         ])
         .await;

@@ -60,7 +60,7 @@ pub enum Answer {
         items: Vec<Answer>,
     },
     /// `lhs = rhs` (see [`Equation`]).
-    Equation(Box<Equation>),
+    Equation(Box<Equation<Answer>>),
     /// Anything else, lower-cased, compared modulo whitespace.
     Text(String),
 }

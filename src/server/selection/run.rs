@@ -51,7 +51,7 @@ pub async fn run(
     while let Some(ev) = events.recv().await {
         match watch.observe(ev, &plan.cancel) {
             Some(EngineEvent::Finished(out)) => return select(plan, watch, out, max_tokens).await,
-            Some(EngineEvent::Error(e)) => return Err(ApiError::from_engine(e)),
+            Some(EngineEvent::Error(e)) => return Err(ApiError::from(e)),
             // `Started` (the caller may have taken it already) and events
             // the watch consumed.
             _ => {}

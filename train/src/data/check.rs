@@ -6,7 +6,8 @@ use std::fmt;
 use quorum_scoring::{verifier_by_name, Verifier};
 
 use super::error::DataError;
-use super::task::{Location, Task};
+use super::location::Location;
+use super::task::Task;
 
 /// Reference failures listed in [`DataError::BadReferences`].
 pub const FIRST_FAILURES: usize = 10;

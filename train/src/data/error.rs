@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::task::Location;
+use super::location::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::error::DataError;
-use super::task::Location;
+use super::location::Location;
 
 /// Calls `each` with every non-blank line parsed as JSON (or the error
 /// naming `file:line`). I/O errors stop the read.

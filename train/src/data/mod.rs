@@ -14,6 +14,7 @@ mod error;
 mod fields;
 mod jsonl;
 mod load;
+mod location;
 mod parquet_rows;
 mod raw;
 mod record;
@@ -23,11 +24,10 @@ pub use check::{check_references, ensure_references, ReferenceFailure, FIRST_FAI
 pub use error::DataError;
 pub use fields::{AnswerFormat, FieldMap, LoadOptions};
 pub use load::{load_tasks, FileFormat, LoadReport, Loaded, FIRST_ERRORS};
+pub use location::Location;
 pub use raw::read_raw_records;
 pub use task::PASS_RATE_FIELD;
-pub use task::{
-    direct_content, think_content, Conversation, Location, Message, Prompt, TargetStyle, Task,
-};
+pub use task::{direct_content, think_content, Conversation, Message, Prompt, TargetStyle, Task};
 
 #[cfg(test)]
 mod tests;

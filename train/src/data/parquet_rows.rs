@@ -9,7 +9,7 @@ use parquet::file::reader::SerializedFileReader;
 use serde_json::Value;
 
 use super::error::DataError;
-use super::task::Location;
+use super::location::Location;
 
 pub(crate) fn read_records(
     path: &Path,

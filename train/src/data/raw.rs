@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::error::DataError;
 use super::load::FileFormat;
-use super::task::Location;
+use super::location::Location;
 
 /// Every JSON-object record of `paths` by its `file:line` (the same
 /// [`Location`] the loaded [`super::Task`]s carry). A Parquet row becomes the

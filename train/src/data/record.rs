@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::error::DataError;
 use super::fields::{AnswerFormat, LoadOptions};
-use super::task::{Location, Message, Prompt, Task, PASS_RATE_FIELD};
+use super::location::Location;
+use super::task::{Message, Prompt, Task, PASS_RATE_FIELD};
 
 /// Verifier names already checked while loading (`verifier_by_name` compiles
 /// regexes; a file usually names one or two verifiers).
