@@ -383,3 +383,54 @@ async fn early_stop_cancels_rollouts_once_the_vote_is_decided() {
     assert_eq!(get("quorum_selection_decided_early_total"), decided as f64);
     assert!(get("quorum_selections_total{strategy=\"majority\"}") >= 6.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reward_model_refusal_during_selection_keeps_its_status() {
+    // A reward model whose context cannot hold any (conversation, completion)
+    // pair: scoring refuses the job as the client's fault, and selection
+    // passes that 400 on (naming `completions`) instead of a 500.
+    let short_rm = server_common::common::shared_model_dir("server-tiny-rm-ctx8-v1", "tiny", |o| {
+        o.seed = 5;
+        o.reward_head = true;
+        o.config.max_position_embeddings = 8;
+    });
+    let mut cfg = server_common::config();
+    cfg.defaults.insert(
+        "tiny".into(),
+        ModelDefaults {
+            reward_model: Some(short_rm),
+            ..ModelDefaults::default()
+        },
+    );
+    let srv = server_common::start(cfg).await;
+    let c = Client::new();
+    let url = format!("{}/v1/chat/completions", srv.base);
+    for stream in [false, true] {
+        let body = chat_body(json!({
+            "rollouts": 2, "max_tokens": 4, "stream": stream,
+            "selection": {"strategy": "best_of_n"},
+        }));
+        let res = c.post(&url).json(&body).send().await.unwrap();
+        if !stream {
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(v["error"]["param"], "completions", "{v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.starts_with("reward model scoring failed: "), "{v}");
+            continue;
+        }
+        // Streaming: the head is already out; the error event carries the kind.
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        let err = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| v.get("error").is_some())
+            .unwrap_or_else(|| panic!("no error event: {text}"));
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{err}");
+        assert_eq!(err["error"]["param"], "completions", "{err}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+}

@@ -98,7 +98,8 @@ impl RewardClient {
             .submit_score_waiting(req, SELECTION_PATIENCE)
             .await
             .map_err(|e| api_error(e.into(), self.retry_after_secs))?;
-        rx.await.map_err(|e| api_error(e.into(), self.retry_after_secs))
+        rx.await
+            .map_err(|e| api_error(e.into(), self.retry_after_secs))
     }
 }
 
