@@ -21,6 +21,7 @@ pub mod gguf_export;
 pub mod gguf_vocab;
 pub mod init;
 pub mod kv_cache;
+pub mod layers;
 pub mod linear;
 pub mod loader;
 pub mod presets;
