@@ -266,7 +266,7 @@ pub async fn collect(
             EngineEvent::Token { .. } | EngineEvent::RolloutFinished { .. } => {}
         }
     }
-    let e = ApiError::Unavailable("the engine stopped before finishing the request".into());
+    let e = ApiError::from(crate::engine::RequestFailure::stopped());
     record.fail(&e);
     Err(e)
 }

@@ -95,8 +95,7 @@ fn events<W: ChunkWriter>(
             Ok(Some(ev)) => step(&mut st, ev),
             Ok(None) => {
                 st.done = true;
-                let e =
-                    ApiError::Unavailable("the engine stopped before finishing the request".into());
+                let e = ApiError::from(crate::engine::RequestFailure::stopped());
                 st.record.fail(&e);
                 vec![e.to_json()]
             }
