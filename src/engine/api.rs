@@ -76,7 +76,8 @@ pub enum FailureKind {
     KvBudget,
     /// A model forward or another failure inside the engine.
     Internal,
-    /// The engine stopped before finishing the request.
+    /// The engine stopped before finishing the request: its event stream
+    /// ended without `Finished` or `Error` (see [`RequestFailure::stopped`]).
     Stopped,
 }
 
@@ -111,7 +112,8 @@ impl RequestFailure {
         Self::new(FailureKind::Internal, message)
     }
 
-    /// The engine stopped before finishing the request.
+    /// The engine stopped before finishing the request: what a consumer
+    /// reports when the event stream ends without `Finished` or `Error`.
     pub fn stopped() -> Self {
         Self::new(
             FailureKind::Stopped,

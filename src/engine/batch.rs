@@ -93,7 +93,9 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// Queue a group. Errors (bad prompt, over the KV budget) are immediate.
+    /// [`Self::submit_think`] without think mode (tests only: the engine's
+    /// drivers all go through `submit_think`).
+    #[cfg(test)]
     pub fn submit(
         &mut self,
         prompt: Vec<u32>,
@@ -105,7 +107,8 @@ impl<'a> Batcher<'a> {
         self.submit_think(prompt, n, params, stop_ids, None, sink)
     }
 
-    /// [`Self::submit`] with think mode: each rollout gets a
+    /// Queue a group; errors (bad prompt, over the KV budget) are immediate.
+    /// With think mode, each rollout gets a
     /// [`super::think::ThinkControl`] capped at the group's `max_new`.
     /// Forced tokens count against `max_new`, so the KV reservation of
     /// `n · (prompt + max_new)` still holds.

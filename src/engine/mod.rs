@@ -2,6 +2,11 @@
 //! groups over the shared [`crate::model::Transformer`], and the engine
 //! thread ([`worker`]) that runs them together with the reward model's
 //! score jobs ([`score_queue`]).
+//!
+//! [`api`] is the seam with the HTTP layer: requests in, an event stream
+//! out, and a failed request's [`RequestFailure`] keeping its
+//! [`FailureKind`]. [`output`] holds what the decode loop ([`group`],
+//! [`batch`]) hands back to its drivers ([`rollout`], [`worker`]).
 
 pub mod api;
 pub mod batch;

@@ -303,6 +303,8 @@ impl Scheduler {
         self.running.iter().map(|g| g.live).sum()
     }
 
+    /// Nothing waiting or running (tests only: the batcher tracks its own).
+    #[cfg(test)]
     pub fn is_idle(&self) -> bool {
         self.running.is_empty() && self.waiting.is_empty()
     }

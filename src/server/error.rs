@@ -219,7 +219,7 @@ impl ApiError {
 
     /// The engine went away before finishing a request.
     pub fn engine_gone() -> Self {
-        Self::Unavailable("the engine stopped before finishing the request".into())
+        Self::from(RequestFailure::stopped())
     }
 
     /// Maps an engine refusal; `retry_after_secs` is the configured hint.
