@@ -90,12 +90,18 @@ pub enum ServingError {
     #[error("CUDA device unavailable (build with `--features cuda` on a GPU machine): {0}")]
     Device(String),
     #[error("loading model from {dir}: {source}")]
-    Load { dir: PathBuf, source: BundleError },
+    Load {
+        dir: PathBuf,
+        source: Box<BundleError>,
+    },
     /// The reward model failed to load (the error names its directory).
     #[error(transparent)]
-    Reward(BundleError),
+    Reward(Box<BundleError>),
     #[error("preparing the weights of {dir} for serving: {source}")]
-    Prepare { dir: PathBuf, source: BundleError },
+    Prepare {
+        dir: PathBuf,
+        source: Box<BundleError>,
+    },
 }
 
 /// Loads the model at `dir` (with the reward model at `reward`, if any, on
@@ -109,14 +115,14 @@ pub fn load_for_serving(
 ) -> Result<ModelBundle, ServingError> {
     let device = args.device()?;
     let mut bundle =
-        ModelBundle::load(dir, args.dtype, &device).map_err(|source| ServingError::Load {
+        ModelBundle::load(dir, args.dtype, &device).map_err(|e| ServingError::Load {
             dir: dir.to_path_buf(),
-            source,
+            source: Box::new(e),
         })?;
     if let Some(rm) = reward {
         bundle
             .load_reward(rm, args.dtype, &device)
-            .map_err(ServingError::Reward)?;
+            .map_err(|e| ServingError::Reward(Box::new(e)))?;
     }
     let packed = bundle
         .prepare_for_serving(
@@ -124,9 +130,9 @@ pub fn load_for_serving(
             args.amx.unwrap_or_default(),
             args.pack_f32.unwrap_or(true),
         )
-        .map_err(|source| ServingError::Prepare {
+        .map_err(|e| ServingError::Prepare {
             dir: dir.to_path_buf(),
-            source,
+            source: Box::new(e),
         })?;
     tracing::debug!(layers = packed, "weights packed for serving");
     bundle.set_kv_dtype(args.kv_cache_dtype.unwrap_or_default());
