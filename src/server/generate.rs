@@ -218,10 +218,15 @@ pub async fn collect_selected(
     record: &mut RequestRecord,
 ) -> Result<Selected, ApiError> {
     let state = record.state.clone();
+    let run = async {
+        // The prompt's tokens go in the log line even if the client leaves.
+        record.prompt_tokens = selection::run::admitted(&mut gen.events).await?;
+        selection::run::run(plan, &mut gen.events, gen.max_tokens).await
+    };
     let result = tokio::select! {
         biased;
         () = state.grace_over() => Err(ApiError::Unavailable(super::state::GRACE_OVER.into())),
-        r = selection::run::run(plan, &mut gen.events, gen.max_tokens) => r,
+        r = run => r,
     };
     match &result {
         Ok(sel) => {

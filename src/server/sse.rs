@@ -132,19 +132,14 @@ fn events<W: ChunkWriter>(
                 }
             },
             Phase::Admitting(mut sel) => {
-                match before_deadline(&mut st.grace_over, sel.1.events.recv()).await {
+                let admitted = selection::run::admitted(&mut sel.1.events);
+                match before_deadline(&mut st.grace_over, admitted).await {
                     None => grace_over(&mut st),
-                    Some(None) => fail(&mut st, ApiError::engine_gone()),
-                    Some(Some(EngineEvent::Error(e))) => fail(&mut st, ApiError::from(e)),
-                    Some(Some(EngineEvent::Started { prompt_tokens, .. })) => {
+                    Some(Err(e)) => fail(&mut st, e),
+                    Some(Ok(prompt_tokens)) => {
                         st.record.prompt_tokens = prompt_tokens;
                         st.phase = Phase::Selecting(sel);
                         st.writer.start()
-                    }
-                    // Nothing else comes before `Started`.
-                    Some(Some(_)) => {
-                        st.phase = Phase::Admitting(sel);
-                        Vec::new()
                     }
                 }
             }

@@ -38,6 +38,19 @@ impl Selected {
     }
 }
 
+/// Waits until the engine admits the request: its prompt tokens, or the
+/// failure that came instead. Other events never come before `Started`.
+pub async fn admitted(events: &mut UnboundedReceiver<EngineEvent>) -> Result<usize, ApiError> {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            EngineEvent::Started { prompt_tokens, .. } => return Ok(prompt_tokens),
+            EngineEvent::Error(e) => return Err(ApiError::from(e)),
+            _ => {}
+        }
+    }
+    Err(ApiError::engine_gone())
+}
+
 /// Consumes `events` to the end of the request and selects. `max_tokens`
 /// is the request's final completion budget (early stopping's window cap
 /// and the tokens-saved measure). Dropping the future drops nothing of the
