@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::access_log::{RequestScope, CLIENT_CLOSED};
 use super::error::{ApiError, ErrorInfo};
-use super::openai::Usage;
+use super::openai::{QuorumReport, Usage};
 use super::selection::{self, Plan, Selected};
 use super::state::{AppState, ModelEntry};
 use super::validate::{check_sampling, completion_budget, ValidRequest};
@@ -208,6 +208,22 @@ pub fn submit(
         .submit_cancellable(gen, cancel)
         .map_err(|e| ApiError::from_submit(e, state.config.retry_after_secs))?;
     Ok(Generation { events, max_tokens })
+}
+
+/// The whole result of a submitted request (non-streaming): the returned
+/// rollouts and, with a selection plan, the `quorum` report.
+pub async fn respond_whole(
+    plan: Option<Plan>,
+    gen: Generation,
+    record: &mut RequestRecord,
+) -> Result<(GenerateOutput, Option<QuorumReport>), ApiError> {
+    match plan {
+        Some(plan) => {
+            let sel = collect_selected(plan, gen, record).await?;
+            Ok((sel.output, Some(sel.report)))
+        }
+        None => Ok((collect(gen.events, record).await?, None)),
+    }
 }
 
 /// Answer selection over a submitted request, waited for whole (the

@@ -60,6 +60,17 @@ pub enum Source {
     Selection(Box<(Plan, Generation)>),
 }
 
+impl Source {
+    /// What a stream of `gen` sends: selection's outcome when there is a
+    /// plan, else the engine's events as they come.
+    pub fn of(plan: Option<Plan>, gen: Generation) -> Self {
+        match plan {
+            Some(plan) => Self::Selection(Box::new((plan, gen))),
+            None => Self::Live(gen.events),
+        }
+    }
+}
+
 enum Phase {
     Live(UnboundedReceiver<EngineEvent>),
     /// Selection: waiting for the engine to admit the request.

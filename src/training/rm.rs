@@ -35,7 +35,7 @@ use super::rm_eval::{labelled_report, pairs_report};
 use super::rm_samples::{examples, sample_rollouts, CachedRollout, RmExamples, Sampling};
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
-    stopping_early,
+    stopping_early, RunSummary,
 };
 use super::signals::StopFlag;
 
@@ -45,16 +45,6 @@ pub struct RmOptions {
     pub overrides: Vec<String>,
     pub resume: bool,
     pub progress: bool,
-}
-
-/// What a finished (or stopped) run reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RmSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub stopped_early: bool,
-    pub last_checkpoint: Option<PathBuf>,
-    pub final_eval: Option<serde_json::Value>,
 }
 
 /// The unit a step draws: a problem's samples (all of them, so its
@@ -172,7 +162,7 @@ fn sequences(ex: &RmExamples) -> Vec<Vec<u32>> {
     }
 }
 
-pub fn run(opts: RmOptions) -> anyhow::Result<RmSummary> {
+pub fn run(opts: RmOptions) -> anyhow::Result<RunSummary> {
     let (cfg, resolved): (RmConfig, toml::Table) =
         load_with_overrides(&opts.config, &opts.overrides)?;
     cfg.validate()?;
@@ -400,7 +390,7 @@ pub fn run(opts: RmOptions) -> anyhow::Result<RmSummary> {
         }
     }
     bar.finish();
-    Ok(RmSummary {
+    Ok(RunSummary {
         run_dir,
         steps: state.step,
         stopped_early,

@@ -17,6 +17,16 @@ use crate::model::checkpoint::{write_model_dir, CheckpointDType, WriteOptions};
 
 use super::policy::TransformerPolicy;
 
+/// What a finished (or stopped) training run reports (SFT, GRPO, RM).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub stopped_early: bool,
+    pub last_checkpoint: Option<PathBuf>,
+    pub final_eval: Option<serde_json::Value>,
+}
+
 /// The device and training dtype `[model]` names.
 pub fn device_and_dtype(model: &ModelSection) -> anyhow::Result<(Device, DType)> {
     let device = match model.device.as_str() {

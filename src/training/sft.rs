@@ -30,7 +30,7 @@ use super::policy::TransformerPolicy;
 use super::render::ConversationRenderer;
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
-    stopping_early,
+    stopping_early, RunSummary,
 };
 use super::signals::StopFlag;
 
@@ -44,17 +44,7 @@ pub struct SftOptions {
     pub progress: bool,
 }
 
-/// What a finished (or stopped) run reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SftSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub stopped_early: bool,
-    pub last_checkpoint: Option<PathBuf>,
-    pub final_eval: Option<serde_json::Value>,
-}
-
-pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
+pub fn run(opts: SftOptions) -> anyhow::Result<RunSummary> {
     let (cfg, resolved): (SftConfig, toml::Table) =
         load_with_overrides(&opts.config, &opts.overrides)?;
     cfg.validate()?;
@@ -248,7 +238,7 @@ pub fn run(opts: SftOptions) -> anyhow::Result<SftSummary> {
         }
     }
     bar.finish();
-    Ok(SftSummary {
+    Ok(RunSummary {
         run_dir,
         steps: state.step,
         stopped_early,

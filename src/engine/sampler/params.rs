@@ -270,10 +270,13 @@ fn deserialize_stop<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::E
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+    /// Default parameters with seed 1234, edited by `f` (the sampler tests' fixture).
+    pub(in crate::engine::sampler) fn params(
+        f: impl FnOnce(&mut SamplingParams),
+    ) -> SamplingParams {
         let mut p = SamplingParams {
             seed: Some(1234),
             ..SamplingParams::default()

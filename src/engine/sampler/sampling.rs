@@ -338,16 +338,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::math::NUCLEUS_FIRST_CHUNK;
+    use super::super::params::tests::params;
     use super::*;
-
-    fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
-        let mut p = SamplingParams {
-            seed: Some(1234),
-            ..SamplingParams::default()
-        };
-        f(&mut p);
-        p
-    }
 
     fn log_softmax(x: &[f32]) -> Vec<f64> {
         let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;

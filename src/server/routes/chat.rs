@@ -13,9 +13,7 @@ use crate::engine::think::ReasoningSplitter;
 use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::generate::{
-    self, collect, collect_selected, finish_reason, usage, RequestRecord,
-};
+use crate::server::generate::{self, finish_reason, respond_whole, usage, RequestRecord};
 use crate::server::openai::*;
 use crate::server::selection;
 use crate::server::sse::{self, ChunkWriter, Source};
@@ -74,26 +72,16 @@ pub async fn chat_completions(
             splitters: (0..common.n).map(|_| think.splitter()).collect(),
             think,
         };
-        let source = match plan {
-            Some(plan) => Source::Selection(Box::new((plan, gen))),
-            None => Source::Live(gen.events),
-        };
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
-            source,
+            Source::of(plan, gen),
             writer,
             record,
             common.include_usage,
             keepalive,
         ));
     }
-    let (out, quorum) = match plan {
-        Some(plan) => {
-            let sel = collect_selected(plan, gen, &mut record).await?;
-            (sel.output, Some(sel.report))
-        }
-        None => (collect(gen.events, &mut record).await?, None),
-    };
+    let (out, quorum) = respond_whole(plan, gen, &mut record).await?;
     let mut body = response(id, created, &common, &entry.tokenizer, out, quorum);
     think.split_choices(&mut body.choices);
     Ok(Json(body).into_response())

@@ -21,7 +21,7 @@ use crate::engine::{FinishReason, GenerateOutput};
 use crate::server::best_of;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::generate::{self, collect, collect_selected, finish_reason, RequestRecord};
+use crate::server::generate::{self, finish_reason, respond_whole, RequestRecord};
 use crate::server::openai::*;
 use crate::server::selection;
 use crate::server::sse::{self, ChunkWriter, Source};
@@ -95,26 +95,16 @@ pub async fn completions(
         offsets: vec![0; common.n],
     };
     if common.stream {
-        let source = match plan {
-            Some(plan) => Source::Selection(Box::new((plan, gen))),
-            None => Source::Live(gen.events),
-        };
         let keepalive = state.config.keepalive;
         return Ok(sse::respond(
-            source,
+            Source::of(plan, gen),
             writer,
             record,
             common.include_usage,
             keepalive,
         ));
     }
-    let (mut out, quorum) = match plan {
-        Some(plan) => {
-            let sel = collect_selected(plan, gen, &mut record).await?;
-            (sel.output, Some(sel.report))
-        }
-        None => (collect(gen.events, &mut record).await?, None),
-    };
+    let (mut out, quorum) = respond_whole(plan, gen, &mut record).await?;
     if req.rank_by_logprob {
         out = best_of::rank(out, common.n);
     }

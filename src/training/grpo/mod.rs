@@ -16,7 +16,6 @@ mod batch;
 mod step;
 
 use anyhow::Context;
-use serde::Serialize;
 use serde_json::json;
 
 use quorum_train::checkpoint;
@@ -39,7 +38,7 @@ use super::policy::TransformerPolicy;
 use super::rollouts::RolloutContext;
 use super::run::{
     device_and_dtype, due, fresh_state, prepare_run_dir, progress_bar, save_checkpoint,
-    stopping_early,
+    stopping_early, RunSummary,
 };
 use super::signals::StopFlag;
 use batch::{sample_batch, Batch, Prompts};
@@ -60,16 +59,7 @@ pub struct GrpoOptions {
     pub progress: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct GrpoSummary {
-    pub run_dir: PathBuf,
-    pub steps: u64,
-    pub stopped_early: bool,
-    pub last_checkpoint: Option<PathBuf>,
-    pub final_eval: Option<serde_json::Value>,
-}
-
-pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
+pub fn run(opts: GrpoOptions) -> anyhow::Result<RunSummary> {
     let (cfg, resolved): (GrpoConfig, toml::Table) =
         load_with_overrides(&opts.config, &opts.overrides)?;
     cfg.validate()?;
@@ -225,6 +215,18 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         let lr = schedule.lr(state.step);
         let want_next = cfg.sampling.async_rollouts && step < cfg.train.steps;
         let t_update = Instant::now();
+        let update_step = |opt: &mut AdamW| {
+            train_on(
+                &policy,
+                &params,
+                opt,
+                reference.as_ref(),
+                &batch,
+                &cfg,
+                &update_cfg,
+                lr,
+            )
+        };
         let (update, next) = if want_next {
             // The next batch samples from these weights (one step old by
             // the time it trains) while this step updates.
@@ -238,16 +240,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
             };
             std::thread::scope(|s| {
                 let h = s.spawn(|| sample_batch(&old, &ctx, &mut next_prompts, &cfg, step + 1));
-                let u = train_on(
-                    &policy,
-                    &params,
-                    &mut opt,
-                    reference.as_ref(),
-                    &batch,
-                    &cfg,
-                    &update_cfg,
-                    lr,
-                );
+                let u = update_step(&mut opt);
                 let n = h
                     .join()
                     .map_err(|_| anyhow::anyhow!("the rollout thread panicked"))
@@ -255,19 +248,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
                 (u, Some(n))
             })
         } else {
-            (
-                train_on(
-                    &policy,
-                    &params,
-                    &mut opt,
-                    reference.as_ref(),
-                    &batch,
-                    &cfg,
-                    &update_cfg,
-                    lr,
-                ),
-                None,
-            )
+            (update_step(&mut opt), None)
         };
         let update = update.with_context(|| format!("step {step}"))?;
         if let Some(n) = next {
@@ -345,7 +326,7 @@ pub fn run(opts: GrpoOptions) -> anyhow::Result<GrpoSummary> {
         }
     }
     bar.finish();
-    Ok(GrpoSummary {
+    Ok(RunSummary {
         run_dir,
         steps: state.step,
         stopped_early,
